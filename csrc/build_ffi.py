@@ -1,0 +1,129 @@
+"""cffi build script for lenet5's C core (out-of-line API mode).
+
+setup.py names it in ``cffi_modules``; setuptools then compiles csrc/*.c into
+the extension module ``lenet5._core``.
+
+Flags: optimise, and never let the compiler fuse a multiply with an add or
+reorder a sum (``-ffp-contract=off``, no fast-math): the core must round every
+operation exactly as the reference program does.  OpenMP and ``-march=native``
+are used when the compiler accepts them; set LENET5_OPENMP=0 or
+LENET5_NATIVE=0 to build without them.  LENET5_SANITIZE=1 builds with
+AddressSanitizer and UndefinedBehaviorSanitizer (for the sanitizer tests).
+"""
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+
+from cffi import FFI
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SOURCES = ["reference.c", "fast.c", "train.c"]
+
+CDEF = """
+#define L5_OFF_W1 ...
+#define L5_OFF_W2 ...
+#define L5_OFF_W3 ...
+#define L5_OFF_W4 ...
+#define L5_OFF_B1 ...
+#define L5_OFF_B2 ...
+#define L5_OFF_B3 ...
+#define L5_OFF_B4 ...
+#define L5_N_PARAMS ...
+#define L5_IMAGE_PIXELS ...
+#define L5_N_CLASSES ...
+#define L5_LOSS_MSE ...
+#define L5_LOSS_XENT ...
+#define L5_KERNEL_REFERENCE ...
+#define L5_KERNEL_FAST ...
+#define L5_OK ...
+#define L5_ERR_NULL ...
+#define L5_ERR_SIZE ...
+#define L5_ERR_COUNT ...
+#define L5_ERR_LABEL ...
+#define L5_ERR_LOSS ...
+#define L5_ERR_SIGN ...
+#define L5_ERR_LR ...
+#define L5_ERR_KERNEL ...
+#define L5_ERR_THREADS ...
+#define L5_ERR_NOMEM ...
+
+int l5_train_batch(double *params, int64_t n_params,
+                   const uint8_t *images, const uint8_t *labels, int64_t n,
+                   int loss, int sign, double lr, int kernel, int threads,
+                   double *loss_sum, int64_t *n_correct);
+int l5_forward(const double *params, int64_t n_params,
+               const uint8_t *images, int64_t n, double *out,
+               int kernel, int threads);
+int l5_predict(const double *params, int64_t n_params,
+               const uint8_t *images, int64_t n, int32_t *pred,
+               int kernel, int threads);
+int l5_image_gradient(const double *params, int64_t n_params,
+                      const uint8_t *image, int label, int loss,
+                      double *grad, double *loss_value);
+int l5_normalize(const uint8_t *image, double *input_32x32);
+int l5_have_openmp(void);
+int l5_default_threads(void);
+"""
+
+
+def _compiler():
+    cc = os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc"
+    return shlex.split(cc)
+
+
+def _accepts(flags):
+    """True if the C compiler builds and links a small program with flags."""
+    cc = _compiler()
+    if not shutil.which(cc[0]):
+        return False
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "probe.c")
+        with open(src, "w") as f:
+            f.write("#ifdef _OPENMP\n#include <omp.h>\n#endif\n"
+                    "int main(void) { return 0; }\n")
+        cmd = cc + flags + [src, "-o", os.path.join(tmp, "probe")]
+        return subprocess.run(cmd, capture_output=True).returncode == 0
+
+
+def _flags():
+    cc = _compiler()
+    if not shutil.which(cc[0]):
+        sys.exit(
+            f"lenet5: no C compiler found (looked for {cc[0]!r}).\n"
+            "lenet5's core is C and is compiled at install time: install gcc or\n"
+            "clang (Debian/Ubuntu: apt-get install gcc python3-dev) and run pip again.")
+    compile_args = ["-O3", "-ffp-contract=off", "-fno-fast-math", "-std=c11"]
+    link_args = []
+    if os.environ.get("LENET5_NATIVE", "1") != "0" and _accepts(["-march=native"]):
+        compile_args.append("-march=native")
+    if os.environ.get("LENET5_OPENMP", "1") != "0" and _accepts(["-fopenmp"]):
+        compile_args.append("-fopenmp")
+        link_args.append("-fopenmp")
+    if os.environ.get("LENET5_SANITIZE", "0") == "1":
+        san = ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined",
+               "-fno-omit-frame-pointer", "-g"]
+        compile_args += san
+        link_args += san
+    return compile_args, link_args
+
+
+compile_args, link_args = _flags()
+ffibuilder = FFI()
+ffibuilder.cdef(CDEF)
+ffibuilder.set_source(
+    "lenet5._core",
+    '#include "lenet5.h"',
+    sources=[os.path.relpath(os.path.join(HERE, s)) for s in SOURCES],
+    include_dirs=[os.path.relpath(HERE)],
+    depends=[os.path.relpath(os.path.join(HERE, h)) for h in ("lenet5.h", "core.h")],
+    extra_compile_args=compile_args,
+    extra_link_args=link_args,
+    libraries=["m"],
+)
+
+if __name__ == "__main__":
+    ffibuilder.compile(verbose=True)

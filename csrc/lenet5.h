@@ -1,0 +1,96 @@
+/*
+ * lenet5.h - the public interface of the LeNet-5 core.
+ *
+ * The network, its parameter layout and every rounding are those of the
+ * reference "seq/" program (see SPEC.md in the project's shared material):
+ * IEEE-754 doubles, every operation rounded on its own, sums taken in a
+ * fixed order from +0.  Same model in, same bytes out.
+ *
+ * All parameters live in one flat array of L5_N_PARAMS doubles, in the order
+ * of the reference program's model.dat file.  Weights are indexed
+ * [input map][output map][kernel row][kernel column].
+ */
+#ifndef LENET5_H
+#define LENET5_H
+
+#include <stdint.h>
+
+/* Offsets of the parameter blocks inside the flat array. */
+#define L5_OFF_W1 0        /* [1][6][5][5]     */
+#define L5_OFF_W2 150      /* [6][16][5][5]    */
+#define L5_OFF_W3 2550     /* [16][120][5][5]  */
+#define L5_OFF_W4 50550    /* [120][10]        */
+#define L5_OFF_B1 51750    /* [6]   */
+#define L5_OFF_B2 51756    /* [16]  */
+#define L5_OFF_B3 51772    /* [120] */
+#define L5_OFF_B4 51892    /* [10]  */
+#define L5_N_PARAMS 51902
+
+#define L5_IMAGE_PIXELS 784 /* one MNIST image: 28 x 28 bytes */
+#define L5_N_CLASSES 10
+
+/* Output-error variants (SPEC.md, "the softmax step"). */
+#define L5_LOSS_MSE 0   /* the reference's own: returns the NEGATIVE gradient */
+#define L5_LOSS_XENT 1  /* softmax + cross-entropy: returns the POSITIVE gradient p - y */
+
+/* Which kernels compute the passes. */
+#define L5_KERNEL_REFERENCE 0 /* plain per-image loops: the readable definition */
+#define L5_KERNEL_FAST 1      /* batched, vectorised, threaded: same bits */
+
+/* Return codes.  Every entry point checks its arguments and returns one of
+ * these instead of touching memory it was not promised. */
+#define L5_OK 0
+#define L5_ERR_NULL -1        /* a required pointer is NULL */
+#define L5_ERR_SIZE -2        /* a size argument does not match the network */
+#define L5_ERR_COUNT -3       /* image count < 1 */
+#define L5_ERR_LABEL -4       /* a label outside 0..9 */
+#define L5_ERR_LOSS -5        /* unknown loss variant */
+#define L5_ERR_SIGN -6        /* sign is neither +1 nor -1 */
+#define L5_ERR_LR -7          /* learning rate not finite and > 0 */
+#define L5_ERR_KERNEL -8      /* unknown kernel choice */
+#define L5_ERR_THREADS -9     /* negative thread count */
+#define L5_ERR_NOMEM -10      /* allocation failed */
+
+/*
+ * Train on one batch of n images: forward and backward every image, sum the
+ * per-image gradients in image order, then update
+ *     params = params + sign * (lr / n) * S   (as  w + k*S  or  w - k*S).
+ * images: n * 784 bytes, labels: n bytes in 0..9.
+ * On return *loss_sum is the batch's summed loss (mse: 1/2 sum (p-y)^2,
+ * xent: -log p_label) and *n_correct how many images the forward pass
+ * classified correctly, both measured before the update.
+ * threads: 0 for the default (OpenMP's, i.e. OMP_NUM_THREADS), else how many.
+ */
+int l5_train_batch(double *params, int64_t n_params,
+                   const uint8_t *images, const uint8_t *labels, int64_t n,
+                   int loss, int sign, double lr, int kernel, int threads,
+                   double *loss_sum, int64_t *n_correct);
+
+/* Forward n images to the 10 ReLU-ed outputs (out: n * 10 doubles). */
+int l5_forward(const double *params, int64_t n_params,
+               const uint8_t *images, int64_t n, double *out,
+               int kernel, int threads);
+
+/* Predict n images: the index of the largest output, ties to the smallest. */
+int l5_predict(const double *params, int64_t n_params,
+               const uint8_t *images, int64_t n, int32_t *pred,
+               int kernel, int threads);
+
+/*
+ * The per-image gradient buffer G of one image (reference kernels): what the
+ * batch step adds to S.  For mse it is the NEGATIVE gradient of
+ * E = 1/2 sum (p - y)^2, for xent the POSITIVE gradient of -log p_label.
+ * grad: n_params doubles, *loss: that image's loss.
+ */
+int l5_image_gradient(const double *params, int64_t n_params,
+                      const uint8_t *image, int label, int loss,
+                      double *grad, double *loss_value);
+
+/* Normalise one image to the 32 x 32 padded network input (SPEC.md). */
+int l5_normalize(const uint8_t *image, double *input_32x32);
+
+/* 1 if this build runs threads (OpenMP), else 0; and its default count. */
+int l5_have_openmp(void);
+int l5_default_threads(void);
+
+#endif

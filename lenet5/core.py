@@ -1,0 +1,225 @@
+"""The Python boundary of the C core.
+
+Every function here checks its arrays (dtype, shape, contiguity, writability)
+and scalars (range, finiteness) before a pointer reaches C, then makes one
+call.  Bad input raises ``TypeError`` (wrong kind of thing) or ``ValueError``
+(right kind, wrong value) naming the argument; C is never called with it.
+"""
+import math
+import numbers
+
+import numpy as np
+
+from ._core import ffi, lib
+
+N_PARAMS = lib.L5_N_PARAMS
+IMAGE_PIXELS = lib.L5_IMAGE_PIXELS
+N_CLASSES = lib.L5_N_CLASSES
+
+LOSSES = {"mse": lib.L5_LOSS_MSE, "xent": lib.L5_LOSS_XENT}
+KERNELS = {"reference": lib.L5_KERNEL_REFERENCE, "fast": lib.L5_KERNEL_FAST}
+
+#: The parameter blocks of the flat array: name -> (offset, shape), SPEC.md order.
+BLOCKS = {
+    "W1": (lib.L5_OFF_W1, (1, 6, 5, 5)),
+    "W2": (lib.L5_OFF_W2, (6, 16, 5, 5)),
+    "W3": (lib.L5_OFF_W3, (16, 120, 5, 5)),
+    "W4": (lib.L5_OFF_W4, (120, 10)),
+    "b1": (lib.L5_OFF_B1, (6,)),
+    "b2": (lib.L5_OFF_B2, (16,)),
+    "b3": (lib.L5_OFF_B3, (120,)),
+    "b4": (lib.L5_OFF_B4, (10,)),
+}
+
+_ERRORS = {
+    lib.L5_ERR_NULL: "a required pointer was NULL",
+    lib.L5_ERR_SIZE: "parameter array has the wrong size",
+    lib.L5_ERR_COUNT: "no images",
+    lib.L5_ERR_LABEL: "a label is outside 0..9",
+    lib.L5_ERR_LOSS: "unknown loss",
+    lib.L5_ERR_SIGN: "sign must be +1 or -1",
+    lib.L5_ERR_LR: "learning rate must be finite and > 0",
+    lib.L5_ERR_KERNEL: "unknown kernel",
+    lib.L5_ERR_THREADS: "thread count must be >= 0",
+}
+
+
+def have_openmp():
+    """True if this build of the core runs on several threads."""
+    return bool(lib.l5_have_openmp())
+
+
+def default_threads():
+    """How many threads the core uses when not told (OpenMP's default)."""
+    return int(lib.l5_default_threads())
+
+
+def block(params, name):
+    """A view of one parameter block (``"W1"`` ... ``"b4"``) in its shape."""
+    offset, shape = BLOCKS[name]
+    return params[offset:offset + int(np.prod(shape))].reshape(shape)
+
+
+def _call(rc):
+    if rc == lib.L5_ERR_NOMEM:
+        raise MemoryError("lenet5 core: out of memory")
+    if rc != lib.L5_OK:  # the checks below should make this unreachable
+        raise RuntimeError(f"lenet5 core refused the call: {_ERRORS.get(rc, rc)}")
+
+
+def check_params(params, writable=False, name="params"):
+    if not isinstance(params, np.ndarray):
+        raise TypeError(f"{name} must be a numpy array, not {type(params).__name__}")
+    if params.dtype != np.float64:
+        raise TypeError(f"{name} must have dtype float64, not {params.dtype}")
+    if params.shape != (N_PARAMS,):
+        raise ValueError(f"{name} must have shape ({N_PARAMS},), not {params.shape}")
+    if not params.flags.c_contiguous:
+        raise ValueError(f"{name} must be C-contiguous (use np.ascontiguousarray)")
+    if writable and not params.flags.writeable:
+        raise ValueError(f"{name} must be writable: training updates it in place")
+    return params
+
+
+def check_images(images, name="images"):
+    """uint8 images, (N, 28, 28) or (N, 784), C-contiguous; returns N."""
+    if not isinstance(images, np.ndarray):
+        raise TypeError(f"{name} must be a numpy array, not {type(images).__name__}")
+    if images.dtype != np.uint8:
+        raise TypeError(f"{name} must have dtype uint8 (raw MNIST pixels 0..255), not {images.dtype}")
+    if not ((images.ndim == 3 and images.shape[1:] == (28, 28))
+            or (images.ndim == 2 and images.shape[1] == IMAGE_PIXELS)):
+        raise ValueError(f"{name} must have shape (N, 28, 28) or (N, 784), not {images.shape}")
+    if images.shape[0] < 1:
+        raise ValueError(f"{name} holds no images (need at least 1)")
+    if not images.flags.c_contiguous:
+        raise ValueError(f"{name} must be C-contiguous (use np.ascontiguousarray)")
+    return images.shape[0]
+
+
+def check_labels(labels, n, name="labels"):
+    """Integer labels in 0..9, one per image; returns them as contiguous uint8."""
+    if not isinstance(labels, np.ndarray):
+        raise TypeError(f"{name} must be a numpy array, not {type(labels).__name__}")
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise TypeError(f"{name} must have an integer dtype, not {labels.dtype}")
+    if labels.shape != (n,):
+        raise ValueError(f"{name} must have shape ({n},) to match the images, not {labels.shape}")
+    if labels.size and (labels.min() < 0 or labels.max() >= N_CLASSES):
+        raise ValueError(f"{name} must lie in 0..9; found {labels.min()}..{labels.max()}")
+    return np.ascontiguousarray(labels, dtype=np.uint8)
+
+
+def check_loss(loss):
+    if loss not in LOSSES:
+        raise ValueError(f"loss must be one of {sorted(LOSSES)}, not {loss!r}")
+    return LOSSES[loss]
+
+
+def check_sign(sign):
+    if isinstance(sign, bool) or sign not in (1, -1):
+        raise ValueError(f"sign must be +1 or -1, not {sign!r}")
+    return int(sign)
+
+
+def check_lr(lr):
+    if isinstance(lr, bool) or not isinstance(lr, numbers.Real):
+        raise TypeError(f"lr must be a number, not {type(lr).__name__}")
+    if not math.isfinite(lr) or lr <= 0:
+        raise ValueError(f"lr must be finite and > 0, not {lr!r}")
+    return float(lr)
+
+
+def check_kernel(kernel):
+    if kernel not in KERNELS:
+        raise ValueError(f"kernel must be one of {sorted(KERNELS)}, not {kernel!r}")
+    return KERNELS[kernel]
+
+
+def check_threads(threads):
+    """None for the default (OMP_NUM_THREADS, else all cores), or an int >= 1."""
+    if threads is None:
+        return 0
+    if isinstance(threads, bool) or not isinstance(threads, numbers.Integral):
+        raise TypeError(f"threads must be an integer, not {type(threads).__name__}")
+    if threads < 1:
+        raise ValueError(f"threads must be >= 1, not {threads}")
+    return int(threads)
+
+
+def _ptr(ctype, array):
+    return ffi.cast(ctype, ffi.from_buffer(array))
+
+
+def train_batch(params, images, labels, *, loss, sign, lr, kernel="fast", threads=None):
+    """Train on one batch in place; returns (summed loss, number correct).
+
+    The loss and the count are those of the forward pass, before the update.
+    The update is ``params = params + sign * (lr / N) * S`` where S sums the
+    per-image output-error gradients (mse: negative gradient; xent: positive).
+    """
+    check_params(params, writable=True)
+    n = check_images(images)
+    labels = check_labels(labels, n)
+    args = (check_loss(loss), check_sign(sign), check_lr(lr), check_kernel(kernel),
+            check_threads(threads))
+    loss_sum = ffi.new("double *")
+    correct = ffi.new("int64_t *")
+    _call(lib.l5_train_batch(_ptr("double *", params), N_PARAMS,
+                             _ptr("uint8_t *", images), _ptr("uint8_t *", labels), n,
+                             *args, loss_sum, correct))
+    return float(loss_sum[0]), int(correct[0])
+
+
+def forward(params, images, *, kernel="fast", threads=None):
+    """The 10 ReLU-ed outputs of each image, shape (N, 10)."""
+    check_params(params)
+    n = check_images(images)
+    k, t = check_kernel(kernel), check_threads(threads)
+    out = np.empty((n, N_CLASSES), dtype=np.float64)
+    _call(lib.l5_forward(_ptr("double *", params), N_PARAMS, _ptr("uint8_t *", images), n,
+                         _ptr("double *", out), k, t))
+    return out
+
+
+def predict(params, images, *, kernel="fast", threads=None):
+    """The predicted digit of each image (largest output, ties to the smaller)."""
+    check_params(params)
+    n = check_images(images)
+    k, t = check_kernel(kernel), check_threads(threads)
+    pred = np.empty(n, dtype=np.int32)
+    _call(lib.l5_predict(_ptr("double *", params), N_PARAMS, _ptr("uint8_t *", images), n,
+                         _ptr("int32_t *", pred), k, t))
+    return pred
+
+
+def image_gradient(params, image, label, loss):
+    """The per-image gradient buffer G of one image and its loss.
+
+    mse: G is the NEGATIVE gradient of E = 1/2 sum (softmax(z) - y)^2;
+    xent: G is the POSITIVE gradient of -log softmax(z)[label].
+    """
+    check_params(params)
+    if not isinstance(image, np.ndarray) or image.shape not in ((28, 28), (IMAGE_PIXELS,)):
+        raise ValueError("image must be one numpy array of shape (28, 28) or (784,)")
+    check_images(image.reshape(1, IMAGE_PIXELS), name="image")
+    image = np.ascontiguousarray(image)
+    if isinstance(label, bool) or not isinstance(label, numbers.Integral) or not 0 <= label < N_CLASSES:
+        raise ValueError(f"label must be an integer in 0..9, not {label!r}")
+    code = check_loss(loss)
+    grad = np.empty(N_PARAMS, dtype=np.float64)
+    value = ffi.new("double *")
+    _call(lib.l5_image_gradient(_ptr("double *", params), N_PARAMS, _ptr("uint8_t *", image),
+                                int(label), code, _ptr("double *", grad), value))
+    return grad, float(value[0])
+
+
+def normalize(image):
+    """The 32 x 32 network input of one 28 x 28 uint8 image (SPEC.md)."""
+    if not isinstance(image, np.ndarray) or image.shape != (28, 28):
+        raise ValueError("image must be a numpy array of shape (28, 28)")
+    check_images(image.reshape(1, 28, 28), name="image")
+    image = np.ascontiguousarray(image)
+    out = np.empty((32, 32), dtype=np.float64)
+    _call(lib.l5_normalize(_ptr("uint8_t *", image), _ptr("double *", out)))
+    return out
