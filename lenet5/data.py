@@ -1,0 +1,220 @@
+"""MNIST: find it, check it, read it, and download it if it is nowhere.
+
+Files are IDX (gzip or raw).  Every read checks the magic number, the
+dimensions against the file's size, and, for the four standard files, the
+SHA-256 of the decompressed bytes.  Anything wrong raises ``DataError`` with
+one line naming the file and what is wrong.
+
+Where the files are looked for, in order (the first folder holding all four
+wins):
+  1. the ``data_dir`` argument (``--data-dir`` on the command line);
+  2. the ``LENET5_DATA`` environment variable;
+  3. the repository's ``data/`` (beside the package in a source checkout),
+     then ``./data`` in the current folder;
+  4. the per-user cache, ``$XDG_CACHE_HOME/lenet5`` or ``~/.cache/lenet5``.
+If none holds them, they are downloaded into the first of 1, 2 that was given,
+else into the cache, from several public mirrors tried in turn.
+"""
+import gzip
+import hashlib
+import os
+import tempfile
+import urllib.error
+import urllib.request
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+#: name -> (IDX magic number, SHA-256 of the decompressed file)
+FILES = {
+    "train-images-idx3-ubyte": (2051, "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db"),
+    "train-labels-idx1-ubyte": (2049, "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5"),
+    "t10k-images-idx3-ubyte": (2051, "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7"),
+    "t10k-labels-idx1-ubyte": (2049, "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2"),
+}
+SPLITS = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+#: Public mirrors of the gzip files, tried in this order.
+MIRRORS = (
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+    "http://yann.lecun.com/exdb/mnist/",
+)
+
+REPO_DATA = Path(__file__).resolve().parent.parent / "data"
+
+
+class DataError(Exception):
+    """A data file is missing, corrupt or not what it claims; one line."""
+
+
+def _read_bytes(path):
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror or e})") from None
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            return gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as e:
+            raise DataError(f"{path}: corrupt gzip data ({e})") from None
+    return raw
+
+
+def parse_idx(data, source="<bytes>", magic=None):
+    """An IDX file's bytes -> uint8 array of its dimensions, with every check."""
+    if len(data) < 4:
+        raise DataError(f"{source}: too short to be an IDX file ({len(data)} bytes)")
+    found = int.from_bytes(data[:4], "big")
+    if data[0] != 0 or data[1] != 0 or data[2] != 0x08 or not 1 <= data[3] <= 4:
+        raise DataError(f"{source}: not an IDX file of bytes (magic number {found:#010x})")
+    if magic is not None and found != magic:
+        raise DataError(f"{source}: wrong magic number {found} (expected {magic})")
+    ndim = data[3]
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise DataError(f"{source}: truncated header ({len(data)} bytes)")
+    dims = [int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim)]
+    expected = header + int(np.prod(dims, dtype=np.int64))
+    if len(data) != expected:
+        what = "truncated" if len(data) < expected else "has trailing bytes"
+        raise DataError(f"{source}: {what}: {len(data)} bytes, dimensions {dims} need {expected}")
+    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims)
+
+
+def read_idx(path, magic=None, sha256=None):
+    """Read an IDX file (gzip or raw); check its checksum when one is given."""
+    data = _read_bytes(path)
+    if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
+        raise DataError(f"{path}: checksum mismatch (not the standard MNIST file, or damaged)")
+    return parse_idx(data, str(path), magic)
+
+
+def _file_in(folder, name):
+    """The path of name or name.gz in folder, or None."""
+    for candidate in (Path(folder) / name, Path(folder) / (name + ".gz")):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def cache_dir():
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "lenet5"
+
+
+def candidate_dirs(data_dir=None):
+    """The folders searched, in order, each with how it was chosen."""
+    dirs = []
+    if data_dir:
+        dirs.append((Path(data_dir), "--data-dir"))
+    if os.environ.get("LENET5_DATA"):
+        dirs.append((Path(os.environ["LENET5_DATA"]), "LENET5_DATA"))
+    dirs.append((REPO_DATA, "repository"))
+    dirs.append((Path.cwd() / "data", "current folder"))
+    dirs.append((cache_dir(), "cache"))
+    return dirs
+
+
+def find_data_dir(data_dir=None, download=True, progress=True, mirrors=MIRRORS):
+    """The folder holding all four MNIST files, downloading them if need be."""
+    dirs = candidate_dirs(data_dir)
+    for folder, _ in dirs:
+        if all(_file_in(folder, name) for name in FILES):
+            return folder
+    target = dirs[0][0] if dirs[0][1] in ("--data-dir", "LENET5_DATA") else cache_dir()
+    if not download:
+        searched = ", ".join(str(d) for d, _ in dirs)
+        raise DataError(f"MNIST not found (searched {searched})")
+    for name in FILES:
+        if not _file_in(target, name):
+            download_file(name, target, mirrors=mirrors, progress=progress)
+    return target
+
+
+def download_file(name, folder, mirrors=MIRRORS, progress=True, timeout=30):
+    """Fetch name.gz from the first mirror that serves it whole and correct.
+
+    The body goes to a temporary file beside the target, is checked (gzip and
+    SHA-256 of the decompressed bytes), and only then renamed into place, so
+    a failed download never leaves a file that looks whole.
+    """
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DataError(f"{folder}: cannot create the data folder ({e.strerror or e})") from None
+    target = folder / (name + ".gz")
+    expected = FILES[name][1]
+    failures = []
+    for mirror in mirrors:
+        url = mirror + name + ".gz"
+        fd, tmp = tempfile.mkstemp(prefix=name + ".", suffix=".part", dir=folder)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                _fetch(url, out, progress, timeout)
+            body = Path(tmp).read_bytes()
+            try:
+                data = gzip.decompress(body)
+            except (OSError, EOFError, zlib.error):
+                raise DataError("not a whole gzip file") from None
+            if hashlib.sha256(data).hexdigest() != expected:
+                raise DataError("checksum mismatch")
+            os.replace(tmp, target)
+            return target
+        except (OSError, urllib.error.URLError, DataError, ValueError) as e:
+            failures.append(f"{url}: {getattr(e, 'reason', None) or e}")
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    raise DataError(f"could not download {name}.gz: " + "; ".join(failures))
+
+
+def _fetch(url, out, progress, timeout):
+    from tqdm import tqdm
+
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        length = response.headers.get("Content-Length")
+        total = int(length) if length and length.isdigit() else None
+        with tqdm(total=total, unit="B", unit_scale=True, desc=url.rsplit("/", 1)[-1],
+                  disable=not progress, leave=False) as bar:
+            received = 0
+            while True:
+                chunk = response.read(1 << 16)
+                if not chunk:
+                    break
+                out.write(chunk)
+                received += len(chunk)
+                bar.update(len(chunk))
+        if total is not None and received != total:
+            raise DataError(f"truncated body ({received} of {total} bytes)")
+
+
+def read_pair(images_path, labels_path, image_sha256=None, label_sha256=None):
+    """(images (N, 28, 28), labels (N,)) from an IDX image file and label file,
+    checked against each other: same count, 28 x 28 images, labels in 0..9."""
+    images = read_idx(images_path, 2051, image_sha256)
+    labels = read_idx(labels_path, 2049, label_sha256)
+    if images.ndim != 3 or images.shape[1:] != (28, 28):
+        raise DataError(f"{images_path}: images are {images.shape[1:]}, not 28 x 28")
+    if labels.ndim != 1:
+        raise DataError(f"{labels_path}: labels have {labels.ndim} dimensions, not 1")
+    if len(labels) != len(images):
+        raise DataError(f"{labels_path}: {len(labels)} labels for the {len(images)} images of {images_path}")
+    if labels.max(initial=0) > 9:
+        raise DataError(f"{labels_path}: label {labels.max()} outside 0..9")
+    return images, labels
+
+
+def load_split(split="train", data_dir=None, download=True, progress=True):
+    """(images uint8 (N, 28, 28), labels uint8 (N,)) of 'train' or 'test'."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be 'train' or 'test', not {split!r}")
+    folder = find_data_dir(data_dir, download=download, progress=progress)
+    image_name, label_name = SPLITS[split]
+    return read_pair(_file_in(folder, image_name), _file_in(folder, label_name),
+                     FILES[image_name][1], FILES[label_name][1])
