@@ -1,0 +1,217 @@
+"""Benchmark: the C core against NumPy (and PyTorch, if installed) on the same work.
+
+    python benchmarks/bench.py               # the full run (a few minutes)
+    python benchmarks/bench.py --quick       # a few batches: checks that it works
+    python benchmarks/bench.py --json out.json
+
+Every row trains LeNet-5 with softmax cross-entropy (sign -1, lr 0.1) on real
+MNIST, in whole batches of 300, and classifies the 10,000 test images.
+Training throughput is the median over several repetitions after a warm-up.
+"One epoch" is measured (C rows) or derived from the throughput (others).
+The ratio column says how many times longer a row takes than the C core on
+all threads.  PyTorch rows appear only if torch is importable; it is never a
+dependency.
+"""
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from lenet5 import core
+from lenet5.data import load_split
+from lenet5.engines import CEngine
+from lenet5.model import init_params
+from lenet5.numpy_engine import NumpyEngine
+
+BATCH = 300
+LOSS, SIGN, LR = "xent", -1, 0.1
+
+
+def machine():
+    cpu = platform.processor() or "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    blas = "unknown"
+    try:
+        config = np.show_config(mode="dicts")
+        blas = config["Build Dependencies"]["blas"]["name"]
+        blas += " " + str(config["Build Dependencies"]["blas"].get("version", ""))
+    except Exception:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+            "numpy": np.__version__, "numpy_blas": blas.strip(), "openmp": core.have_openmp()}
+
+
+def time_training(engine, images, labels, batches, repeats):
+    """Median images/s of `repeats` runs of `batches` batches, after a warm-up."""
+    params = init_params(0)
+    engine.train_batch(params, images[:BATCH], labels[:BATCH], loss=LOSS, sign=SIGN, lr=LR)
+    rates = []
+    for r in range(repeats):
+        start = time.perf_counter()
+        for b in range(batches):
+            rows = slice(b * BATCH, (b + 1) * BATCH)
+            engine.train_batch(params, images[rows], labels[rows], loss=LOSS, sign=SIGN, lr=LR)
+        rates.append(batches * BATCH / (time.perf_counter() - start))
+    return statistics.median(rates)
+
+
+def time_epoch(engine, images, labels):
+    params = init_params(0)
+    start = time.perf_counter()
+    for b in range(len(images) // BATCH):
+        rows = slice(b * BATCH, (b + 1) * BATCH)
+        engine.train_batch(params, images[rows], labels[rows], loss=LOSS, sign=SIGN, lr=LR)
+    return time.perf_counter() - start
+
+
+def time_inference(engine, images, repeats):
+    params = init_params(0)
+    engine.predict(params, images[:100])
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        engine.predict(params, images)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+class TorchEngine:
+    """The same network in PyTorch (conv layers with [out][in] weights, SGD by hand)."""
+
+    def __init__(self, dtype_name, threads):
+        import torch
+        self.torch, self.dtype = torch, getattr(torch, dtype_name)
+        torch.set_num_threads(threads)
+        self.name = f"pytorch {dtype_name}"
+
+    def _weights(self, params):
+        t = self.torch
+        b = {name: t.tensor(core.block(params, name), dtype=self.dtype) for name in core.BLOCKS}
+        return [b["W1"].transpose(0, 1).contiguous(), b["b1"], b["W2"].transpose(0, 1).contiguous(),
+                b["b2"], b["W3"].transpose(0, 1).contiguous(), b["b3"], b["W4"], b["b4"]]
+
+    def _input(self, images):
+        t = self.torch
+        x = t.tensor(images.reshape(-1, 784), dtype=t.float64)
+        mean = x.mean(dim=1, keepdim=True)
+        std = x.std(dim=1, unbiased=False, keepdim=True).clamp_min(1e-300)
+        x = ((x - mean) / std).reshape(-1, 1, 28, 28).to(self.dtype)
+        return t.nn.functional.pad(x, (2, 2, 2, 2))
+
+    def _forward(self, w, x):
+        F = self.torch.nn.functional
+        x = F.max_pool2d(F.relu(F.conv2d(x, w[0], w[1])), 2)
+        x = F.max_pool2d(F.relu(F.conv2d(x, w[2], w[3])), 2)
+        x = F.relu(F.conv2d(x, w[4], w[5])).flatten(1)
+        return F.relu(x @ w[6] + w[7])
+
+    def train_batch(self, params, images, labels, *, loss, sign, lr):
+        t = self.torch
+        if not hasattr(self, "w"):
+            self.w = [p.requires_grad_() for p in self._weights(params)]
+        out = self._forward(self.w, self._input(images))
+        value = t.nn.functional.cross_entropy(out, t.tensor(labels, dtype=t.long), reduction="sum")
+        value.backward()
+        with t.no_grad():
+            for p in self.w:
+                p -= (lr / len(images)) * p.grad
+                p.grad = None
+        return float(value), int((out.argmax(1).numpy() == labels).sum())
+
+    def predict(self, params, images):
+        with self.torch.no_grad():
+            return self._forward(self._weights(params), self._input(images)).argmax(1).numpy()
+
+
+def trainer_peak_memory_mb():
+    """Peak resident memory of `python -m lenet5.train` (defaults), in MB."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    subprocess.run([sys.executable, "-m", "lenet5.train", "--quiet"], check=True,
+                   capture_output=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(before, after) / 1024  # ru_maxrss is in KiB on Linux
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="a few batches only: checks the output format")
+    p.add_argument("--json", metavar="PATH", help="write the numbers and the machine as JSON")
+    p.add_argument("--no-torch", action="store_true", help="leave PyTorch out even if installed")
+    args = p.parse_args(argv)
+
+    train_x, train_y = load_split("train", progress=False)
+    test_x, _ = load_split("test", progress=False)
+    all_threads = core.default_threads()
+    quick = args.quick
+    batches, repeats = (2, 1) if quick else (20, 5)
+    infer_images = test_x[:600] if quick else test_x
+
+    rows = [("C fast", CEngine("fast", 1), 1, True),
+            ("C fast", CEngine("fast", all_threads), all_threads, True),
+            ("C reference kernels", CEngine("reference", 1), 1, False),
+            ("NumPy", NumpyEngine(), all_threads, False)]
+    if not args.no_torch:
+        try:
+            import torch  # noqa: F401
+            rows += [(f"PyTorch {dt}", TorchEngine(dt, all_threads), all_threads, False)
+                     for dt in ("float64", "float32")]
+        except ImportError:
+            pass
+
+    results = []
+    for name, engine, threads, full_epoch in rows:
+        slow = name.startswith(("C reference", "NumPy"))
+        n_batches = max(1, batches // 4) if slow else batches
+        n_repeats = max(1, repeats - 2) if slow else repeats
+        rate = time_training(engine, train_x, train_y, n_batches, n_repeats)
+        if full_epoch and not quick:
+            epoch = time_epoch(engine, train_x, train_y)
+            measured = True
+        else:
+            epoch, measured = len(train_x) // BATCH * BATCH / rate, False
+        infer = time_inference(engine, infer_images, 1 if slow or quick else 3)
+        results.append({"engine": name, "threads": threads, "train_images_per_s": rate,
+                        "epoch_seconds": epoch, "epoch_measured": measured,
+                        "test_images": len(infer_images), "inference_seconds": infer,
+                        "inference_images_per_s": len(infer_images) / infer})
+        print(f"  measured {name} ({threads} thread{'s' * (threads > 1)})", file=sys.stderr)
+
+    base = results[1]
+    print(f"\nLeNet-5 on MNIST, batch {BATCH}, {LOSS} (sign {SIGN:+d}, lr {LR});"
+          f" machine: {machine()['cpu']}, {os.cpu_count()} cores\n")
+    print("| engine | threads | train images/s | one epoch (s) | inference of "
+          f"{len(infer_images)} (s) | x slower than C fast, {base['threads']} threads (train / inference) |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for r in results:
+        epoch = f"{r['epoch_seconds']:.2f}" + ("" if r["epoch_measured"] else " (est.)")
+        print(f"| {r['engine']} | {r['threads']} | {r['train_images_per_s']:,.0f} | {epoch} | "
+              f"{r['inference_seconds']:.3f} | {base['train_images_per_s'] / r['train_images_per_s']:.1f} / "
+              f"{r['inference_seconds'] / base['inference_seconds']:.1f} |")
+        r["ratio_train"] = base["train_images_per_s"] / r["train_images_per_s"]
+        r["ratio_inference"] = r["inference_seconds"] / base["inference_seconds"]
+    peak = None if quick else trainer_peak_memory_mb()
+    if peak is not None:
+        print(f"\npeak memory of `python -m lenet5.train` (defaults): {peak:.0f} MB")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"machine": machine(), "batch_size": BATCH, "loss": LOSS, "quick": quick,
+                       "rows": results, "trainer_peak_memory_mb": peak}, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
