@@ -38,10 +38,10 @@ typedef double v4d_u __attribute__((vector_size(32), aligned(8)));
 enum { CHUNK = 1024 };
 
 /* Per-image values phase 1 leaves for phase 2: W1, W2, then the biases. */
-enum {
-    G_SMALL = L5_OFF_W3 + (L5_N_PARAMS - L5_OFF_B1), /* 2550 + 152 */
-    E3_PAD = S2 + 2 * (K - 1)                         /* 18: layer3 error, padded */
-};
+enum { G_SMALL = L5_OFF_W3 + (L5_N_PARAMS - L5_OFF_B1) /* 2550 + 152 */ };
+
+/* Output maps per register block, per pass. */
+enum { CONV_CO_B = 2, DENSE3_B = 8, DENSE4_B = 5 };
 
 static inline v4d splat(double x) { return (v4d){x, x, x, x}; }
 
@@ -57,13 +57,18 @@ static inline v4d gate4(v4d acc, v4d y) {
     return acc * (v4d)((y > splat(0.0)) & (v4i)splat(1.0));
 }
 
-/* A tile's working memory: 4 images' activations and errors, one v4d a cell. */
+/*
+ * A tile's working memory: 4 images' activations and errors, one v4d a cell.
+ * Once pooled, layer1 and layer3 are never read again (the pooling
+ * remembers its winners), so their errors take their place: the tile then
+ * fits the core's L2 cache better.
+ */
 typedef struct {
     v4d input[IN_SIZE * IN_SIZE];
-    v4d layer1[C1 * S1 * S1];
+    union { v4d layer1[C1 * S1 * S1]; v4d e1[C1 * S1 * S1]; };
     v4d layer2[C1 * P1 * P1];
     v4i win2[C1 * P1 * P1];
-    v4d layer3[C2 * S2 * S2];
+    union { v4d layer3[C2 * S2 * S2]; v4d e3[C2 * S2 * S2]; };
     v4d layer4[C2 * P2 * P2];
     v4i win4[C2 * P2 * P2];
     v4d layer5[C3];
@@ -71,125 +76,207 @@ typedef struct {
     v4d d[N_OUT];
     v4d e5[C3];
     v4d e4[C2 * P2 * P2];
-    v4d e3[C2 * S2 * S2];
-    v4d e3_padded[C2 * E3_PAD * E3_PAD]; /* e3 in a frame of 4 zeros */
     v4d e2[C1 * P1 * P1];
-    v4d e1[C1 * S1 * S1];
     v4d gw1[C1 * K * K];
     v4d gw2[C1 * C2 * K * K];
     v4d gb1[C1];
     v4d gb2[C2];
 } Tile;
 
-/* Weights rearranged once per batch for the vectorised passes. */
+/*
+ * Weights rearranged once per batch so that each register block reads the
+ * weights it broadcasts from one contiguous run.  "Blocked by B over outputs"
+ * means [output / B][reduction index][output % B].
+ */
 typedef struct {
-    double w2_flipped[C2 * C1 * K * K]; /* [c_out][c_in][4-kr][4-kc] of W2 */
-    double w3_t[C2 * K * K * C3];      /* W3 as [c_in*25 + k][c_out] */
+    double w1[C1 * K * K];             /* W1 blocked by CONV_CO_B over output maps */
+    double w2[C1 * C2 * K * K];        /* W2 blocked by CONV_CO_B over output maps */
+    double w2_back[C2 * K * K * C1];   /* W2 as [c_out][kr][kc][c_in]: the input-error pass */
+    double w3[C2 * K * K * C3];        /* W3 blocked by 8 over its 120 outputs */
+    double w3_back[C3 * C2 * K * K];   /* W3 blocked by 8 over its 400 inputs (the error pass) */
+    double w4[C3 * N_OUT];             /* W4 blocked by 5 over its 10 outputs */
+    double w4_back[N_OUT * C3];        /* W4 blocked by 8 over its 120 inputs (the error pass) */
 } Rearranged;
 
+/*
+ * w is [c_in][c_out][kk] (kk = 25 for a 5x5 kernel, 1 for a dense layer).
+ * Forward: outputs are the c_out maps, the reduction runs over (c_in, k).
+ * Backward: outputs are the (c_in, k) cells, the reduction runs over c_out.
+ */
+static void block_forward(double *dst, const double *w, int c_in, int c_out, int kk, int b) {
+    for (int ci = 0; ci < c_in; ci++)
+        for (int co = 0; co < c_out; co++)
+            for (int k = 0; k < kk; k++)
+                dst[(((co / b) * c_in + ci) * kk + k) * b + co % b] = w[(ci * c_out + co) * kk + k];
+}
+
+static void block_backward(double *dst, const double *w, int c_in, int c_out, int kk, int b) {
+    for (int ci = 0; ci < c_in; ci++)
+        for (int co = 0; co < c_out; co++)
+            for (int k = 0; k < kk; k++) {
+                int m = ci * kk + k;
+                dst[((m / b) * c_out + co) * b + m % b] = w[(ci * c_out + co) * kk + k];
+            }
+}
+
 static void rearrange_weights(Rearranged *rw, const double *params) {
-    const double *w2 = params + L5_OFF_W2, *w3 = params + L5_OFF_W3;
+    const double *w2 = params + L5_OFF_W2;
+    block_forward(rw->w1, params + L5_OFF_W1, 1, C1, K * K, CONV_CO_B);
+    block_forward(rw->w2, w2, C1, C2, K * K, CONV_CO_B);
     for (int ci = 0; ci < C1; ci++)
         for (int co = 0; co < C2; co++)
             for (int k = 0; k < K * K; k++)
-                rw->w2_flipped[(co * C1 + ci) * K * K + (K * K - 1 - k)] = w2[(ci * C2 + co) * K * K + k];
-    for (int ci = 0; ci < C2; ci++)
-        for (int co = 0; co < C3; co++)
-            for (int k = 0; k < K * K; k++)
-                rw->w3_t[(ci * K * K + k) * C3 + co] = w3[(ci * C3 + co) * K * K + k];
+                rw->w2_back[(co * K * K + k) * C1 + ci] = w2[(ci * C2 + co) * K * K + k];
+    block_forward(rw->w3, params + L5_OFF_W3, C2, C3, K * K, DENSE3_B);
+    block_backward(rw->w3_back, params + L5_OFF_W3, C2, C3, K * K, DENSE3_B);
+    block_forward(rw->w4, params + L5_OFF_W4, C3, N_OUT, 1, DENSE4_B);
+    block_backward(rw->w4_back, params + L5_OFF_W4, C3, N_OUT, 1, DENSE3_B);
 }
 
 /* ---------------------------------------------------------------------------
- * Convolution over a tile, register-blocked: CO_B output maps by C_B output
- * columns per pass.  Each lane of each accumulator sums its terms in the
- * reference order (input map, kernel row, kernel column).  Input rows that
- * are zero padding for every image (the first and last `pad` rows) add
- * nothing and are skipped.  The epilogue is relu(acc + bias) when bias is
- * given (forward) or acc * relugrad(gate) when gate is given (backward).
+ * Convolution forward over a tile, register-blocked: CO_B output maps by C_B
+ * output columns per pass, so each input load feeds CO_B products and each
+ * weight broadcast C_B.  Each lane of each accumulator sums its terms in the
+ * reference order (input map, kernel row, kernel column) from +0, then
+ * relu(acc + bias).  Input rows that are zero padding for every image (the
+ * first and last `pad` rows) contribute nothing and are skipped.
+ * w_blocked: the weights blocked by CO_B over output maps.
  */
 static inline __attribute__((always_inline)) void
-conv_block(v4d *out, const v4d *in, const double *weight, const double *bias,
-           const v4d *gate, int c_in, int c_out, int h, int w, int pad,
-           int co0, int r, int c0, const int CO_B, const int C_B) {
+conv_forward_block(v4d *out, const v4d *in, const double *w_blocked, const double *bias,
+                   int c_in, int h, int w, int pad, int co0, int r, int c0,
+                   const int CO_B, const int C_B) {
     const int oh = h - K + 1, ow = w - K + 1;
     int kr_lo = pad - r > 0 ? pad - r : 0;
     int kr_hi = h - pad - 1 - r < K - 1 ? h - pad - 1 - r : K - 1;
-    v4d acc[8][8];
-    for (int b = 0; b < CO_B; b++)
-        for (int j = 0; j < C_B; j++) acc[b][j] = splat(0.0);
+    v4d acc[CO_B * C_B];
+    for (int i = 0; i < CO_B * C_B; i++) acc[i] = splat(0.0);
+    const double *wb = w_blocked + (co0 / CO_B) * c_in * K * K * CO_B;
     for (int ci = 0; ci < c_in; ci++)
         for (int kr = kr_lo; kr <= kr_hi; kr++) {
             const v4d *x = in + (ci * h + r + kr) * w + c0;
-            const double *wk = weight + ((ci * c_out + co0) * K + kr) * K;
-#pragma GCC unroll 5
+            const double *wt = wb + (ci * K + kr) * K * CO_B;
             for (int kc = 0; kc < K; kc++) {
-                v4d wv[8];
-#pragma GCC unroll 8
-                for (int b = 0; b < CO_B; b++) wv[b] = splat(wk[b * K * K + kc]);
 #pragma GCC unroll 8
                 for (int j = 0; j < C_B; j++) {
-                    v4d xv = x[j + kc];
+                    v4d xv = x[kc + j];
 #pragma GCC unroll 8
-                    for (int b = 0; b < CO_B; b++) acc[b][j] = acc[b][j] + xv * wv[b];
+                    for (int b = 0; b < CO_B; b++)
+                        acc[b * C_B + j] = acc[b * C_B + j] + xv * splat(wt[kc * CO_B + b]);
                 }
             }
         }
     for (int b = 0; b < CO_B; b++)
-        for (int j = 0; j < C_B; j++) {
-            int o = ((co0 + b) * oh + r) * ow + c0 + j;
-            out[o] = bias ? relu4(acc[b][j] + splat(bias[co0 + b])) : gate4(acc[b][j], gate[o]);
-        }
+        for (int j = 0; j < C_B; j++)
+            out[((co0 + b) * oh + r) * ow + c0 + j] = relu4(acc[b * C_B + j] + splat(bias[co0 + b]));
 }
 
 static inline __attribute__((always_inline)) void
-conv_tile_blocked(v4d *out, const v4d *in, const double *weight, const double *bias,
-                  const v4d *gate, int c_in, int c_out, int h, int w, int pad,
-                  const int CO_B, const int C_B) {
+conv_forward_tile(v4d *out, const v4d *in, const double *w_blocked, const double *bias,
+                  int c_in, int c_out, int h, int w, int pad, const int CO_B, const int C_B) {
     const int oh = h - K + 1, ow = w - K + 1;
     for (int co0 = 0; co0 < c_out; co0 += CO_B)
         for (int r = 0; r < oh; r++)
             for (int c0 = 0; c0 < ow; c0 += C_B)
-                conv_block(out, in, weight, bias, gate, c_in, c_out, h, w, pad, co0, r, c0, CO_B, C_B);
+                conv_forward_block(out, in, w_blocked, bias, c_in, h, w, pad, co0, r, c0, CO_B, C_B);
 }
 
-/* The layers' shapes, each with a blocking that divides it evenly. */
-static void conv1_forward(Tile *t, const double *params) {
-    conv_tile_blocked(t->layer1, t->input, params + L5_OFF_W1, params + L5_OFF_B1, NULL,
-                      1, C1, IN_SIZE, IN_SIZE, 2, 3, 4);
+/* The two convolutions with an output map, each with a blocking that divides it. */
+static void conv1_forward(Tile *t, const Rearranged *rw, const double *params) {
+    conv_forward_tile(t->layer1, t->input, rw->w1, params + L5_OFF_B1, 1, C1, IN_SIZE, IN_SIZE,
+                      2, CONV_CO_B, 7);
 }
 
-static void conv2_forward(Tile *t, const double *params) {
-    conv_tile_blocked(t->layer3, t->layer2, params + L5_OFF_W2, params + L5_OFF_B2, NULL,
-                      C1, C2, P1, P1, 0, 4, 2);
+static void conv2_forward(Tile *t, const Rearranged *rw, const double *params) {
+    conv_forward_tile(t->layer3, t->layer2, rw->w2, params + L5_OFF_B2, C1, C2, P1, P1,
+                      0, CONV_CO_B, 5);
 }
 
 /*
- * The error over layer2 is a "full" correlation of the padded layer3 error
- * with the flipped kernels: the reference's sum over (c_out, r, c) becomes
- * a sum over (c_out, kr, kc) in the same order, plus padding terms that add 0.
+ * The error over a convolution's input, for all C_IN input maps of one or two
+ * input cells at once: each cell (ci, p, q) sums, over output maps, then
+ * output rows r, then output columns c (the reference order), the errors whose
+ * 5x5 window covers it, err[co][r][c] * W[ci][co][p-r][q-c], and is then
+ * gated by relugrad(in).  A second cell (p+dp, q+dq) rides along only where
+ * its window of errors is the first one's shifted by (dp, dq): same terms,
+ * same weights, same order, and no padding term is ever computed.
+ * w_back: W as [c_out][kr][kc][c_in].
+ */
+static inline __attribute__((always_inline)) void
+conv_backward_input_cells(v4d *e_in, const v4d *err, const double *w_back, const v4d *in,
+                          const int C_IN, int c_out, int h, int w, int p, int q,
+                          const int N_CELLS, int dp, int dq) {
+    const int oh = h - K + 1, ow = w - K + 1;
+    int r0 = p - (K - 1) > 0 ? p - (K - 1) : 0, r1 = p < oh - 1 ? p : oh - 1;
+    int c0 = q - (K - 1) > 0 ? q - (K - 1) : 0, c1 = q < ow - 1 ? q : ow - 1;
+    const int shift = dp * ow + dq;
+    v4d acc[2][8];
+    for (int n = 0; n < N_CELLS; n++)
+        for (int ci = 0; ci < C_IN; ci++) acc[n][ci] = splat(0.0);
+    for (int co = 0; co < c_out; co++)
+        for (int r = r0; r <= r1; r++) {
+            const v4d *e = err + (co * oh + r) * ow;
+            const double *w_row = w_back + (co * K + (p - r)) * K * C_IN;
+            for (int c = c0; c <= c1; c++) {
+                const double *wt = w_row + (q - c) * C_IN;
+                v4d ev[2];
+                for (int n = 0; n < N_CELLS; n++) ev[n] = e[c + n * shift];
+#pragma GCC unroll 8
+                for (int ci = 0; ci < C_IN; ci++) {
+                    v4d wv = splat(wt[ci]);
+                    for (int n = 0; n < N_CELLS; n++) acc[n][ci] = acc[n][ci] + ev[n] * wv;
+                }
+            }
+        }
+    for (int n = 0; n < N_CELLS; n++)
+        for (int ci = 0; ci < C_IN; ci++) {
+            int o = (ci * h + p + n * dp) * w + q + n * dq;
+            e_in[o] = gate4(acc[n][ci], in[o]);
+        }
+}
+
+/*
+ * The error over layer2 (6 x 14 x 14) from the error over layer3 (10 x 10).
+ * Rows and columns 4..9 see all five output rows / columns: there, cells go
+ * in pairs, side by side where both columns are inner, else one above the
+ * other where both rows are; the corner regions go one cell at a time.
  */
 static void conv2_backward_input(Tile *t, const Rearranged *rw) {
-    conv_tile_blocked(t->e2, t->e3_padded, rw->w2_flipped, NULL, t->layer2,
-                      C2, C1, E3_PAD, E3_PAD, K - 1, 6, 2);
+    const int lo = K - 1, hi = S2 - 1; /* inner rows / columns: lo..hi */
+    for (int p = 0; p < P1; p++)
+        for (int q = 0; q < P1; q++) {
+            int inner_p = p >= lo && p <= hi, inner_q = q >= lo && q <= hi;
+            if (inner_q && (q - lo) % 2 == 0)      /* (p, q) and (p, q+1) */
+                conv_backward_input_cells(t->e2, t->e3, rw->w2_back, t->layer2, C1, C2, P1, P1, p, q, 2, 0, 1);
+            else if (inner_q)                      /* done with its left neighbour */
+                continue;
+            else if (inner_p && (p - lo) % 2 == 0) /* (p, q) and (p+1, q) */
+                conv_backward_input_cells(t->e2, t->e3, rw->w2_back, t->layer2, C1, C2, P1, P1, p, q, 2, 1, 0);
+            else if (!inner_p)
+                conv_backward_input_cells(t->e2, t->e3, rw->w2_back, t->layer2, C1, C2, P1, P1, p, q, 1, 0, 0);
+        }
 }
 
 /*
- * Dense layer over a tile: out[j] = sum_i in[i] * w[i*si + j*sj], i ascending
- * from +0, five outputs per pass; the epilogue as in conv_block.
- * Serves the fully connected layer both ways and the third convolution (a
- * 5x5 convolution of a 5x5 map is a dense layer over its 400 inputs).
+ * Dense layer over a tile: out[j] = sum_i in[i] * W(i, j), i ascending from
+ * +0, B outputs per pass; then relu(acc + bias) if bias is given, else
+ * acc * relugrad(gate).  w_blocked holds W blocked by B over the outputs.
+ * Serves the fully connected layer both ways and the third convolution both
+ * ways (a 5x5 convolution of a 5x5 map is a dense layer over its 400 inputs).
  */
-static void dense_tile(v4d *out, const v4d *in, const double *w, const double *bias,
-                       const v4d *gate, int n_in, int n_out, int si, int sj) {
-    for (int j0 = 0; j0 < n_out; j0 += 5) {
-        v4d acc[5] = {splat(0.0), splat(0.0), splat(0.0), splat(0.0), splat(0.0)};
+static inline __attribute__((always_inline)) void
+dense_tile(v4d *out, const v4d *in, const double *w_blocked, const double *bias,
+           const v4d *gate, int n_in, int n_out, const int B) {
+    for (int j0 = 0; j0 < n_out; j0 += B) {
+        v4d acc[B];
+        for (int b = 0; b < B; b++) acc[b] = splat(0.0);
+        const double *wb = w_blocked + (j0 / B) * n_in * B;
         for (int i = 0; i < n_in; i++) {
             v4d x = in[i];
-            const double *wi = w + (int64_t)i * si + (int64_t)j0 * sj;
-#pragma GCC unroll 5
-            for (int b = 0; b < 5; b++) acc[b] = acc[b] + x * splat(wi[b * sj]);
+#pragma GCC unroll 8
+            for (int b = 0; b < B; b++) acc[b] = acc[b] + x * splat(wb[i * B + b]);
         }
-        for (int b = 0; b < 5; b++)
+        for (int b = 0; b < B; b++)
             out[j0 + b] = bias ? relu4(acc[b] + splat(bias[j0 + b])) : gate4(acc[b], gate[j0 + b]);
     }
 }
@@ -280,23 +367,19 @@ static void load_tile(Tile *t, const uint8_t *images, int count) {
 }
 
 static void forward_tile(Tile *t, const double *params, const Rearranged *rw) {
-    conv1_forward(t, params);
+    conv1_forward(t, rw, params);
     maxpool_tile(t->layer2, t->win2, t->layer1, C1, S1, S1);
-    conv2_forward(t, params);
+    conv2_forward(t, rw, params);
     maxpool_tile(t->layer4, t->win4, t->layer3, C2, S2, S2);
-    dense_tile(t->layer5, t->layer4, rw->w3_t, params + L5_OFF_B3, NULL, C2 * K * K, C3, C3, 1);
-    dense_tile(t->output, t->layer5, params + L5_OFF_W4, params + L5_OFF_B4, NULL, C3, N_OUT, N_OUT, 1);
+    dense_tile(t->layer5, t->layer4, rw->w3, params + L5_OFF_B3, NULL, C2 * K * K, C3, DENSE3_B);
+    dense_tile(t->output, t->layer5, rw->w4, params + L5_OFF_B4, NULL, C3, N_OUT, DENSE4_B);
 }
 
 /* Backward from the output error t->d (reference order of SPEC.md). */
-static void backward_tile(Tile *t, const double *params, const Rearranged *rw) {
-    dense_tile(t->e5, t->d, params + L5_OFF_W4, NULL, t->layer5, N_OUT, C3, 1, N_OUT);
-    dense_tile(t->e4, t->e5, rw->w3_t, NULL, t->layer4, C3, C2 * K * K, 1, C3);
+static void backward_tile(Tile *t, const Rearranged *rw) {
+    dense_tile(t->e5, t->d, rw->w4_back, NULL, t->layer5, N_OUT, C3, DENSE3_B);
+    dense_tile(t->e4, t->e5, rw->w3_back, NULL, t->layer4, C3, C2 * K * K, DENSE3_B);
     maxpool_backward_tile(t->e3, t->e4, t->win4, C2, S2, S2);
-    for (int m = 0; m < C2; m++)
-        for (int r = 0; r < S2; r++)
-            memcpy(&t->e3_padded[(m * E3_PAD + r + K - 1) * E3_PAD + K - 1],
-                   &t->e3[(m * S2 + r) * S2], sizeof(v4d) * S2);
     conv2_backward_input(t, rw);
     conv_weight_grad_tile(t->gw2, t->layer2, t->e3, C1, C2, P1, P1);
     bias_grad_tile(t->gb2, t->e3, C2, S2 * S2);
@@ -308,7 +391,7 @@ static void backward_tile(Tile *t, const double *params, const Rearranged *rw) {
 static Tile *new_tile(void) {
     size_t size = (sizeof(Tile) + 63) / 64 * 64;
     Tile *t = aligned_alloc(64, size);
-    if (t) memset(t, 0, size); /* the padding frame of e3_padded stays zero */
+    if (t) memset(t, 0, size);
     return t;
 }
 
@@ -340,7 +423,7 @@ static void train_tile(Tile *t, ChunkBuffers *cb, int64_t first, int count,
             cb->correct[first + l] = argmax10(z) == label;
         }
     }
-    backward_tile(t, params, rw);
+    backward_tile(t, rw);
     for (int l = 0; l < count; l++) {
         int64_t i = first + l;
         double *g = cb->g_small + i * G_SMALL;
