@@ -1,0 +1,82 @@
+"""Figures of training runs.  matplotlib is an optional extra:
+``pip install 'lenet5[plot]'``.  Without it, nothing is drawn and the caller
+gets a sentence saying how to get the figures."""
+import math
+
+from .model import atomic_write
+
+MISSING = "matplotlib is not installed, so no figure was written; get it with: pip install 'lenet5[plot]'"
+
+
+def _pyplot():
+    try:
+        import matplotlib
+    except ImportError:
+        return None
+    matplotlib.use("Agg")  # files only, no screen needed
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def _save(fig, path, plt):
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110, bbox_inches="tight"))
+    plt.close(fig)
+
+
+def _finite(values):
+    return [v if v is not None and math.isfinite(v) else float("nan") for v in values]
+
+
+def plot_training(history, path, title=""):
+    """Loss and running accuracy per batch, test accuracy per epoch; returns a message."""
+    plt = _pyplot()
+    if plt is None:
+        return MISSING
+    batches = range(1, len(history["batch_loss"]) + 1)
+    fig, (ax_loss, ax_acc) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
+    ax_loss.plot(batches, _finite(history["batch_loss"]), lw=1, color="tab:red")
+    ax_loss.set_ylabel("training loss per image")
+    ax_loss.set_yscale("log")
+    ax_loss.set_title(f"lenet5 training: {title}" if title else "lenet5 training")
+    ax_acc.plot(batches, [100 * a for a in history["running_accuracy"]], lw=1,
+                label="running accuracy over the epoch")
+    n_epochs = len(history["test_accuracy"])
+    if n_epochs:
+        per_epoch = len(history["batch_loss"]) // n_epochs
+        ax_acc.plot([per_epoch * (e + 1) for e in range(n_epochs)],
+                    [100 * a for a in history["test_accuracy"]], "o", color="black",
+                    label="test accuracy after each epoch")
+    ax_acc.set_xlabel("batch")
+    ax_acc.set_ylabel("accuracy (%)")
+    ax_acc.set_ylim(0, 100)
+    ax_acc.grid(alpha=0.3)
+    ax_acc.legend(loc="lower right")
+    _save(fig, path, plt)
+    return f"figure written to {path}"
+
+
+def plot_experiment(runs, path, batch_size):
+    """Test accuracy and training loss over the batches of the four runs."""
+    plt = _pyplot()
+    if plt is None:
+        return MISSING
+    fig, (ax_acc, ax_loss) = plt.subplots(2, 1, figsize=(9, 7.5), sharex=True)
+    for run in runs:
+        style = "-" if run["descends"] else "--"
+        ax_acc.plot(run["eval_batches"], [100 * a for a in run["test_accuracy"]], style, marker=".",
+                    color=run["color"], label=run["label"])
+        ax_loss.plot(range(1, len(run["batch_loss"]) + 1), _finite(run["batch_loss"]), style, lw=1,
+                     color=run["color"], label=run["label"])
+    ax_acc.axhline(10, color="gray", lw=0.8, ls=":")
+    ax_acc.text(1, 11, "chance", color="gray", fontsize=8)
+    ax_acc.set_ylabel("test accuracy (%)")
+    ax_acc.set_ylim(0, 100)
+    ax_acc.grid(alpha=0.3)
+    ax_acc.legend(loc="center right", fontsize=9)
+    ax_acc.set_title(f"Same initial model, batches of {batch_size}: the sign decides")
+    ax_loss.set_yscale("log")
+    ax_loss.set_ylabel("training loss per image\n(each run's own loss; gaps: inf/NaN)")
+    ax_loss.set_xlabel("batch")
+    ax_loss.grid(alpha=0.3)
+    _save(fig, path, plt)
+    return f"figure written to {path}"
