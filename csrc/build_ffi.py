@@ -111,19 +111,29 @@ def _flags():
     return compile_args, link_args
 
 
-compile_args, link_args = _flags()
-ffibuilder = FFI()
-ffibuilder.cdef(CDEF)
-ffibuilder.set_source(
-    "lenet5._core",
-    '#include "lenet5.h"',
-    sources=[os.path.relpath(os.path.join(HERE, s)) for s in SOURCES],
-    include_dirs=[os.path.relpath(HERE)],
-    depends=[os.path.relpath(os.path.join(HERE, h)) for h in ("lenet5.h", "core.h")],
-    extra_compile_args=compile_args,
-    extra_link_args=link_args,
-    libraries=["m"],
-)
+def make_builder(absolute=False):
+    """The FFI builder.  setuptools wants source paths relative to the project;
+    a scratch build elsewhere (``python csrc/build_ffi.py DIR``) needs absolute ones."""
+    where = (lambda p: p) if absolute else os.path.relpath
+    compile_args, link_args = _flags()
+    builder = FFI()
+    builder.cdef(CDEF)
+    builder.set_source(
+        "lenet5._core",
+        '#include "lenet5.h"',
+        sources=[where(os.path.join(HERE, s)) for s in SOURCES],
+        include_dirs=[where(HERE)],
+        depends=[where(os.path.join(HERE, h)) for h in ("lenet5.h", "core.h")],
+        extra_compile_args=compile_args,
+        extra_link_args=link_args,
+        libraries=["m"],
+    )
+    return builder
+
 
 if __name__ == "__main__":
-    ffibuilder.compile(verbose=True)
+    # python csrc/build_ffi.py DIR: build lenet5/_core into DIR (e.g. the sanitizer build)
+    target = sys.argv[1] if len(sys.argv) > 1 else "."
+    print(make_builder(absolute=True).compile(tmpdir=target, verbose=False))
+else:
+    ffibuilder = make_builder()

@@ -308,7 +308,7 @@ def main(argv=None):
         say(f"lenet5.train: {e}")
         return e.status
     except KeyboardInterrupt:
-        say("lenet5.train: interrupted")
+        say("lenet5.train: interrupted before training started; nothing saved")
         return 130
     print(f"test accuracy {100 * summary['test_accuracy']:.2f}% "
           f"({summary['test_correct']}/{summary['test_images']}) | "
