@@ -10,7 +10,13 @@ import numbers
 
 import numpy as np
 
-from ._core import ffi, lib
+try:
+    from ._core import ffi, lib
+except ImportError as e:  # pragma: no cover - depends on how the package was installed
+    raise ImportError(
+        f"lenet5's compiled C core is missing next to {__file__} ({e}). Either build it in place "
+        "with `pip install -e .`, or, after a plain `pip install .`, run Python from another "
+        "folder than the source tree (whose lenet5/ has no compiled core).") from None
 
 N_PARAMS = lib.L5_N_PARAMS
 IMAGE_PIXELS = lib.L5_IMAGE_PIXELS

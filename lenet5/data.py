@@ -89,9 +89,10 @@ def parse_idx(data, source="<bytes>", magic=None):
 def read_idx(path, magic=None, sha256=None):
     """Read an IDX file (gzip or raw); check its checksum when one is given."""
     data = _read_bytes(path)
+    array = parse_idx(data, str(path), magic)  # structure first: it says more than a checksum
     if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
         raise DataError(f"{path}: checksum mismatch (not the standard MNIST file, or damaged)")
-    return parse_idx(data, str(path), magic)
+    return array
 
 
 def _file_in(folder, name):
