@@ -5,6 +5,12 @@
 # CI calls it from .ci/run with the virtual environment's python.
 set -euo pipefail
 python=${1:-python3}
+# An absolute path (the script changes folder), keeping a venv's own name:
+# resolving its symlink would leave the virtual environment.
+case "$python" in
+    */*) python="$(cd "$(dirname "$python")" && pwd)/$(basename "$python")" ;;
+    *) python=$(command -v "$python") ;;
+esac
 root=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
