@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -138,12 +137,16 @@ class TorchEngine:
 
 
 def trainer_peak_memory_mb():
-    """Peak resident memory of `python -m lenet5.train` (defaults), in MB."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    subprocess.run([sys.executable, "-m", "lenet5.train", "--quiet"], check=True,
-                   capture_output=True)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return max(before, after) / 1024  # ru_maxrss is in KiB on Linux
+    """Peak resident memory of `python -m lenet5.train` (defaults), in MB, as
+    the trainer's own process reports it (RUSAGE_CHILDREN would report the
+    largest child this process ever had, not this one)."""
+    probe = ("import resource, runpy, sys\n"
+             "sys.argv = ['lenet5.train', '--quiet']\n"
+             "try:\n    runpy.run_module('lenet5.train', run_name='__main__')\n"
+             "except SystemExit as e:\n    assert not e.code, e.code\n"
+             "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n")
+    r = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True)
+    return int(r.stdout.split()[-1]) / 1024  # ru_maxrss is in KiB on Linux
 
 
 def main(argv=None):
