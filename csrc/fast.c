@@ -492,7 +492,7 @@ static void reduce_chunk(double *sum, double *t3, const ChunkBuffers *cb, int64_
     }
 }
 
-static int resolve_threads(int threads) {
+static inline int resolve_threads(int threads) {
 #ifdef _OPENMP
     return threads > 0 ? threads : omp_get_max_threads();
 #else

@@ -33,3 +33,32 @@ def test_extension_is_a_compiled_api_mode_module():
     from lenet5 import _core
     assert _core.__file__.endswith(".so") or _core.__file__.endswith(".pyd")
     assert hasattr(_core, "lib") and hasattr(_core, "ffi")
+
+
+def test_build_without_openmp_or_native_is_exact(tmp_path, mnist_train):
+    """The fallbacks: no OpenMP (one thread) and no -march=native (plain SSE2
+    vectors) still give the golden bytes."""
+    package = tmp_path / "lenet5"
+    package.mkdir()
+    for source in (ROOT / "lenet5").glob("*.py"):
+        (package / source.name).write_text(source.read_text())
+    env = dict(os.environ, LENET5_OPENMP="0", LENET5_NATIVE="0")
+    build = subprocess.run([sys.executable, "csrc/build_ffi.py", str(tmp_path)], cwd=ROOT, env=env,
+                           capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr
+    assert "warning" not in build.stderr
+    check = (
+        "import hashlib, numpy as np, lenet5.core as c\n"
+        "from lenet5.data import load_split\n"
+        "assert not c.have_openmp() and c.__file__.startswith(%r)\n"
+        "x, y = load_split('train')\n"
+        "p = np.fromfile(%r, '<f8')\n"
+        "for s in range(0, 100, 10):\n"
+        "    c.train_batch(p, x[s:s+10], y[s:s+10], loss='xent', sign=-1, lr=0.1, threads=2)\n"
+        "print(hashlib.sha256(p.tobytes()).hexdigest())\n"
+    ) % (str(tmp_path), str(ROOT / "tests" / "golden" / "init_seed1.dat"))
+    r = subprocess.run([sys.executable, "-c", check], cwd=tmp_path, capture_output=True, text=True,
+                       env=dict(os.environ, LENET5_DATA=str(ROOT / "data")))
+    assert r.returncode == 0, r.stderr
+    from conftest import CASES
+    assert r.stdout.strip() == CASES["xent_b10_n100_e1"]["output_sha256"]
