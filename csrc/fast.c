@@ -520,6 +520,48 @@ static int alloc_chunk_buffers(ChunkBuffers *cb, int64_t rows) {
     return L5_ERR_NOMEM;
 }
 
+/*
+ * Run work(t, first, count, ctx) over the tiles of n images in parallel, each
+ * thread with its own Tile; the last tile may hold fewer than LANES images.
+ */
+typedef void TileWork(Tile *t, int64_t first, int count, void *ctx);
+
+static int for_each_tile(int64_t n, int threads, TileWork *work, void *ctx) {
+    int failed = 0;
+    int64_t n_tiles = (n + LANES - 1) / LANES;
+#pragma omp parallel num_threads(resolve_threads(threads))
+    {
+        Tile *t = new_tile();
+        if (!t) {
+#pragma omp atomic write
+            failed = 1;
+        }
+#pragma omp for schedule(static)
+        for (int64_t k = 0; k < n_tiles; k++) {
+            if (!t) continue;
+            int64_t first = k * LANES;
+            work(t, first, n - first < LANES ? (int)(n - first) : LANES, ctx);
+        }
+        free(t);
+    }
+    return failed ? L5_ERR_NOMEM : L5_OK;
+}
+
+/* What a training tile needs besides its own memory. */
+typedef struct {
+    ChunkBuffers *cb;
+    const uint8_t *images, *labels; /* of this chunk */
+    int loss;
+    const double *params;
+    const Rearranged *rw;
+} TrainChunk;
+
+static void train_tile_work(Tile *t, int64_t first, int count, void *ctx) {
+    TrainChunk *c = ctx;
+    train_tile(t, c->cb, first, count, c->images + first * L5_IMAGE_PIXELS, c->labels + first,
+               c->loss, c->params, c->rw);
+}
+
 int fast_train_batch(double *params, const uint8_t *images, const uint8_t *labels,
                      int64_t n, int loss, int sign, double lr, int threads,
                      double *loss_sum, int64_t *n_correct) {
@@ -531,43 +573,23 @@ int fast_train_batch(double *params, const uint8_t *images, const uint8_t *label
     double *sum = calloc(G_SMALL + C3 * N_OUT, sizeof(double));
     double *t3 = calloc(C2 * K * K * C3, sizeof(double));
     double *full = malloc(sizeof(double) * L5_N_PARAMS);
-    if (!rw || !sum || !t3 || !full) {
-        free(rw); free(sum); free(t3); free(full);
-        free_chunk_buffers(&cb);
-        return L5_ERR_NOMEM;
-    }
-    rearrange_weights(rw, params);
-    int failed = 0;
+    int err = rw && sum && t3 && full ? L5_OK : L5_ERR_NOMEM;
+    if (!err) rearrange_weights(rw, params);
     double total = 0.0;
     int64_t correct = 0;
-    for (int64_t start = 0; start < n; start += CHUNK) {
+    for (int64_t start = 0; start < n && !err; start += CHUNK) {
         int64_t count = n - start < CHUNK ? n - start : CHUNK;
-        int64_t n_tiles = (count + LANES - 1) / LANES;
+        TrainChunk chunk = {&cb, images + start * L5_IMAGE_PIXELS, labels + start, loss, params, rw};
+        err = for_each_tile(count, threads, train_tile_work, &chunk);  /* phase 1 */
+        if (err) break;
 #pragma omp parallel num_threads(resolve_threads(threads))
-        {
-            Tile *t = new_tile();
-            if (!t) {
-#pragma omp atomic write
-                failed = 1;
-            }
-#pragma omp for schedule(static)
-            for (int64_t k = 0; k < n_tiles; k++) {
-                if (!t) continue;
-                int64_t first = k * LANES;
-                int c = count - first < LANES ? (int)(count - first) : LANES;
-                train_tile(t, &cb, first, c, images + (start + first) * L5_IMAGE_PIXELS,
-                           labels + start + first, loss, params, rw);
-            }
-            free(t);
-            if (!failed) reduce_chunk(sum, t3, &cb, count);
-        }
-        if (failed) break;
+        reduce_chunk(sum, t3, &cb, count);                             /* phase 2 */
         for (int64_t i = 0; i < count; i++) {
             total += cb.loss[i];
             correct += cb.correct[i];
         }
     }
-    if (!failed) {
+    if (!err) {
         /* Put S back in the parameter layout, then update every parameter. */
         memcpy(full + L5_OFF_W1, sum, sizeof(double) * L5_OFF_W3);
         memcpy(full + L5_OFF_B1, sum + L5_OFF_W3, sizeof(double) * (L5_N_PARAMS - L5_OFF_B1));
@@ -582,7 +604,23 @@ int fast_train_batch(double *params, const uint8_t *images, const uint8_t *label
     }
     free(rw); free(sum); free(t3); free(full);
     free_chunk_buffers(&cb);
-    return failed ? L5_ERR_NOMEM : L5_OK;
+    return err;
+}
+
+/* What a forward tile needs besides its own memory. */
+typedef struct {
+    const uint8_t *images;
+    double *out;
+    const double *params;
+    const Rearranged *rw;
+} ForwardJob;
+
+static void forward_tile_work(Tile *t, int64_t first, int count, void *ctx) {
+    ForwardJob *job = ctx;
+    load_tile(t, job->images + first * L5_IMAGE_PIXELS, count);
+    forward_tile(t, job->params, job->rw);
+    for (int l = 0; l < count; l++)
+        for (int j = 0; j < N_OUT; j++) job->out[(first + l) * N_OUT + j] = t->output[j][l];
 }
 
 int fast_forward(const double *params, const uint8_t *images, int64_t n,
@@ -590,27 +628,8 @@ int fast_forward(const double *params, const uint8_t *images, int64_t n,
     Rearranged *rw = malloc(sizeof(Rearranged));
     if (!rw) return L5_ERR_NOMEM;
     rearrange_weights(rw, params);
-    int failed = 0;
-    int64_t n_tiles = (n + LANES - 1) / LANES;
-#pragma omp parallel num_threads(resolve_threads(threads))
-    {
-        Tile *t = new_tile();
-        if (!t) {
-#pragma omp atomic write
-            failed = 1;
-        }
-#pragma omp for schedule(static)
-        for (int64_t k = 0; k < n_tiles; k++) {
-            if (!t) continue;
-            int64_t first = k * LANES;
-            int count = n - first < LANES ? (int)(n - first) : LANES;
-            load_tile(t, images + first * L5_IMAGE_PIXELS, count);
-            forward_tile(t, params, rw);
-            for (int l = 0; l < count; l++)
-                for (int j = 0; j < N_OUT; j++) out[(first + l) * N_OUT + j] = t->output[j][l];
-        }
-        free(t);
-    }
+    ForwardJob job = {images, out, params, rw};
+    int err = for_each_tile(n, threads, forward_tile_work, &job);
     free(rw);
-    return failed ? L5_ERR_NOMEM : L5_OK;
+    return err;
 }
