@@ -273,6 +273,8 @@ def run(args, state, say):
                 say(f"epoch {epoch}: test accuracy {100 * test_correct / len(test_y):.2f}%")
             checkpoint(epoch, 0)
 
+    if test_correct is None:  # resumed from a checkpoint that had already finished
+        test_correct = int((engine.predict(params, test_x) == test_y).sum())
     seconds = history["train_seconds"]
     images = args.epochs * batches_per_epoch * batch
     summary = {
@@ -313,7 +315,7 @@ def main(argv=None):
     print(f"test accuracy {100 * summary['test_accuracy']:.2f}% "
           f"({summary['test_correct']}/{summary['test_images']}) | "
           f"train {summary['train_seconds']:.2f} s | "
-          f"{summary['images_per_second']:,.0f} images/s | "
+          f"{summary['images_per_second'] or 0:,.0f} images/s | "
           f"{summary['loss']} sign {summary['sign']:+d} lr {summary['lr']} batch {summary['batch_size']}"
           + (f" | saved {args.save}" if args.save else ""), flush=True)
     if args.json:

@@ -142,3 +142,16 @@ def test_resume_refuses_conflicts_and_models(tmp_path):
     model.write_bytes((GOLDEN / CASE["init"]).read_bytes())
     r = subprocess.run(train_cmd("--resume", model, "--quiet"), capture_output=True, text=True)
     assert r.returncode == 1 and "not a checkpoint" in r.stderr
+
+
+def test_resume_of_a_finished_run_just_reports(tmp_path):
+    ck = tmp_path / "ck.npz"
+    args = ("--loss", "xent", "--train-limit", 600, "--batch-size", 100, "--quiet")
+    subprocess.run(train_cmd(*args, "--checkpoint", ck, "--save", tmp_path / "a.dat"), check=True,
+                   capture_output=True)
+    assert checkpoint_position(ck)["epoch"] == 1
+    r = subprocess.run(train_cmd("--resume", ck, "--save", tmp_path / "b.dat", "--quiet"),
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "test accuracy" in r.stdout
+    assert sha(tmp_path / "a.dat") == sha(tmp_path / "b.dat")
