@@ -529,7 +529,9 @@ typedef void TileWork(Tile *t, int64_t first, int count, void *ctx);
 static int for_each_tile(int64_t n, int threads, TileWork *work, void *ctx) {
     int failed = 0;
     int64_t n_tiles = (n + LANES - 1) / LANES;
-#pragma omp parallel num_threads(resolve_threads(threads))
+    int team = resolve_threads(threads);
+    if (team > n_tiles) team = (int)n_tiles; /* an idle thread would only cost a Tile */
+#pragma omp parallel num_threads(team)
     {
         Tile *t = new_tile();
         if (!t) {

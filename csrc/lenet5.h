@@ -27,6 +27,7 @@
 #define L5_N_PARAMS 51902
 
 #define L5_IMAGE_PIXELS 784 /* one MNIST image: 28 x 28 bytes */
+#define L5_MAX_THREADS 1024 /* a larger thread count is refused */
 #define L5_N_CLASSES 10
 
 /* Output-error variants (SPEC.md, "the softmax step"). */
@@ -48,7 +49,7 @@
 #define L5_ERR_SIGN -6        /* sign is neither +1 nor -1 */
 #define L5_ERR_LR -7          /* learning rate not finite and > 0 */
 #define L5_ERR_KERNEL -8      /* unknown kernel choice */
-#define L5_ERR_THREADS -9     /* negative thread count */
+#define L5_ERR_THREADS -9     /* thread count < 0 or > L5_MAX_THREADS */
 #define L5_ERR_NOMEM -10      /* allocation failed */
 
 /*
@@ -59,7 +60,8 @@
  * On return *loss_sum is the batch's summed loss (mse: 1/2 sum (p-y)^2,
  * xent: -log p_label) and *n_correct how many images the forward pass
  * classified correctly, both measured before the update.
- * threads: 0 for the default (OpenMP's, i.e. OMP_NUM_THREADS), else how many.
+ * threads: 0 for the default (OpenMP's, i.e. OMP_NUM_THREADS), else how many
+ * (never more than there are 4-image tiles to work on).
  */
 int l5_train_batch(double *params, int64_t n_params,
                    const uint8_t *images, const uint8_t *labels, int64_t n,

@@ -46,7 +46,7 @@ static int check_common(const void *params, int64_t n_params, const void *images
     if (n_params != L5_N_PARAMS) return L5_ERR_SIZE;
     if (n < 1) return L5_ERR_COUNT;
     if (kernel != L5_KERNEL_REFERENCE && kernel != L5_KERNEL_FAST) return L5_ERR_KERNEL;
-    if (threads < 0) return L5_ERR_THREADS;
+    if (threads < 0 || threads > L5_MAX_THREADS) return L5_ERR_THREADS;
     return L5_OK;
 }
 

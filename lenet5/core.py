@@ -21,6 +21,7 @@ except ImportError as e:  # pragma: no cover - depends on how the package was in
 N_PARAMS = lib.L5_N_PARAMS
 IMAGE_PIXELS = lib.L5_IMAGE_PIXELS
 N_CLASSES = lib.L5_N_CLASSES
+MAX_THREADS = lib.L5_MAX_THREADS
 
 LOSSES = {"mse": lib.L5_LOSS_MSE, "xent": lib.L5_LOSS_XENT}
 KERNELS = {"reference": lib.L5_KERNEL_REFERENCE, "fast": lib.L5_KERNEL_FAST}
@@ -148,8 +149,8 @@ def check_threads(threads):
         return 0
     if isinstance(threads, bool) or not isinstance(threads, numbers.Integral):
         raise TypeError(f"threads must be an integer, not {type(threads).__name__}")
-    if threads < 1:
-        raise ValueError(f"threads must be >= 1, not {threads}")
+    if not 1 <= threads <= MAX_THREADS:
+        raise ValueError(f"threads must be between 1 and {MAX_THREADS}, not {threads}")
     return int(threads)
 
 

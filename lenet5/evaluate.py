@@ -8,6 +8,7 @@ import sys
 
 from .data import DataError, load_split
 from .model import LeNet5, ModelFileError
+from .train import _threads
 
 
 def main(argv=None):
@@ -16,11 +17,9 @@ def main(argv=None):
     p.add_argument("model", help="model file (.npz or .dat)")
     p.add_argument("--data-dir", metavar="DIR", help="folder holding the MNIST files")
     p.add_argument("--split", choices=["test", "train"], default="test")
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--threads", type=_threads, default=None, help="threads of the C core")
     p.add_argument("--json", metavar="PATH", help="write accuracy and confusion matrix as JSON")
     args = p.parse_args(argv)
-    if args.threads is not None and args.threads < 1:
-        p.error(f"--threads must be at least 1, not {args.threads}")
     try:
         net = LeNet5.load(args.model)
         images, labels = load_split(args.split, args.data_dir)

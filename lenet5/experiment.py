@@ -24,6 +24,7 @@ from . import engines
 from .data import DataError, load_split
 from .model import atomic_write, init_params
 from .plots import plot_experiment
+from .train import _threads
 
 RUNS = [  # loss, sign, lr, descends, colour
     ("mse", +1, 0.5, True, "tab:blue"),
@@ -95,7 +96,7 @@ def main(argv=None):
     p.add_argument("--test-images", type=_positive, default=10000, help="test images per evaluation")
     p.add_argument("--out", metavar="DIR", default="experiment", help="folder for the figure and table")
     p.add_argument("--engine", choices=sorted(engines.ENGINES), default="c")
-    p.add_argument("--threads", type=_positive, default=None)
+    p.add_argument("--threads", type=_threads, default=None, help="threads of the C core")
     p.add_argument("--seed", type=int, default=0, help="seed of the shared initial model")
     p.add_argument("--data-dir", metavar="DIR")
     p.add_argument("--json", metavar="PATH", help="write the results as JSON")

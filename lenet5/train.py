@@ -51,6 +51,13 @@ def _positive_int(text):
     return value
 
 
+def _threads(text):
+    value = _positive_int(text)
+    if value > core.MAX_THREADS:
+        raise argparse.ArgumentTypeError(f"must be at most {core.MAX_THREADS}, not {value}")
+    return value
+
+
 def _lr(text):
     try:
         value = float(text)
@@ -85,7 +92,7 @@ def build_parser():
     p.add_argument("--init", metavar="PATH", help="start from this model file (.npz or .dat)")
     p.add_argument("--save", metavar="PATH", help="write the trained model (.npz, or .dat: the reference layout)")
     p.add_argument("--data-dir", metavar="DIR", help="folder holding the MNIST files")
-    p.add_argument("--threads", type=_positive_int, default=None,
+    p.add_argument("--threads", type=_threads, default=None,
                    help="threads of the C core (default: OMP_NUM_THREADS, else all cores)")
     p.add_argument("--engine", choices=sorted(engines.ENGINES), default="c",
                    help="c (the exact core, default) or numpy (the NumPy twin)")

@@ -59,6 +59,7 @@ BAD_TRAIN = [
     ("threads 0", dict(threads=0), ValueError, "threads"),
     ("threads -1", dict(threads=-1), ValueError, "threads"),
     ("threads float", dict(threads=1.5), TypeError, "threads"),
+    ("threads huge", dict(threads=100000), ValueError, "between 1 and 1024"),
 ]
 
 
@@ -118,4 +119,5 @@ def test_c_checks_sizes_itself():
     assert lib.l5_train_batch(pp, 51902, xp, lp, 1, 1, 0, 0.1, 1, 0, loss, correct) == lib.L5_ERR_SIGN
     assert lib.l5_train_batch(pp, 51902, xp, lp, 1, 1, -1, float("nan"), 1, 0, loss, correct) == lib.L5_ERR_LR
     assert lib.l5_train_batch(ffi.NULL, 51902, xp, lp, 1, 1, -1, 0.1, 1, 0, loss, correct) == lib.L5_ERR_NULL
+    assert lib.l5_train_batch(pp, 51902, xp, lp, 1, 1, -1, 0.1, 1, 5000, loss, correct) == lib.L5_ERR_THREADS
     assert np.array_equal(p, P)

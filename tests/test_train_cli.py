@@ -87,6 +87,7 @@ ARG_ERRORS = [
     (["--batch-size", "-3"], "at least 1"),
     (["--epochs", "0"], "at least 1"),
     (["--threads", "0"], "at least 1"),
+    (["--threads", "5000"], "at most 1024"),
     (["--batch-size", "500", "--train-limit", "100"], "larger than the 100 training images"),
     (["--train-limit", "70000"], "exceeds the 60000"),
     (["--save", "model.txt"], "use a .npz or .dat"),
