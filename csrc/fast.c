@@ -40,7 +40,7 @@ enum { CHUNK = 1024 };
 /* Per-image values phase 1 leaves for phase 2: W1, W2, then the biases. */
 enum { G_SMALL = L5_OFF_W3 + (L5_N_PARAMS - L5_OFF_B1) /* 2550 + 152 */ };
 
-/* Output maps per register block, per pass. */
+/* Outputs per register block: maps of a convolution, outputs of a dense pass. */
 enum { CONV_CO_B = 2, DENSE3_B = 8, DENSE4_B = 5 };
 
 static inline v4d splat(double x) { return (v4d){x, x, x, x}; }
