@@ -24,21 +24,16 @@ from . import engines
 from .data import DataError, load_split
 from .model import atomic_write, init_params
 from .plots import plot_experiment
-from .train import _threads
+from .train import DEFAULT_LR, DESCENDING_SIGN, _positive_int, _threads
 
-RUNS = [  # loss, sign, lr, descends, colour
-    ("mse", +1, 0.5, True, "tab:blue"),
-    ("mse", -1, 0.5, False, "tab:cyan"),
-    ("xent", -1, 0.1, True, "tab:red"),
-    ("xent", +1, 0.1, False, "tab:orange"),
+# The four runs: each loss with the sign that descends it and the one that
+# climbs, each at the loss's default lr (the trainer's defaults).
+RUNS = [  # loss, sign, colour
+    ("mse", DESCENDING_SIGN["mse"], "tab:blue"),
+    ("mse", -DESCENDING_SIGN["mse"], "tab:cyan"),
+    ("xent", DESCENDING_SIGN["xent"], "tab:red"),
+    ("xent", -DESCENDING_SIGN["xent"], "tab:orange"),
 ]
-
-
-def _positive(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
 
 
 def run_experiment(train, test, batches, batch_size, eval_every, engine, seed=0, progress=None):
@@ -46,7 +41,8 @@ def run_experiment(train, test, batches, batch_size, eval_every, engine, seed=0,
     (train_x, train_y), (test_x, test_y) = train, test
     start_params = init_params(seed)
     runs = []
-    for loss, sign, lr, descends, color in RUNS:
+    for loss, sign, color in RUNS:
+        lr, descends = DEFAULT_LR[loss], sign == DESCENDING_SIGN[loss]
         params = start_params.copy()
         label = f"{loss}, sign {sign:+d}, lr {lr} ({'descends' if descends else 'climbs'})"
         run = {"loss": loss, "sign": sign, "lr": lr, "descends": descends, "color": color,
@@ -90,10 +86,10 @@ def markdown_table(runs):
 
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m lenet5.experiment", description=__doc__.split("\n\n")[0])
-    p.add_argument("--batches", type=_positive, default=200, help="batches per run (default 200: one epoch)")
-    p.add_argument("--batch-size", type=_positive, default=300)
-    p.add_argument("--eval-every", type=_positive, default=10, help="batches between test evaluations")
-    p.add_argument("--test-images", type=_positive, default=10000, help="test images per evaluation")
+    p.add_argument("--batches", type=_positive_int, default=200, help="batches per run (default 200: one epoch)")
+    p.add_argument("--batch-size", type=_positive_int, default=300)
+    p.add_argument("--eval-every", type=_positive_int, default=10, help="batches between test evaluations")
+    p.add_argument("--test-images", type=_positive_int, default=10000, help="test images per evaluation")
     p.add_argument("--out", metavar="DIR", default="experiment", help="folder for the figure and table")
     p.add_argument("--engine", choices=sorted(engines.ENGINES), default="c")
     p.add_argument("--threads", type=_threads, default=None, help="threads of the C core")

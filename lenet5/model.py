@@ -178,8 +178,9 @@ def _as_images(images):
         raise TypeError(f"images must be a numpy array, not {type(images).__name__}")
     if images.ndim == 2 and images.shape == (28, 28):
         images = images[None]
-    core.check_images(np.ascontiguousarray(images))
-    return np.ascontiguousarray(images)
+    images = np.ascontiguousarray(images)  # a copy only if it was not contiguous
+    core.check_images(images)
+    return images
 
 
 class LeNet5:
