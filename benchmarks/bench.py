@@ -137,16 +137,21 @@ class TorchEngine:
 
 
 def trainer_peak_memory_mb():
-    """Peak resident memory of `python -m lenet5.train` (defaults), in MB, as
-    the trainer's own process reports it (RUSAGE_CHILDREN would report the
-    largest child this process ever had, not this one)."""
-    probe = ("import resource, runpy, sys\n"
+    """Peak resident memory of `python -m lenet5.train` (defaults), in MB.
+
+    The trainer's own process reports VmHWM, the high-water mark of its memory
+    image.  (getrusage would not do: a child's ru_maxrss starts from the parent's
+    resident size at fork, exec or not, and this process holds gigabytes.)"""
+    probe = ("import runpy, sys\n"
              "sys.argv = ['lenet5.train', '--quiet']\n"
              "try:\n    runpy.run_module('lenet5.train', run_name='__main__')\n"
              "except SystemExit as e:\n    assert not e.code, e.code\n"
-             "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n")
+             "for line in open('/proc/self/status'):\n"
+             "    if line.startswith('VmHWM:'):\n        print(int(line.split()[1]))\n")
+    if not os.path.exists("/proc/self/status"):
+        return None  # not Linux: no VmHWM to read
     r = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True)
-    return int(r.stdout.split()[-1]) / 1024  # ru_maxrss is in KiB on Linux
+    return int(r.stdout.split()[-1]) / 1024  # kB -> MB
 
 
 def main(argv=None):
