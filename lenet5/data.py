@@ -18,13 +18,14 @@ else into the cache, from several public mirrors tried in turn.
 import gzip
 import hashlib
 import os
-import tempfile
 import urllib.error
 import urllib.request
 import zlib
 from pathlib import Path
 
 import numpy as np
+
+from .model import atomic_write
 
 #: name -> (IDX magic number, SHA-256 of the decompressed file)
 FILES = {
@@ -140,9 +141,9 @@ def find_data_dir(data_dir=None, download=True, progress=True, mirrors=MIRRORS):
 def download_file(name, folder, mirrors=MIRRORS, progress=True, timeout=30):
     """Fetch name.gz from the first mirror that serves it whole and correct.
 
-    The body goes to a temporary file beside the target, is checked (gzip and
-    SHA-256 of the decompressed bytes), and only then renamed into place, so
-    a failed download never leaves a file that looks whole.
+    The body (at most 10 MB) is checked in memory, gzip and SHA-256 of the
+    decompressed bytes, and only then written, atomically: a failed download
+    never leaves a file that looks whole.
     """
     folder = Path(folder)
     try:
@@ -154,45 +155,41 @@ def download_file(name, folder, mirrors=MIRRORS, progress=True, timeout=30):
     failures = []
     for mirror in mirrors:
         url = mirror + name + ".gz"
-        fd, tmp = tempfile.mkstemp(prefix=name + ".", suffix=".part", dir=folder)
         try:
-            with os.fdopen(fd, "wb") as out:
-                _fetch(url, out, progress, timeout)
-            body = Path(tmp).read_bytes()
+            body = _fetch(url, progress, timeout)
             try:
                 data = gzip.decompress(body)
             except (OSError, EOFError, zlib.error):
                 raise DataError("not a whole gzip file") from None
             if hashlib.sha256(data).hexdigest() != expected:
                 raise DataError("checksum mismatch")
-            os.replace(tmp, target)
+            atomic_write(target, lambda f: f.write(body))
             return target
         except (OSError, urllib.error.URLError, DataError, ValueError) as e:
             failures.append(f"{url}: {getattr(e, 'reason', None) or e}")
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
     raise DataError(f"could not download {name}.gz: " + "; ".join(failures))
 
 
-def _fetch(url, out, progress, timeout):
+def _fetch(url, progress, timeout):
+    """The body at url, with a progress bar; a body shorter than announced is an error."""
     from tqdm import tqdm
 
+    chunks = []
     with urllib.request.urlopen(url, timeout=timeout) as response:
         length = response.headers.get("Content-Length")
         total = int(length) if length and length.isdigit() else None
         with tqdm(total=total, unit="B", unit_scale=True, desc=url.rsplit("/", 1)[-1],
                   disable=not progress, leave=False) as bar:
-            received = 0
             while True:
                 chunk = response.read(1 << 16)
                 if not chunk:
                     break
-                out.write(chunk)
-                received += len(chunk)
+                chunks.append(chunk)
                 bar.update(len(chunk))
-        if total is not None and received != total:
-            raise DataError(f"truncated body ({received} of {total} bytes)")
+    body = b"".join(chunks)
+    if total is not None and len(body) != total:
+        raise DataError(f"truncated body ({len(body)} of {total} bytes)")
+    return body
 
 
 def read_pair(images_path, labels_path, image_sha256=None, label_sha256=None):
