@@ -131,10 +131,10 @@ def main(argv=None):
                 "eval_batches", "test_accuracy", "batch_loss")
         result = {"batches": args.batches, "batch_size": args.batch_size, "engine": args.engine,
                   "seed": args.seed, "test_images": len(test[1]),
-                  "runs": [{k: (None if isinstance(r[k], float) and not math.isfinite(r[k]) else r[k])
-                            for k in keep} for r in runs]}
-        result["runs"] = [dict(r, batch_loss=[v if v is not None and math.isfinite(v) else None
-                                              for v in r["batch_loss"]]) for r in result["runs"]]
+                  # JSON has no inf or NaN: a diverged batch's loss becomes null
+                  "runs": [dict({k: r[k] for k in keep},
+                                batch_loss=[v if math.isfinite(v) else None for v in r["batch_loss"]])
+                           for r in runs]}
         atomic_write(args.json, lambda f: f.write(json.dumps(result, indent=1).encode() + b"\n"))
     return 0
 
