@@ -54,27 +54,26 @@ def machine():
             "numpy": np.__version__, "numpy_blas": blas.strip(), "openmp": core.have_openmp()}
 
 
-def time_training(engine, images, labels, batches, repeats):
-    """Median images/s of `repeats` runs of `batches` batches, after a warm-up."""
-    params = init_params(0)
-    engine.train_batch(params, images[:BATCH], labels[:BATCH], loss=LOSS, sign=SIGN, lr=LR)
-    rates = []
-    for r in range(repeats):
-        start = time.perf_counter()
-        for b in range(batches):
-            rows = slice(b * BATCH, (b + 1) * BATCH)
-            engine.train_batch(params, images[rows], labels[rows], loss=LOSS, sign=SIGN, lr=LR)
-        rates.append(batches * BATCH / (time.perf_counter() - start))
-    return statistics.median(rates)
-
-
-def time_epoch(engine, images, labels):
-    params = init_params(0)
+def train_seconds(engine, params, images, labels, batches):
+    """Wall time of training `batches` consecutive batches of BATCH images."""
     start = time.perf_counter()
-    for b in range(len(images) // BATCH):
+    for b in range(batches):
         rows = slice(b * BATCH, (b + 1) * BATCH)
         engine.train_batch(params, images[rows], labels[rows], loss=LOSS, sign=SIGN, lr=LR)
     return time.perf_counter() - start
+
+
+def time_training(engine, images, labels, batches, repeats):
+    """Median images/s of `repeats` runs of `batches` batches, after a warm-up."""
+    params = init_params(0)
+    train_seconds(engine, params, images, labels, 1)
+    return statistics.median(batches * BATCH / train_seconds(engine, params, images, labels, batches)
+                             for _ in range(repeats))
+
+
+def time_epoch(engine, images, labels):
+    """Seconds for one whole epoch from a fresh model."""
+    return train_seconds(engine, init_params(0), images, labels, len(images) // BATCH)
 
 
 def time_inference(engine, images, repeats):
