@@ -17,6 +17,10 @@ def sha256(params):
     return hashlib.sha256(np.asarray(params, dtype="<f8").tobytes()).hexdigest()
 
 
+def file_sha256(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def golden_params(name):
     return np.fromfile(GOLDEN / name, dtype="<f8").astype(np.float64)
 

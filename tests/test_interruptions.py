@@ -1,7 +1,6 @@
 """Nothing lost: checkpoints, resume after SIGKILL, Ctrl-C at a batch
 boundary, identical bytes at every thread count, and failed runs that leave
 existing files as they were."""
-import hashlib
 import json
 import signal
 import subprocess
@@ -11,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import CASES, GOLDEN
+from conftest import CASES, GOLDEN, file_sha256
 
 CASE = CASES["mse_b300_n60000_e1"]  # the reference program's own run: the trainer's defaults
 
@@ -19,9 +18,6 @@ CASE = CASES["mse_b300_n60000_e1"]  # the reference program's own run: the train
 def train_cmd(*args):
     return [sys.executable, "-m", "lenet5.train", *map(str, args)]
 
-
-def sha(path):
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def checkpoint_position(path):
@@ -52,7 +48,7 @@ def test_sigkill_mid_epoch_then_resume_gives_the_golden_bytes(tmp_path):
     r = subprocess.run(train_cmd("--resume", ck, "--save", out, "--quiet"), capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "resuming at epoch 1" in r.stderr
-    assert sha(out) == CASE["output_sha256"]
+    assert file_sha256(out) == CASE["output_sha256"]
 
 
 def test_ctrl_c_stops_at_a_batch_boundary_with_a_checkpoint(tmp_path):
@@ -70,7 +66,7 @@ def test_ctrl_c_stops_at_a_batch_boundary_with_a_checkpoint(tmp_path):
     assert checkpoint_position(ck)["batch"] == stopped_after < 200
     r = subprocess.run(train_cmd("--resume", ck, "--save", out, "--quiet"), capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    assert sha(out) == CASE["output_sha256"]
+    assert file_sha256(out) == CASE["output_sha256"]
 
 
 def test_ctrl_c_without_checkpoint_says_nothing_was_saved(tmp_path):
@@ -102,7 +98,7 @@ def test_resume_across_epochs_matches_one_run(tmp_path):
     r = subprocess.run(train_cmd("--resume", ck, "--save", tmp_path / "resumed.dat", "--quiet"),
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    assert sha(tmp_path / "resumed.dat") == sha(tmp_path / "whole.dat")
+    assert file_sha256(tmp_path / "resumed.dat") == file_sha256(tmp_path / "whole.dat")
 
 
 def test_same_arguments_same_bytes_at_every_thread_count(tmp_path):
@@ -112,7 +108,7 @@ def test_same_arguments_same_bytes_at_every_thread_count(tmp_path):
         subprocess.run(train_cmd("--loss", "xent", "--train-limit", 3000, "--shuffle", "--seed", 5,
                                  "--batch-size", 150, "--threads", threads, "--save", out, "--quiet"),
                        check=True, capture_output=True)
-        digests.add(sha(out))
+        digests.add(file_sha256(out))
     assert len(digests) == 1
 
 
@@ -154,4 +150,4 @@ def test_resume_of_a_finished_run_just_reports(tmp_path):
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "test accuracy" in r.stdout
-    assert sha(tmp_path / "a.dat") == sha(tmp_path / "b.dat")
+    assert file_sha256(tmp_path / "a.dat") == file_sha256(tmp_path / "b.dat")

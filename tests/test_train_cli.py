@@ -1,5 +1,4 @@
 """python -m lenet5.train and python -m lenet5.evaluate, run as a user would."""
-import hashlib
 import json
 import os
 import subprocess
@@ -8,16 +7,13 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import CASES, GOLDEN
+from conftest import CASES, GOLDEN, file_sha256
 
 
 def run(*args, cwd=None, module="lenet5.train", timeout=600):
     return subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=cwd,
                           capture_output=True, text=True, timeout=timeout)
 
-
-def sha(path):
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 @pytest.mark.parametrize("name", ["xent_b10_n100_e1", "mse_b300_n300_e1", "mse_b300_n60000_e1"])
@@ -28,7 +24,7 @@ def test_cli_reproduces_golden(tmp_path, name):
             "--lr", case["lr"], "--batch-size", case["batch_size"], "--train-limit", case["train_images"],
             "--epochs", case["epochs"], "--save", out, "--json", tmp_path / "s.json", "--quiet")
     assert r.returncode == 0, r.stderr
-    assert sha(out) == case["output_sha256"]
+    assert file_sha256(out) == case["output_sha256"]
     summary = json.loads((tmp_path / "s.json").read_text())
     assert summary["test_correct"] == case["test_correct"]
 
@@ -73,7 +69,7 @@ def test_shuffle_is_seeded(tmp_path):
     run(*args, "--seed", 4, "--save", tmp_path / "b.dat")
     run("--loss", "xent", "--train-limit", 1000, "--batch-size", 100, "--seed", 4, "--quiet",
         "--save", tmp_path / "c.dat")
-    assert sha(tmp_path / "a.dat") == sha(tmp_path / "b.dat") != sha(tmp_path / "c.dat")
+    assert file_sha256(tmp_path / "a.dat") == file_sha256(tmp_path / "b.dat") != file_sha256(tmp_path / "c.dat")
 
 
 ARG_ERRORS = [
