@@ -1,13 +1,21 @@
 """python -m lenet5: what the package's commands are."""
 import sys
 
-COMMANDS = """lenet5: an exact, fast LeNet-5 for MNIST. Commands:
+from ._version import DISTRIBUTION, __version__
 
-  python -m lenet5.train        train (defaults: the reference program's run); --help for options
-  python -m lenet5.experiment   the loss-and-sign experiment: four runs, a figure and a table
-  python -m lenet5.evaluate M   test accuracy and confusion matrix of a model file
-  python benchmarks/bench.py    the C core against NumPy (and PyTorch), from a source checkout
+COMMANDS = f"""lenet5 {__version__} ({DISTRIBUTION}): an exact, fast LeNet-5 for MNIST. Commands:
+
+  python -m lenet5.train        (lenet5-train)       train; defaults: the reference program's run; --help
+  python -m lenet5.experiment   (lenet5-experiment)  the loss-and-sign experiment: four runs, a figure, a table
+  python -m lenet5.evaluate M   (lenet5-evaluate)    test accuracy and confusion matrix of a model file
+  python benchmarks/bench.py                         the C core against NumPy (and PyTorch), from a checkout
 """
 
-if __name__ == "__main__":
+
+def main() -> int:
     sys.stdout.write(COMMANDS)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -5,8 +5,11 @@ and scalars (range, finiteness) before a pointer reaches C, then makes one
 call.  Bad input raises ``TypeError`` (wrong kind of thing) or ``ValueError``
 (right kind, wrong value) naming the argument; C is never called with it.
 """
+from __future__ import annotations
+
 import math
 import numbers
+from typing import Any, NoReturn, Optional
 
 import numpy as np
 
@@ -74,83 +77,104 @@ def _call(rc):
         raise RuntimeError(f"lenet5 core refused the call: {_ERRORS.get(rc, rc)}")
 
 
-def check_params(params, writable=False, name="params"):
+def _refuse(kind: type, name: Optional[str], rule: str) -> NoReturn:
+    """Raise kind("<name> <rule>"); with name None, just the rule (the command
+    line's argument parser names the flag itself)."""
+    raise kind(f"{name} {rule}" if name else rule)
+
+
+def check_params(params: Any, writable: bool = False, name: str = "params") -> np.ndarray:
+    """A float64 array of N_PARAMS values, C-contiguous (and writable if asked)."""
     if not isinstance(params, np.ndarray):
-        raise TypeError(f"{name} must be a numpy array, not {type(params).__name__}")
+        _refuse(TypeError, name, f"must be a numpy array, not {type(params).__name__}")
     if params.dtype != np.float64:
-        raise TypeError(f"{name} must have dtype float64, not {params.dtype}")
+        _refuse(TypeError, name, f"must have dtype float64, not {params.dtype}")
     if params.shape != (N_PARAMS,):
-        raise ValueError(f"{name} must have shape ({N_PARAMS},), not {params.shape}")
+        _refuse(ValueError, name, f"must have shape ({N_PARAMS},), not {params.shape}")
     if not params.flags.c_contiguous:
-        raise ValueError(f"{name} must be C-contiguous (use np.ascontiguousarray)")
+        _refuse(ValueError, name, "must be C-contiguous (use np.ascontiguousarray)")
     if writable and not params.flags.writeable:
-        raise ValueError(f"{name} must be writable: training updates it in place")
+        _refuse(ValueError, name, "must be writable: training updates it in place")
     return params
 
 
-def check_images(images, name="images"):
+def check_images(images: Any, name: str = "images") -> int:
     """uint8 images, (N, 28, 28) or (N, 784), C-contiguous; returns N."""
     if not isinstance(images, np.ndarray):
-        raise TypeError(f"{name} must be a numpy array, not {type(images).__name__}")
+        _refuse(TypeError, name, f"must be a numpy array, not {type(images).__name__}")
     if images.dtype != np.uint8:
-        raise TypeError(f"{name} must have dtype uint8 (raw MNIST pixels 0..255), not {images.dtype}")
+        _refuse(TypeError, name, f"must have dtype uint8 (raw MNIST pixels 0..255), not {images.dtype}")
     if not ((images.ndim == 3 and images.shape[1:] == (28, 28))
             or (images.ndim == 2 and images.shape[1] == IMAGE_PIXELS)):
-        raise ValueError(f"{name} must have shape (N, 28, 28) or (N, 784), not {images.shape}")
+        _refuse(ValueError, name, f"must have shape (N, 28, 28) or (N, 784), not {images.shape}")
     if images.shape[0] < 1:
-        raise ValueError(f"{name} holds no images (need at least 1)")
+        _refuse(ValueError, name, "holds no images (need at least 1)")
     if not images.flags.c_contiguous:
-        raise ValueError(f"{name} must be C-contiguous (use np.ascontiguousarray)")
-    return images.shape[0]
+        _refuse(ValueError, name, "must be C-contiguous (use np.ascontiguousarray)")
+    return int(images.shape[0])
 
 
-def check_labels(labels, n, name="labels"):
+def check_labels(labels: Any, n: int, name: str = "labels") -> np.ndarray:
     """Integer labels in 0..9, one per image; returns them as contiguous uint8."""
     if not isinstance(labels, np.ndarray):
-        raise TypeError(f"{name} must be a numpy array, not {type(labels).__name__}")
+        _refuse(TypeError, name, f"must be a numpy array, not {type(labels).__name__}")
     if not np.issubdtype(labels.dtype, np.integer):
-        raise TypeError(f"{name} must have an integer dtype, not {labels.dtype}")
+        _refuse(TypeError, name, f"must have an integer dtype, not {labels.dtype}")
     if labels.shape != (n,):
-        raise ValueError(f"{name} must have shape ({n},) to match the images, not {labels.shape}")
+        _refuse(ValueError, name, f"must have shape ({n},) to match the images, not {labels.shape}")
     if labels.size and (labels.min() < 0 or labels.max() >= N_CLASSES):
-        raise ValueError(f"{name} must lie in 0..9; found {labels.min()}..{labels.max()}")
+        _refuse(ValueError, name, f"must lie in 0..9; found {labels.min()}..{labels.max()}")
     return np.ascontiguousarray(labels, dtype=np.uint8)
 
 
-def check_loss(loss):
+def check_loss(loss: Any, name: Optional[str] = "loss") -> int:
+    """'mse' or 'xent'; returns the C code."""
     if loss not in LOSSES:
-        raise ValueError(f"loss must be one of {sorted(LOSSES)}, not {loss!r}")
+        _refuse(ValueError, name, f"must be one of {sorted(LOSSES)}, not {loss!r}")
     return LOSSES[loss]
 
 
-def check_sign(sign):
+def check_sign(sign: Any, name: Optional[str] = "sign") -> int:
+    """+1 or -1 (the update is w + sign * lr/B * S)."""
     if isinstance(sign, bool) or sign not in (1, -1):
-        raise ValueError(f"sign must be +1 or -1, not {sign!r}")
+        _refuse(ValueError, name, f"must be +1 or -1, not {sign!r}")
     return int(sign)
 
 
-def check_lr(lr):
+def check_lr(lr: Any, name: Optional[str] = "lr") -> float:
+    """A finite learning rate > 0."""
     if isinstance(lr, bool) or not isinstance(lr, numbers.Real):
-        raise TypeError(f"lr must be a number, not {type(lr).__name__}")
+        _refuse(TypeError, name, f"must be a number, not {type(lr).__name__}")
     if not math.isfinite(lr) or lr <= 0:
-        raise ValueError(f"lr must be finite and > 0, not {lr!r}")
+        _refuse(ValueError, name, f"must be finite and > 0, not {lr!r}")
     return float(lr)
 
 
-def check_kernel(kernel):
+def check_count(value: Any, name: Optional[str], minimum: int = 1) -> int:
+    """A whole number >= minimum (batch size, epochs, image counts, seeds)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        _refuse(TypeError, name, f"must be a whole number, not {value!r}")
+    if value < minimum:
+        _refuse(ValueError, name, f"must be at least {minimum}, not {value}")
+    return int(value)
+
+
+def check_kernel(kernel: Any, name: Optional[str] = "kernel") -> int:
+    """'fast' or 'reference'; returns the C code."""
     if kernel not in KERNELS:
-        raise ValueError(f"kernel must be one of {sorted(KERNELS)}, not {kernel!r}")
+        _refuse(ValueError, name, f"must be one of {sorted(KERNELS)}, not {kernel!r}")
     return KERNELS[kernel]
 
 
-def check_threads(threads):
-    """None for the default (OMP_NUM_THREADS, else all cores), or an int >= 1."""
+def check_threads(threads: Any, name: Optional[str] = "threads") -> int:
+    """None for the default (OMP_NUM_THREADS, else all cores), or 1..MAX_THREADS;
+    returns the C value (0 for the default)."""
     if threads is None:
         return 0
     if isinstance(threads, bool) or not isinstance(threads, numbers.Integral):
-        raise TypeError(f"threads must be an integer, not {type(threads).__name__}")
+        _refuse(TypeError, name, f"must be an integer, not {type(threads).__name__}")
     if not 1 <= threads <= MAX_THREADS:
-        raise ValueError(f"threads must be between 1 and {MAX_THREADS}, not {threads}")
+        _refuse(ValueError, name, f"must be between 1 and {MAX_THREADS}, not {threads}")
     return int(threads)
 
 

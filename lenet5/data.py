@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .model import atomic_write
+from .files import atomic_write
 
 #: name -> (IDX magic number, SHA-256 of the decompressed file)
 FILES = {

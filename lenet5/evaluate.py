@@ -2,38 +2,57 @@
 
 Exit status: 0 done; 1 a data or model file is bad; 2 a bad argument.
 """
+from __future__ import annotations
+
 import argparse
 import json
 import sys
+from typing import List, Optional
 
+from . import cli
 from .data import DataError, load_split
+from .files import write_text_atomic
 from .model import LeNet5, ModelFileError
-from .train import _threads
+
+PROG = "lenet5.evaluate"
 
 
-def main(argv=None):
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m lenet5.evaluate",
-                                description="Test accuracy and confusion matrix of a model file.")
+                                description="Accuracy and confusion matrix of a model file on MNIST.")
     p.add_argument("model", help="model file (.npz or .dat)")
-    p.add_argument("--data-dir", metavar="DIR", help="folder holding the MNIST files")
-    p.add_argument("--split", choices=["test", "train"], default="test")
-    p.add_argument("--threads", type=_threads, default=None, help="threads of the C core")
-    p.add_argument("--json", metavar="PATH", help="write accuracy and confusion matrix as JSON")
+    cli.add_data_option(p)
+    p.add_argument("--split", choices=["test", "train"], default="test",
+                   help="which MNIST images to score: the 10,000 test images (default) "
+                        "or the 60,000 training images")
+    p.add_argument("--threads", type=cli.thread_count, default=None, metavar="N",
+                   help="threads of the C core (default: OMP_NUM_THREADS, else all cores)")
+    p.add_argument("--json", metavar="PATH",
+                   help="also write accuracy and confusion matrix as JSON (default: none)")
+    return p
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    p = build_parser()
     args = p.parse_args(argv)
-    try:
-        net = LeNet5.load(args.model)
-        images, labels = load_split(args.split, args.data_dir)
-    except (ModelFileError, DataError) as e:
-        print(f"lenet5.evaluate: {e}", file=sys.stderr)
-        return 1
-    result = net.evaluate(images, labels, threads=args.threads)
-    print(f"{args.model} on the {len(labels)} {args.split} images:")
-    print(result)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"accuracy": result.accuracy, "correct": result.correct, "total": result.total,
-                       "confusion": result.confusion.tolist()}, f, indent=1)
-    return 0
+    cli.check_output(p, "--json", args.json)
+
+    def body() -> int:
+        try:
+            net = LeNet5.load(args.model)
+            images, labels = load_split(args.split, args.data_dir)
+        except (ModelFileError, DataError) as e:
+            raise cli.Stop(str(e), 1) from None
+        result = net.evaluate(images, labels, threads=args.threads)
+        print(f"{args.model} on the {len(labels)} {args.split} images:")
+        print(result)
+        if args.json:
+            write_text_atomic(args.json, json.dumps(
+                {"accuracy": result.accuracy, "correct": result.correct, "total": result.total,
+                 "confusion": result.confusion.tolist()}, indent=1) + "\n")
+        return 0
+
+    return cli.run(PROG, body)
 
 
 if __name__ == "__main__":

@@ -11,23 +11,29 @@ combinations of output error and update sign, each with its default lr:
 It writes a figure (test accuracy and loss over the batches) and a table
 (markdown, and JSON with --json) of final accuracy and time.
 """
+from __future__ import annotations
+
 import argparse
 import json
 import math
 import sys
-import time
 from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from . import engines
+from . import cli
 from .data import DataError, load_split
-from .model import atomic_write, init_params
+from .engines import Engine
+from .files import write_text_atomic
+from .loop import DESCENDING_SIGN, BatchReport, TrainConfig, train
+from .params import init_params
 from .plots import plot_experiment
-from .train import DEFAULT_LR, DESCENDING_SIGN, _positive_int, _threads
+
+PROG = "lenet5.experiment"
 
 # The four runs: each loss with the sign that descends it and the one that
-# climbs, each at the loss's default lr (the trainer's defaults).
+# climbs, each at the loss's default lr (TrainConfig fills it in).
 RUNS = [  # loss, sign, colour
     ("mse", DESCENDING_SIGN["mse"], "tab:blue"),
     ("mse", -DESCENDING_SIGN["mse"], "tab:cyan"),
@@ -35,47 +41,45 @@ RUNS = [  # loss, sign, colour
     ("xent", -DESCENDING_SIGN["xent"], "tab:orange"),
 ]
 
+Split = Tuple[np.ndarray, np.ndarray]
 
-def run_experiment(train, test, batches, batch_size, eval_every, engine, seed=0, progress=None):
-    """The four runs; returns a list of dicts with their curves and results."""
-    (train_x, train_y), (test_x, test_y) = train, test
+
+def run_experiment(train_set: Split, test: Split, batches: int, batch_size: int, eval_every: int,
+                   engine: Engine, seed: int = 0,
+                   progress: Optional[Callable[[str, int, int], None]] = None) -> List[Dict[str, Any]]:
+    """The four runs, each through the training loop from the same initial
+    model; returns a list of dicts with their curves and results."""
+    (train_x, train_y), (test_x, test_y) = train_set, test
     start_params = init_params(seed)
     runs = []
     for loss, sign, color in RUNS:
-        lr, descends = DEFAULT_LR[loss], sign == DESCENDING_SIGN[loss]
+        config = TrainConfig(loss=loss, sign=sign, batch_size=batch_size)
         params = start_params.copy()
-        label = f"{loss}, sign {sign:+d}, lr {lr} ({'descends' if descends else 'climbs'})"
-        run = {"loss": loss, "sign": sign, "lr": lr, "descends": descends, "color": color,
-               "label": label, "batch_loss": [], "eval_batches": [], "test_accuracy": [],
-               "diverged_at": None}
+        label = f"{loss}, sign {sign:+d}, lr {config.lr} ({'descends' if config.descends else 'climbs'})"
+        run: Dict[str, Any] = {"loss": loss, "sign": sign, "lr": config.lr, "descends": config.descends,
+                               "color": color, "label": label, "eval_batches": [], "test_accuracy": []}
 
-        def evaluate(b):
+        def evaluate(b: int) -> None:
             run["eval_batches"].append(b)
             run["test_accuracy"].append(float((engine.predict(params, test_x) == test_y).mean()))
 
-        evaluate(0)
-        seconds = 0.0
-        for b in range(batches):
-            rows = slice(b * batch_size, (b + 1) * batch_size)
-            t0 = time.perf_counter()
-            with np.errstate(all="ignore"):
-                value, _ = engine.train_batch(params, train_x[rows], train_y[rows],
-                                              loss=loss, sign=sign, lr=lr)
-            seconds += time.perf_counter() - t0
-            run["batch_loss"].append(value / batch_size)
-            if run["diverged_at"] is None and not (math.isfinite(value) and np.isfinite(params).all()):
-                run["diverged_at"] = b + 1
-            if (b + 1) % eval_every == 0 or b + 1 == batches:
-                evaluate(b + 1)
+        def on_batch(report: BatchReport) -> None:
+            b = report.position.batch
+            if b % eval_every == 0 or b == batches:
+                evaluate(b)
             if progress:
-                progress(label, b + 1, batches)
-        run["train_seconds"] = seconds
-        run["final_test_accuracy"] = run["test_accuracy"][-1]
+                progress(label, b, batches)
+
+        evaluate(0)
+        history = train(engine, params, train_x[:batches * batch_size], train_y[:batches * batch_size],
+                        config, max_batches=batches, on_batch=on_batch, stop_on_divergence=False)
+        run.update(batch_loss=history.batch_loss, diverged_at=history.diverged_at,
+                   train_seconds=history.train_seconds, final_test_accuracy=run["test_accuracy"][-1])
         runs.append(run)
     return runs
 
 
-def markdown_table(runs):
+def markdown_table(runs: List[Dict[str, Any]]) -> str:
     lines = ["| loss | sign | lr | direction | final test accuracy | diverged at batch | train time (s) |",
              "|---|---:|---:|---|---:|---:|---:|"]
     for r in runs:
@@ -84,59 +88,72 @@ def markdown_table(runs):
     return "\n".join(lines)
 
 
-def main(argv=None):
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m lenet5.experiment", description=__doc__.split("\n\n")[0])
-    p.add_argument("--batches", type=_positive_int, default=200, help="batches per run (default 200: one epoch)")
-    p.add_argument("--batch-size", type=_positive_int, default=300)
-    p.add_argument("--eval-every", type=_positive_int, default=10, help="batches between test evaluations")
-    p.add_argument("--test-images", type=_positive_int, default=10000, help="test images per evaluation")
-    p.add_argument("--out", metavar="DIR", default="experiment", help="folder for the figure and table")
-    p.add_argument("--engine", choices=sorted(engines.ENGINES), default="c")
-    p.add_argument("--threads", type=_threads, default=None, help="threads of the C core")
-    p.add_argument("--seed", type=int, default=0, help="seed of the shared initial model")
-    p.add_argument("--data-dir", metavar="DIR")
-    p.add_argument("--json", metavar="PATH", help="write the results as JSON")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--batches", type=cli.positive_int, default=200, metavar="N",
+                   help="batches per run, from the first training image on (default 200: one epoch)")
+    p.add_argument("--batch-size", type=cli.positive_int, default=300, metavar="N",
+                   help="images per batch (default 300)")
+    p.add_argument("--eval-every", type=cli.positive_int, default=10, metavar="N",
+                   help="batches between test evaluations (default 10)")
+    p.add_argument("--test-images", type=cli.positive_int, default=10000, metavar="N",
+                   help="test images per evaluation, the first N (default 10000: all)")
+    p.add_argument("--out", metavar="DIR", default="experiment",
+                   help="folder for the figure experiment.png and the table experiment.md "
+                        "(default ./experiment)")
+    cli.add_engine_options(p)
+    p.add_argument("--seed", type=cli.seed_int, default=0, help="seed of the shared initial model (default 0)")
+    cli.add_data_option(p)
+    p.add_argument("--json", metavar="PATH", help="also write the results as JSON (default: none)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines (default: a line every 20 batches)")
+    return p
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    p = build_parser()
     args = p.parse_args(argv)
-    out = Path(args.out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        p.error(f"--out {out}: cannot create ({e.strerror or e})")
-    try:
-        train = load_split("train", args.data_dir, progress=not args.quiet)
-        test_x, test_y = load_split("test", args.data_dir, progress=not args.quiet)
-    except DataError as e:
-        print(f"lenet5.experiment: data error: {e}", file=sys.stderr)
-        return 1
-    if args.batches * args.batch_size > len(train[0]):
-        p.error(f"--batches {args.batches} of {args.batch_size} need {args.batches * args.batch_size} "
-                f"training images; there are {len(train[0])}")
-    test = (test_x[:args.test_images], test_y[:args.test_images])
-    engine = engines.get(args.engine, threads=args.threads)
+    engine = cli.engine_from(args, p)
+    cli.check_output(p, "--json", args.json)
 
-    def progress(label, b, total):
-        if not args.quiet and (b % 20 == 0 or b == total):
-            print(f"  {label}: batch {b}/{total}", file=sys.stderr, flush=True)
+    def body() -> int:
+        out = Path(args.out)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            p.error(f"--out {out}: cannot create ({e.strerror or e})")
+        try:
+            train_set = load_split("train", args.data_dir, progress=not args.quiet)
+            test_x, test_y = load_split("test", args.data_dir, progress=not args.quiet)
+        except DataError as e:
+            raise cli.Stop(f"data error: {e}", 1) from None
+        if args.batches * args.batch_size > len(train_set[0]):
+            p.error(f"--batches {args.batches} of {args.batch_size} need {args.batches * args.batch_size} "
+                    f"training images; there are {len(train_set[0])}")
+        test = (test_x[:args.test_images], test_y[:args.test_images])
 
-    runs = run_experiment(train, test, args.batches, args.batch_size, args.eval_every, engine,
-                          args.seed, progress)
-    table = markdown_table(runs)
-    print(table)
-    (out / "experiment.md").write_text(table + "\n")
-    message = plot_experiment(runs, out / "experiment.png", args.batch_size)
-    print(message, file=sys.stderr)
-    if args.json:
-        keep = ("loss", "sign", "lr", "descends", "final_test_accuracy", "diverged_at", "train_seconds",
-                "eval_batches", "test_accuracy", "batch_loss")
-        result = {"batches": args.batches, "batch_size": args.batch_size, "engine": args.engine,
-                  "seed": args.seed, "test_images": len(test[1]),
-                  # JSON has no inf or NaN: a diverged batch's loss becomes null
-                  "runs": [dict({k: r[k] for k in keep},
-                                batch_loss=[v if math.isfinite(v) else None for v in r["batch_loss"]])
-                           for r in runs]}
-        atomic_write(args.json, lambda f: f.write(json.dumps(result, indent=1).encode() + b"\n"))
-    return 0
+        def progress(label: str, b: int, total: int) -> None:
+            if not args.quiet and (b % 20 == 0 or b == total):
+                cli.say(f"  {label}: batch {b}/{total}")
+
+        runs = run_experiment(train_set, test, args.batches, args.batch_size, args.eval_every, engine,
+                              args.seed, progress)
+        table = markdown_table(runs)
+        print(table)
+        write_text_atomic(out / "experiment.md", table + "\n")
+        cli.say(plot_experiment(runs, out / "experiment.png", args.batch_size))
+        if args.json:
+            keep = ("loss", "sign", "lr", "descends", "final_test_accuracy", "diverged_at", "train_seconds",
+                    "eval_batches", "test_accuracy", "batch_loss")
+            result = {"batches": args.batches, "batch_size": args.batch_size, "engine": args.engine,
+                      "seed": args.seed, "test_images": len(test[1]),
+                      # JSON has no inf or NaN: a diverged batch's loss becomes null
+                      "runs": [dict({k: r[k] for k in keep},
+                                    batch_loss=[v if math.isfinite(v) else None for v in r["batch_loss"]])
+                               for r in runs]}
+            write_text_atomic(args.json, json.dumps(result, indent=1) + "\n")
+        return 0
+
+    return cli.run(PROG, body)
 
 
 if __name__ == "__main__":

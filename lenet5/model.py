@@ -1,170 +1,48 @@
-"""The inference API and model files.
+"""The model: one object to train, predict, evaluate and save.
 
     from lenet5 import LeNet5
-    net = LeNet5.load("model.npz")      # or .dat; LeNet5.init(seed=0) for a new one
-    net.predict(images)                 # uint8 (N, 28, 28) or (28, 28) -> labels
-    net.predict_proba(images)           # softmax of the outputs, rows sum to 1
-    net.evaluate(images, labels)        # accuracy and confusion matrix
+    net = LeNet5.init(seed=0)                # or LeNet5.load("model.npz") (.npz or .dat)
+    net.fit(train_images, train_labels, loss="xent", epochs=1, test=(test_images, test_labels))
+    net.predict(images)                      # uint8 (N, 28, 28) or (28, 28) -> labels
+    net.predict_proba(images)                # softmax of the outputs, rows sum to 1
+    net.evaluate(images, labels)             # accuracy and confusion matrix
     net.save("model.npz")
 
-Two file formats:
-  .dat  the reference program's model.dat: 51,902 raw little-endian doubles,
-        415,216 bytes, no header (SPEC.md order), so models move both ways
-        between this package and the reference program;
-  .npz  the same parameters by block (W1 ... b4) plus metadata (format
-        version, loss, sign, lr, batch size, epochs, images seen, accuracy).
-Saves are atomic (temporary file, then rename); loads check size, shape,
-dtype and finiteness and say what is wrong.
+``fit`` is the training loop of ``lenet5.loop`` with what a person wants
+around it: progress, a test evaluation per epoch, checkpoints, a clean stop
+on Ctrl-C.  The command line ``python -m lenet5.train`` is a thin wrapper
+over it.
 """
-import json
-import math
-import os
-import tempfile
+from __future__ import annotations
+
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any, Dict, Optional, Tuple, Union
 
 import numpy as np
 
-from . import core
+from . import core, engines
+from .checkpoint import Checkpoint, save_checkpoint
+from .files import PathLike
+from .loop import (BatchReport, History, InterruptRequest, Position, Stopped, TrainConfig,
+                   batches_per_epoch, train)
+from .numpy_engine import softmax
+from .params import Meta, ModelFileError, check_finite, init_params, read_params, write_params
+from .progress import Progress
 
-FORMAT_VERSION = 1
-DAT_BYTES = core.N_PARAMS * 8
-
-
-class ModelFileError(ValueError):
-    """A model file is missing, of the wrong format, size or shape, or not finite."""
-
-
-def init_params(seed=0):
-    """A fresh model: weights uniform on [-1, 1) times sqrt(6 / fan), biases 0.
-
-    fan = 25 * (maps in + maps out) for the convolutions, 120 + 10 for the
-    fully connected layer, as in the reference program (which seeds from the
-    clock; here the seed makes it repeatable).
-    """
-    rng = np.random.default_rng(seed)
-    params = np.zeros(core.N_PARAMS, dtype=np.float64)
-    fans = {"W1": 25 * (1 + 6), "W2": 25 * (6 + 16), "W3": 25 * (16 + 120), "W4": 120 + 10}
-    for name, fan in fans.items():
-        w = core.block(params, name)
-        w[...] = rng.uniform(-1.0, 1.0, w.shape) * math.sqrt(6.0 / fan)
-    return params
-
-
-def check_writable(path):
-    """Raise ModelFileError now if path cannot be written later (missing or
-    read-only folder), so an hour of training is never lost at the end.
-    It tries a real temporary file: permission bits do not tell root's story."""
-    folder = Path(path).resolve().parent
-    if not folder.is_dir():
-        raise ModelFileError(f"{path}: folder {folder} does not exist")
-    if Path(path).is_dir():
-        raise ModelFileError(f"{path}: is a folder, not a file")
-    try:
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as e:
-        raise ModelFileError(f"{path}: folder {folder} is not writable ({e.strerror or e})") from None
-
-
-def atomic_write(path, write):
-    """Call write(file object) on a temporary file beside path, then rename it
-    into place: readers see the old file or the whole new one, never a part."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.resolve().parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _check_finite(params, path):
-    bad = np.flatnonzero(~np.isfinite(params))
-    if bad.size:
-        raise ModelFileError(f"{path}: {bad.size} parameters are NaN or infinite "
-                             f"(first at index {bad[0]}): a diverged model")
-
-
-def read_params(path):
-    """(params, metadata) from a .dat or .npz model file, fully checked."""
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in (".dat", ".npz"):
-        raise ModelFileError(f"{path}: unknown model format (use .npz or .dat)")
-    if not path.is_file():
-        raise ModelFileError(f"{path}: no such model file")
-    if suffix == ".dat":
-        size = path.stat().st_size
-        if size != DAT_BYTES:
-            raise ModelFileError(f"{path}: {size} bytes; a .dat model is exactly {DAT_BYTES} "
-                                 f"({core.N_PARAMS} little-endian doubles)")
-        params = np.fromfile(path, dtype="<f8").astype(np.float64)
-        meta = {}
-    else:
-        params, meta = _read_npz(path)
-    _check_finite(params, path)
-    return params, meta
-
-
-def _read_npz(path):
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in f.files}
-    except Exception as e:  # zipfile, numpy format and OS errors alike
-        raise ModelFileError(f"{path}: not a readable .npz model ({e})") from None
-    params = np.zeros(core.N_PARAMS, dtype=np.float64)
-    for name, (offset, shape) in core.BLOCKS.items():
-        if name not in arrays:
-            raise ModelFileError(f"{path}: missing parameter block {name}")
-        a = arrays[name]
-        if a.shape != shape:
-            raise ModelFileError(f"{path}: block {name} has shape {a.shape}, expected {shape}")
-        if a.dtype != np.float64:
-            raise ModelFileError(f"{path}: block {name} has dtype {a.dtype}, expected float64")
-        params[offset:offset + a.size] = a.ravel()
-    meta = {}
-    if "meta" in arrays:
-        try:
-            meta = json.loads(str(arrays["meta"]))
-        except ValueError:
-            raise ModelFileError(f"{path}: metadata is not valid JSON") from None
-        if meta.get("format_version", FORMAT_VERSION) > FORMAT_VERSION:
-            raise ModelFileError(f"{path}: format version {meta['format_version']} is newer "
-                                 f"than this lenet5 reads ({FORMAT_VERSION})")
-    return params, meta
-
-
-def write_params(path, params, meta=None):
-    """Write params (and, for .npz, metadata) atomically to a .dat or .npz file."""
-    path = Path(path)
-    core.check_params(params)
-    suffix = path.suffix.lower()
-    if suffix == ".dat":
-        atomic_write(path, lambda f: f.write(params.astype("<f8").tobytes()))
-    elif suffix == ".npz":
-        meta = dict(meta or {}, format_version=FORMAT_VERSION)
-        blocks = {name: core.block(params, name).copy() for name in core.BLOCKS}
-        atomic_write(path, lambda f: np.savez(f, meta=np.array(json.dumps(meta)), **blocks))
-    else:
-        raise ModelFileError(f"{path}: unknown model format (use .npz or .dat)")
+__all__ = ["LeNet5", "Evaluation", "FitResult", "Interrupted", "ModelFileError"]
 
 
 @dataclass
 class Evaluation:
     """What evaluate() found: accuracy, counts and the confusion matrix
     (rows: true digit, columns: predicted digit)."""
+
     accuracy: float
     correct: int
     total: int
     confusion: np.ndarray
 
-    def __str__(self):
+    def __str__(self) -> str:
         lines = [f"accuracy {100 * self.accuracy:.2f}% ({self.correct}/{self.total})",
                  "true\\pred " + " ".join(f"{j:>5d}" for j in range(10))]
         for i, row in enumerate(self.confusion):
@@ -172,7 +50,63 @@ class Evaluation:
         return "\n".join(lines)
 
 
-def _as_images(images):
+@dataclass
+class FitResult:
+    """What fit() did: the settings, the history and the final test score."""
+
+    config: TrainConfig
+    history: History
+    train_images: int
+    images_seen: int
+    engine: str
+    kernel: Optional[str]
+    threads: Optional[int]
+    test_correct: Optional[int] = None
+    test_images: Optional[int] = None
+
+    @property
+    def test_accuracy(self) -> Optional[float]:
+        if self.test_correct is None or not self.test_images:
+            return None
+        return self.test_correct / self.test_images
+
+    @property
+    def images_per_second(self) -> Optional[float]:
+        seconds = self.history.train_seconds
+        return self.images_seen / seconds if seconds > 0 else None
+
+    def summary(self) -> Dict[str, Any]:
+        """The run as a JSON-ready dict (the trainer's ``--json``)."""
+        h = self.history
+        return {
+            "test_accuracy": self.test_accuracy, "test_correct": self.test_correct,
+            "test_images": self.test_images, "train_seconds": h.train_seconds,
+            "images_per_second": self.images_per_second,
+            "train_images": self.train_images, "images_seen": self.images_seen,
+            "final_batch_loss": h.batch_loss[-1] if h.batch_loss else None,
+            **self.config.to_dict(),
+            "engine": self.engine, "kernel": self.kernel, "threads": self.threads,
+            "epoch_test_accuracy": list(h.test_accuracy),
+        }
+
+
+class Interrupted(KeyboardInterrupt):
+    """fit() stopped at a batch boundary on Ctrl-C; a checkpoint, if one was
+    asked for, holds the position to resume from."""
+
+    def __init__(self, position: Position, batches_per_epoch: int, checkpoint: Optional[PathLike]) -> None:
+        where = (f"epoch {position.epoch + 1}, after batch {position.batch} of {batches_per_epoch}"
+                 if position.batch else f"the end of epoch {position.epoch}")
+        saved = (f"; checkpoint written to {checkpoint}" if checkpoint
+                 else "; no checkpoint was asked for, nothing saved")
+        super().__init__(f"interrupted at {where}{saved}")
+        self.position, self.checkpoint = position, checkpoint
+
+
+ImagesLike = np.ndarray
+
+
+def _as_images(images: Any) -> np.ndarray:
     """Accept (28, 28), (N, 28, 28) or (N, 784) uint8; copy if not contiguous."""
     if not isinstance(images, np.ndarray):
         raise TypeError(f"images must be a numpy array, not {type(images).__name__}")
@@ -184,43 +118,47 @@ def _as_images(images):
 
 
 class LeNet5:
-    """A LeNet-5 model: one flat array of 51,902 doubles and its metadata."""
+    """A LeNet-5 model: one flat array of 51,902 doubles (docs/SPEC.md §3.1)
+    and its metadata."""
 
-    def __init__(self, params, meta=None):
+    def __init__(self, params: Any, meta: Optional[Meta] = None) -> None:
         params = np.array(params, dtype=np.float64, copy=True)
         core.check_params(params)
+        check_finite(params)
         self.params = params
-        self.meta = dict(meta or {})
+        self.meta: Meta = dict(meta or {})
 
     @classmethod
-    def init(cls, seed=0):
+    def init(cls, seed: int = 0) -> "LeNet5":
+        """A fresh model from a seed (docs/SPEC.md §3.2)."""
         return cls(init_params(seed), {"seed": seed})
 
     @classmethod
-    def load(cls, path):
+    def load(cls, path: PathLike) -> "LeNet5":
+        """A model from a .npz or .dat file; ModelFileError says what is wrong."""
         params, meta = read_params(path)
         return cls(params, meta)
 
-    def save(self, path):
+    def save(self, path: PathLike) -> None:
+        """Write the model atomically (.npz with metadata, or .dat)."""
         write_params(path, self.params, self.meta)
 
-    def forward(self, images, threads=None):
+    def forward(self, images: ImagesLike, threads: Optional[int] = None) -> np.ndarray:
         """The 10 ReLU-ed outputs per image, shape (N, 10)."""
         return core.forward(self.params, _as_images(images), threads=threads)
 
-    def predict(self, images, threads=None):
-        """Predicted digits: an int array of N labels (one label for one image)."""
+    def predict(self, images: ImagesLike, threads: Optional[int] = None) -> Union[int, np.ndarray]:
+        """Predicted digits: an int array of N labels (one int for one (28, 28) image)."""
         single = isinstance(images, np.ndarray) and images.shape == (28, 28)
         pred = core.predict(self.params, _as_images(images), threads=threads)
         return int(pred[0]) if single else pred
 
-    def predict_proba(self, images, threads=None):
+    def predict_proba(self, images: ImagesLike, threads: Optional[int] = None) -> np.ndarray:
         """Softmax of the outputs, shape (N, 10); each row sums to 1."""
-        z = self.forward(images, threads)
-        e = np.exp(z - z.max(axis=1, keepdims=True))
-        return e / e.sum(axis=1, keepdims=True)
+        return softmax(self.forward(images, threads))
 
-    def evaluate(self, images, labels, threads=None):
+    def evaluate(self, images: ImagesLike, labels: Any, threads: Optional[int] = None) -> Evaluation:
+        """Accuracy and confusion matrix on labelled images."""
         images = _as_images(images)
         labels = core.check_labels(np.asarray(labels), len(images))
         pred = core.predict(self.params, images, threads=threads)
@@ -229,5 +167,94 @@ class LeNet5:
         correct = int(np.trace(confusion))
         return Evaluation(correct / len(labels), correct, len(labels), confusion)
 
-    def __repr__(self):
+    def fit(self, images: ImagesLike, labels: Any, *, loss: str = "mse", sign: Optional[int] = None,
+            lr: Optional[float] = None, batch_size: int = 300, epochs: int = 1, shuffle: bool = False,
+            seed: int = 0, engine: str = "c", kernel: Optional[str] = None,
+            threads: Optional[int] = None, test: Optional[Tuple[np.ndarray, np.ndarray]] = None,
+            progress: bool = True, checkpoint: Optional[PathLike] = None,
+            checkpoint_every: Optional[int] = None, resume: Optional[Checkpoint] = None,
+            checkpoint_extra: Optional[Dict[str, Any]] = None) -> FitResult:
+        """Train in place on (images, labels) and return what happened.
+
+        The options are the command line's (``python -m lenet5.train --help``):
+        loss 'mse' or 'xent'; sign and lr default to the ones that descend the
+        loss; epochs of whole batches in file order, or shuffled by (seed,
+        epoch).  engine 'c' (kernel 'fast' or 'reference', threads) or
+        'numpy'.  test=(images, labels) is evaluated after every epoch.
+        progress shows a bar on a terminal and a line per epoch elsewhere.
+        checkpoint writes model and position there every checkpoint_every
+        batches (default: each epoch); resume continues a loaded Checkpoint
+        (its settings win; the model's parameters are replaced by its own).
+        Ctrl-C stops at the next batch boundary, writes the checkpoint and
+        raises ``Interrupted``; a loss that turns NaN or infinite raises
+        ``lenet5.loop.Diverged`` at once.
+        """
+        images = _as_images(images)
+        labels = core.check_labels(np.asarray(labels), len(images))
+        if resume is not None:
+            config, start, history = resume.config, resume.position, resume.history
+            self.params[...] = resume.params
+        else:
+            config = TrainConfig(loss=loss, sign=sign, lr=lr, batch_size=batch_size,
+                                 epochs=epochs, shuffle=shuffle, seed=seed)
+            start, history = Position(), History()
+        eng = engines.get(engine, kernel=kernel, threads=threads)
+        per_epoch = batches_per_epoch(len(images), config.batch_size)
+        every = core.check_count(checkpoint_every, "checkpoint_every") if checkpoint_every else per_epoch
+        if test is not None:
+            test_x = _as_images(test[0])
+            test_y = core.check_labels(np.asarray(test[1]), len(test_x), name="test labels")
+        extra = dict(checkpoint_extra or {})
+        result = FitResult(config, history, len(images), config.epochs * per_epoch * config.batch_size,
+                           engine, getattr(eng, "kernel", None),
+                           (threads or core.default_threads()) if engine == "c" else None)
+        show = Progress(progress)
+
+        def save_at(position: Position) -> None:
+            if checkpoint:
+                save_checkpoint(checkpoint, Checkpoint(self.params, config, position, history, extra))
+
+        def score_test() -> None:
+            if test is not None:
+                result.test_correct = int((eng.predict(self.params, test_x) == test_y).sum())
+                result.test_images = len(test_y)
+
+        def on_batch(report: BatchReport) -> None:
+            show.batch(report)
+            if report.position.batch % every == 0 and report.position.batch < per_epoch:
+                save_at(report.position)
+
+        def on_epoch(done: int) -> None:
+            score_test()
+            line = f"epoch {done}/{config.epochs}: "
+            if result.test_accuracy is not None:
+                history.test_accuracy.append(result.test_accuracy)
+                line += f"test accuracy {100 * result.test_accuracy:.2f}%, "
+            line += (f"train loss {history.batch_loss[-1]:.4f} (last batch), "
+                     f"{history.train_seconds:.2f} s in training so far")
+            show.end_epoch(line)
+            save_at(Position(done, 0))
+            if done < config.epochs:
+                show.start_epoch(done + 1, config.epochs, per_epoch)
+
+        if start.epoch < config.epochs:
+            show.start_epoch(start.epoch + 1, config.epochs, per_epoch, start.batch)
+        try:
+            with InterruptRequest() as stop:
+                train(eng, self.params, images, labels, config, start=start, history=history,
+                      on_batch=on_batch, on_epoch=on_epoch, should_stop=stop)
+        except Stopped as s:
+            show.close()
+            save_at(s.position)
+            raise Interrupted(s.position, per_epoch, checkpoint) from None
+        finally:
+            show.close()
+        if result.test_correct is None:  # resumed from a finished checkpoint
+            score_test()
+        self.meta = {"loss": config.loss, "sign": config.sign, "lr": config.lr,
+                     "batch_size": config.batch_size, "epochs": config.epochs,
+                     "images_seen": result.images_seen, "test_accuracy": result.test_accuracy}
+        return result
+
+    def __repr__(self) -> str:
         return f"LeNet5({core.N_PARAMS} parameters, meta={self.meta})"

@@ -1,4 +1,4 @@
-"""The NumPy twin: the same network, the same maths (SPEC.md), written the way
+"""The NumPy twin: the same network, the same maths (docs/SPEC.md), written the way
 a NumPy programmer would, vectorised over the whole batch.
 
 Convolutions are im2col (``sliding_window_view``) plus one matrix product;
@@ -19,7 +19,7 @@ def _blocks(params):
 
 
 def normalize(images):
-    """(N, 28, 28) uint8 -> (N, 1, 32, 32) float64, per SPEC.md; flat images -> 0."""
+    """(N, 28, 28) uint8 -> (N, 1, 32, 32) float64, per docs/SPEC.md §4; flat images -> 0."""
     x = images.reshape(len(images), 784).astype(np.float64)
     mean = x.sum(axis=1) / 784
     var = (images.reshape(len(images), 784).astype(np.int64) ** 2).sum(axis=1) / 784 - mean * mean
@@ -94,12 +94,19 @@ def forward(params, images):
     return a
 
 
+def softmax(z):
+    """Row-wise softmax, shifted by each row's largest value (docs/SPEC.md §6.4).
+    The package's one softmax in NumPy: predict_proba and the twin's errors use it."""
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
 def output_error(z, labels, loss):
-    """d and the per-image loss; mse's d is the negative gradient, xent's the positive."""
+    """d and the per-image loss (docs/SPEC.md §6); mse's d is the negative
+    gradient, xent's the positive."""
     y = np.zeros_like(z)
     y[np.arange(len(z)), labels] = 1.0
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    p = e / e.sum(axis=1, keepdims=True)
+    p = softmax(z)
     if loss == "mse":
         inner = p[np.arange(len(z)), labels] - (p * p).sum(axis=1)
         d = p * ((y - p) - inner[:, None])

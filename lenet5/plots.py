@@ -1,11 +1,21 @@
 """Figures of training runs.  matplotlib is an optional extra:
-``pip install 'lenet5[plot]'``.  Without it, nothing is drawn and the caller
+``pip install 'lenet5-exact[plot]'``.  Without it, nothing is drawn and the caller
 gets a sentence saying how to get the figures."""
 import math
 
-from .model import atomic_write
+from ._version import install_hint
+from .files import atomic_write
 
-MISSING = "matplotlib is not installed, so no figure was written; get it with: pip install 'lenet5[plot]'"
+MISSING = f"matplotlib is not installed, so no figure was written; get it with: {install_hint('plot')}"
+
+
+def have_matplotlib() -> bool:
+    """True if matplotlib can be imported (the [plot] extra is installed)."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def _pyplot():

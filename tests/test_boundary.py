@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from lenet5 import core
-from lenet5.model import init_params
+from lenet5.params import init_params
 
 
 class Spy:

@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -35,6 +37,7 @@ def test_extension_is_a_compiled_api_mode_module():
     assert hasattr(_core, "lib") and hasattr(_core, "ffi")
 
 
+@pytest.mark.slow
 def test_build_without_openmp_or_native_is_exact(tmp_path, mnist_train):
     """The fallbacks: no OpenMP (one thread) and no -march=native (plain SSE2
     vectors) still give the golden bytes."""

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from lenet5 import core
-from lenet5.model import init_params
+from lenet5.params import init_params
 
 
 @pytest.mark.skipif(not os.environ.get("LENET5_EXPECT_CORE_IN"), reason="only under tests/sanitize.sh")

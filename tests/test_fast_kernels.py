@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from lenet5 import core
-from lenet5.model import init_params
+from lenet5.params import init_params
 
 
 def bits(a):

@@ -9,25 +9,32 @@ import numpy as np
 import pytest
 
 from lenet5 import core
+from lenet5.engines import CEngine
+from lenet5.loop import TrainConfig, train
 from conftest import CASES, golden_params, sha256
 
 RUNS = [(name, "fast", t) for name in CASES for t in (1, 2, 3)] + \
        [(name, "reference", 1) for name in CASES]
 
 
+def is_slow(name):
+    """Full-epoch cases take seconds (fast kernels) to a minute (reference)."""
+    return CASES[name]["train_images"] >= 60000
+
+
 def train_case(case, params, images, labels, kernel, threads):
+    """The case's run through the package's one training loop."""
     params = params.copy()
-    b = case["batch_size"]
-    for _ in range(case["epochs"]):
-        for start in range(0, case["train_images"] - b + 1, b):
-            core.train_batch(params, images[start:start + b], labels[start:start + b],
-                             loss=case["loss"], sign=case["sign"], lr=case["lr"],
-                             kernel=kernel, threads=threads)
+    n = case["train_images"]
+    config = TrainConfig(loss=case["loss"], sign=case["sign"], lr=case["lr"],
+                         batch_size=case["batch_size"], epochs=case["epochs"])
+    train(CEngine(kernel, threads), params, images[:n], labels[:n], config)
     return params
 
 
-@pytest.mark.parametrize("name,kernel,threads", RUNS,
-                         ids=[f"{n}-{k}-t{t}" for n, k, t in RUNS])
+@pytest.mark.parametrize("name,kernel,threads", [
+    pytest.param(n, k, t, id=f"{n}-{k}-t{t}", marks=[pytest.mark.slow] if is_slow(n) else [])
+    for n, k, t in RUNS])
 def test_golden_model_bytes(name, kernel, threads, init_params, mnist_train, mnist_test):
     case = CASES[name]
     images, labels = mnist_train

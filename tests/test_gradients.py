@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from lenet5 import core
-from lenet5.model import init_params
+from lenet5.params import init_params
 
 SIGN_OF_G = {"mse": -1.0, "xent": +1.0}
 

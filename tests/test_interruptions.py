@@ -33,6 +33,7 @@ def wait_for(path, process, timeout=120):
         time.sleep(0.005)
 
 
+@pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_gives_the_golden_bytes(tmp_path):
     ck, out = tmp_path / "ck.npz", tmp_path / "out.dat"
     p = subprocess.Popen(train_cmd("--init", GOLDEN / CASE["init"], "--checkpoint", ck,
@@ -51,6 +52,7 @@ def test_sigkill_mid_epoch_then_resume_gives_the_golden_bytes(tmp_path):
     assert file_sha256(out) == CASE["output_sha256"]
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_at_a_batch_boundary_with_a_checkpoint(tmp_path):
     ck, out = tmp_path / "ck.npz", tmp_path / "out.dat"
     p = subprocess.Popen(train_cmd("--init", GOLDEN / CASE["init"], "--checkpoint", ck,

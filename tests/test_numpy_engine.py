@@ -9,7 +9,7 @@ import pytest
 
 from lenet5 import core
 from lenet5 import numpy_engine as ne
-from lenet5.model import init_params
+from lenet5.params import init_params
 
 
 def assert_blocks_close(expected, got, rel):

@@ -8,7 +8,7 @@ from hypothesis import given, settings, strategies as st
 from hypothesis.extra import numpy as hnp
 
 from lenet5 import LeNet5, core, data
-from lenet5.model import init_params
+from lenet5.params import init_params
 
 PARAMS = init_params(0)
 NET = LeNet5(PARAMS)

@@ -10,21 +10,15 @@ import numpy as np
 import pytest
 
 from lenet5 import core
-from lenet5.model import init_params
+from lenet5.numpy_engine import output_error
+from lenet5.params import init_params
 
 
 def held_out_loss(params, images, labels, loss):
+    """The mean loss over held-out images (the package's one NumPy softmax)."""
     z = core.forward(params, images)
     with np.errstate(all="ignore"):
-        m = z.max(axis=1, keepdims=True)
-        e = np.exp(z - m)
-        p = e / e.sum(axis=1, keepdims=True)
-        rows = np.arange(len(labels))
-        if loss == "xent":
-            return float(-np.log(p[rows, labels]).mean())
-        y = np.zeros_like(p)
-        y[rows, labels] = 1
-        return float(0.5 * ((p - y) ** 2).sum(axis=1).mean())
+        return float(output_error(z, labels, loss)[1].mean())
 
 
 def run_20_batches(mnist_train, loss, sign, lr):

@@ -16,7 +16,8 @@ def run(*args, cwd=None, module="lenet5.train", timeout=600):
 
 
 
-@pytest.mark.parametrize("name", ["xent_b10_n100_e1", "mse_b300_n300_e1", "mse_b300_n60000_e1"])
+@pytest.mark.parametrize("name", ["xent_b10_n100_e1", "mse_b300_n300_e1",
+                                  pytest.param("mse_b300_n60000_e1", marks=pytest.mark.slow)])
 def test_cli_reproduces_golden(tmp_path, name):
     case = CASES[name]
     out = tmp_path / "out.dat"
@@ -45,11 +46,51 @@ def test_one_epoch_from_scratch_reaches_96_percent(tmp_path, loss):
     assert ev.returncode == 0 and f"({s['test_correct']}/10000)" in ev.stdout
 
 
-def test_progress_bar_and_epoch_accuracy(tmp_path):
+def test_a_log_gets_one_plain_line_per_epoch(tmp_path):
+    """Standard error is a pipe here, as in CI or nohup: no bar refreshes, one line an epoch."""
     r = run("--loss", "xent", "--train-limit", 600, "--batch-size", 100, "--epochs", 2)
     assert r.returncode == 0, r.stderr
-    assert "epoch 1/2" in r.stderr and "acc=" in r.stderr and "loss=" in r.stderr
-    assert "epoch 1: test accuracy" in r.stderr and "epoch 2: test accuracy" in r.stderr
+    lines = r.stderr.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["epoch 1/2", "epoch 2/2"], r.stderr
+    assert "test accuracy" in lines[0] and "test accuracy" in lines[1]
+    assert "\r" not in r.stderr and "acc=" not in r.stderr
+
+
+def test_a_terminal_gets_a_live_progress_bar(tmp_path):
+    """On a terminal (a pseudo-terminal here) the bar shows the running loss and accuracy."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+    import threading
+    main, child = pty.openpty()
+    fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a new pty is 0 wide
+    shown = []
+
+    def read_terminal():  # read as it comes: a full terminal buffer would block the trainer
+        while True:
+            try:
+                chunk = os.read(main, 65536)
+            except OSError:  # the terminal closed: everything was read
+                return
+            if not chunk:
+                return
+            shown.append(chunk)
+
+    reader = threading.Thread(target=read_terminal)
+    reader.start()
+    try:
+        p = subprocess.run([sys.executable, "-m", "lenet5.train", "--loss", "xent", "--train-limit", "9000",
+                            "--batch-size", "10", "--epochs", "2"], stderr=child, stdout=subprocess.PIPE,
+                           timeout=120)
+    finally:
+        os.close(child)
+        reader.join(timeout=30)
+        os.close(main)
+    assert p.returncode == 0
+    text = b"".join(shown).decode(errors="replace")
+    assert "acc=" in text and "loss=" in text and "batch/s" in text
+    assert "epoch 1/2: test accuracy" in text and "epoch 2/2: test accuracy" in text
 
 
 def test_climbing_sign_is_allowed_but_announced_and_divergence_stops(tmp_path):
@@ -82,8 +123,10 @@ ARG_ERRORS = [
     (["--batch-size", "0"], "at least 1"),
     (["--batch-size", "-3"], "at least 1"),
     (["--epochs", "0"], "at least 1"),
-    (["--threads", "0"], "at least 1"),
-    (["--threads", "5000"], "at most 1024"),
+    (["--threads", "0"], "between 1 and 1024"),
+    (["--threads", "5000"], "between 1 and 1024"),
+    (["--seed", "-1"], "at least 0"),
+    (["--engine", "numpy", "--threads", "2"], "the numpy engine has no threads option"),
     (["--batch-size", "500", "--train-limit", "100"], "larger than the 100 training images"),
     (["--train-limit", "70000"], "exceeds the 60000"),
     (["--save", "model.txt"], "use a .npz or .dat"),

@@ -1,0 +1,81 @@
+"""Checkpoints: a model file that also holds where its run stopped
+(docs/SPEC.md §8.4, §10.3), so the run can resume with the same bytes.
+
+A checkpoint is an .npz model whose metadata has a "checkpoint" object:
+the position (epoch from 0, next batch), the run's settings (the
+``TrainConfig`` fields, plus whatever the caller adds, such as the command
+line's ``train_limit`` and ``init``) and the history so far.  Every field is
+checked on reading: an edited or damaged checkpoint is refused with a
+message naming the field, never half trusted.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict
+
+import numpy as np
+
+from .files import PathLike
+from .loop import History, Position, TrainConfig
+from .params import ModelFileError, read_params, write_params
+
+
+class CheckpointError(ValueError):
+    """A file is not a usable checkpoint; the message names what is wrong."""
+
+
+@dataclass
+class Checkpoint:
+    """A run's model and everything needed to continue it."""
+
+    params: np.ndarray
+    config: TrainConfig
+    position: Position
+    history: History
+    extra: Dict[str, Any] = field(default_factory=dict)  # caller's settings (e.g. train_limit, init)
+
+
+def save_checkpoint(path: PathLike, ck: Checkpoint) -> None:
+    """Write the checkpoint atomically (docs/SPEC.md §10.4)."""
+    if Path(path).suffix.lower() != ".npz":
+        raise CheckpointError(f"{path}: a checkpoint is an .npz file")
+    position = {"epoch": ck.position.epoch, "batch": ck.position.batch,
+                "settings": dict(ck.extra, **ck.config.to_dict()), "history": ck.history.to_dict()}
+    write_params(path, ck.params, {"checkpoint": position})
+
+
+def _whole(state: Dict[str, Any], name: str) -> int:
+    value = state.get(name)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise CheckpointError(f"field {name!r} must be a whole number >= 0, not {value!r}")
+    return value
+
+
+def load_checkpoint(path: PathLike) -> Checkpoint:
+    """Read and check a checkpoint; CheckpointError says what is wrong."""
+    try:
+        params, meta = read_params(path)
+    except ModelFileError as e:
+        raise CheckpointError(str(e)) from None
+    state = meta.get("checkpoint")
+    if state is None:
+        raise CheckpointError(f"{path} is a model, not a checkpoint")
+    try:
+        if not isinstance(state, dict):
+            raise CheckpointError(f"field 'checkpoint' must be an object, not {type(state).__name__}")
+        position = Position(_whole(state, "epoch"), _whole(state, "batch"))
+        settings = state.get("settings")
+        try:
+            config = TrainConfig.from_dict(settings)
+        except (TypeError, ValueError) as e:
+            raise CheckpointError(f"field 'settings': {e}") from None
+        try:
+            history = History.from_dict(state.get("history", {}))
+        except (TypeError, ValueError) as e:
+            raise CheckpointError(f"field 'history': {e}") from None
+    except CheckpointError as e:
+        raise CheckpointError(f"{path}: not a usable checkpoint: {e}") from None
+    assert isinstance(settings, dict)
+    extra = {k: v for k, v in settings.items() if k not in config.to_dict()}
+    return Checkpoint(params, config, position, history, extra)

@@ -1,0 +1,131 @@
+"""Parameters and model files: a fresh model, and reading and writing the
+two file formats (docs/SPEC.md §3, §10).
+
+  .dat  the reference program's model.dat: 51,902 raw little-endian doubles,
+        415,216 bytes, no header (§10.1), so models move both ways between
+        this package and the reference program;
+  .npz  the same parameters by block (W1 ... b4) plus a JSON ``meta`` member
+        (format version, loss, sign, lr, batch size, epochs, images seen,
+        accuracy; a checkpoint's position) (§10.2, §10.3).
+Saves are atomic (§10.4); loads check size, shape, dtype and finiteness and
+say what is wrong.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Dict, Optional, Tuple
+
+import numpy as np
+
+from . import core
+from .files import PathLike, atomic_write
+
+FORMAT_VERSION = 1
+DAT_BYTES = core.N_PARAMS * 8
+MODEL_SUFFIXES = (".npz", ".dat")
+
+Meta = Dict[str, Any]
+
+
+class ModelFileError(ValueError):
+    """A model file is missing, of the wrong format, size or shape, or not finite."""
+
+
+def init_params(seed: int = 0) -> np.ndarray:
+    """A fresh model (docs/SPEC.md §3.2): weights uniform on [-1, 1) times
+    sqrt(6 / fan), biases 0, drawn block by block from numpy's default_rng(seed).
+
+    fan = 25 * (maps in + maps out) for the convolutions, 120 + 10 for the
+    fully connected layer, as in the reference program (which seeds from the
+    clock; here the seed makes it repeatable).
+    """
+    seed = core.check_count(seed, "seed", minimum=0)
+    rng = np.random.default_rng(seed)
+    params = np.zeros(core.N_PARAMS, dtype=np.float64)
+    fans = {"W1": 25 * (1 + 6), "W2": 25 * (6 + 16), "W3": 25 * (16 + 120), "W4": 120 + 10}
+    for name, fan in fans.items():
+        w = core.block(params, name)
+        w[...] = rng.uniform(-1.0, 1.0, w.shape) * math.sqrt(6.0 / fan)
+    return params
+
+
+def check_finite(params: np.ndarray, what: str = "params", error: type = ValueError) -> None:
+    """Refuse NaN or infinite parameters: they are a diverged model."""
+    bad = np.flatnonzero(~np.isfinite(params))
+    if bad.size:
+        raise error(f"{what}: {bad.size} parameters are NaN or infinite "
+                    f"(first at index {bad[0]}): a diverged model")
+
+
+def model_format(path: PathLike) -> str:
+    """'.npz' or '.dat' from the file name; ModelFileError otherwise."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in MODEL_SUFFIXES:
+        raise ModelFileError(f"{path}: unknown model format (use .npz or .dat)")
+    return suffix
+
+
+def read_params(path: PathLike) -> Tuple[np.ndarray, Meta]:
+    """(params, metadata) from a .dat or .npz model file, fully checked."""
+    path = Path(path)
+    suffix = model_format(path)
+    if not path.is_file():
+        raise ModelFileError(f"{path}: no such model file")
+    if suffix == ".dat":
+        size = path.stat().st_size
+        if size != DAT_BYTES:
+            raise ModelFileError(f"{path}: {size} bytes; a .dat model is exactly {DAT_BYTES} "
+                                 f"({core.N_PARAMS} little-endian doubles)")
+        params = np.fromfile(path, dtype="<f8").astype(np.float64)
+        meta: Meta = {}
+    else:
+        params, meta = _read_npz(path)
+    check_finite(params, str(path), ModelFileError)
+    return params, meta
+
+
+def _read_npz(path: Path) -> Tuple[np.ndarray, Meta]:
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except Exception as e:  # zipfile, numpy format and OS errors alike
+        raise ModelFileError(f"{path}: not a readable .npz model ({e})") from None
+    params = np.zeros(core.N_PARAMS, dtype=np.float64)
+    for name, (offset, shape) in core.BLOCKS.items():
+        if name not in arrays:
+            raise ModelFileError(f"{path}: missing parameter block {name}")
+        a = arrays[name]
+        if a.shape != shape:
+            raise ModelFileError(f"{path}: block {name} has shape {a.shape}, expected {shape}")
+        if a.dtype != np.float64:
+            raise ModelFileError(f"{path}: block {name} has dtype {a.dtype}, expected float64")
+        params[offset:offset + a.size] = a.ravel()
+    meta: Meta = {}
+    if "meta" in arrays:
+        try:
+            meta = json.loads(str(arrays["meta"]))
+        except ValueError:
+            raise ModelFileError(f"{path}: metadata is not valid JSON") from None
+        if not isinstance(meta, dict):
+            raise ModelFileError(f"{path}: metadata is not a JSON object")
+        version = meta.get("format_version", FORMAT_VERSION)
+        if not isinstance(version, int) or isinstance(version, bool):
+            raise ModelFileError(f"{path}: format version {version!r} is not a whole number")
+        if version > FORMAT_VERSION:
+            raise ModelFileError(f"{path}: format version {version} is newer "
+                                 f"than this lenet5 reads ({FORMAT_VERSION})")
+    return params, meta
+
+
+def write_params(path: PathLike, params: np.ndarray, meta: Optional[Meta] = None) -> None:
+    """Write params (and, for .npz, metadata) atomically to a .dat or .npz file."""
+    core.check_params(params)
+    suffix = model_format(path)
+    if suffix == ".dat":
+        atomic_write(path, lambda f: f.write(params.astype("<f8").tobytes()))
+    else:
+        meta = dict(meta or {}, format_version=FORMAT_VERSION)
+        blocks = {name: core.block(params, name).copy() for name in core.BLOCKS}
+        atomic_write(path, lambda f: np.savez(f, meta=np.array(json.dumps(meta)), **blocks))
