@@ -5,6 +5,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pytest
+
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "bench.py"
 
 
@@ -25,3 +28,29 @@ def test_quick_benchmark_output_format(tmp_path):
     for row in data["rows"]:
         assert row["train_images_per_s"] > 0 and row["inference_seconds"] > 0
     assert data["rows"][1]["ratio_train"] == 1.0
+
+
+def test_pytorch_engine_trains_the_callers_parameters(mnist_train):
+    """The benchmark's PyTorch peer follows the Engine protocol: it keeps no
+    weights of its own, so it trains and predicts from the flat array it is given.
+    (Its gradient is the true one through the output ReLU, so it is not the
+    reference's arithmetic: docs/SPEC.md §7.4.)"""
+    pytest.importorskip("torch")
+    sys.path.insert(0, str(BENCH.parent))
+    try:
+        from bench import TorchEngine
+    finally:
+        sys.path.pop(0)
+    from lenet5.engines import CEngine, Engine
+    from lenet5.loop import TrainConfig, train
+    from lenet5.params import init_params
+
+    images, labels = mnist_train[0][:600], mnist_train[1][:600]
+    torch_engine = TorchEngine("float64", 1)
+    assert isinstance(torch_engine, Engine)
+    config = TrainConfig(loss="xent", batch_size=100)
+    theirs = init_params(5)
+    history = train(torch_engine, theirs, images, labels, config)
+    assert history.batch_loss[-1] < history.batch_loss[0]
+    assert not np.array_equal(theirs, init_params(5))  # the caller's array was trained
+    assert np.array_equal(torch_engine.predict(theirs, images), CEngine().predict(theirs, images))
