@@ -185,6 +185,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         net = starting_model(args, config, resume)
         if resume is not None:
             position, per_epoch = resume.position, len(train[0]) // config.batch_size
+            if position.batch >= per_epoch:
+                raise cli.Stop(f"cannot resume: {args.resume}: field 'batch' is {position.batch}, past the "
+                               f"end of an epoch of {per_epoch} batches", 1)
             cli.say(f"resuming at epoch {position.epoch + 1}, batch {position.batch} of {per_epoch}")
         warning = config.climb_warning()
         if warning:

@@ -153,3 +153,25 @@ def test_resume_of_a_finished_run_just_reports(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "test accuracy" in r.stdout
     assert file_sha256(tmp_path / "a.dat") == file_sha256(tmp_path / "b.dat")
+
+
+@pytest.mark.parametrize("edit,message", [
+    (lambda c: c.update(epoch=-1), "field 'epoch' must be a whole number >= 0, not -1"),
+    (lambda c: c.update(epoch=0.5), "field 'epoch' must be a whole number >= 0, not 0.5"),
+    (lambda c: c.update(batch=7), "field 'batch' is 7, past the end of an epoch of 6 batches"),
+    (lambda c: c["settings"].update(batch_size=0), "batch_size must be at least 1"),
+    (lambda c: c["settings"].update(shuffle="no"), "shuffle must be True or False"),
+    (lambda c: c["settings"].pop("lr"), "settings lack lr"),
+    (lambda c: c.update(settings=[1, 2]), "settings must be a JSON object"),
+])
+def test_edited_checkpoints_are_refused_with_the_field_named(tmp_path, edit, message):
+    from lenet5.params import read_params, write_params
+    ck = tmp_path / "ck.npz"
+    subprocess.run(train_cmd("--train-limit", 600, "--batch-size", 100, "--checkpoint", ck,
+                             "--checkpoint-every", 2, "--epochs", 2, "--quiet"), check=True, capture_output=True)
+    params, meta = read_params(ck)
+    edit(meta["checkpoint"])
+    write_params(ck, params, meta)
+    r = subprocess.run(train_cmd("--resume", ck, "--quiet"), capture_output=True, text=True)
+    assert r.returncode == 1, r.stderr
+    assert message in r.stderr and "cannot resume" in r.stderr and "Traceback" not in r.stderr
