@@ -9,7 +9,13 @@ operation exactly as the reference program does.  OpenMP and ``-march=native``
 are used when the compiler accepts them; set LENET5_OPENMP=0 or
 LENET5_NATIVE=0 to build without them.  LENET5_SANITIZE=1 builds with
 AddressSanitizer and UndefinedBehaviorSanitizer (for the sanitizer tests).
+
+The module records which sources it was built from: a SHA-256 of csrc/
+(lenet5/_sources.py says which files) that lenet5.core compares with the
+csrc/ beside the package on import, so an edited but not rebuilt checkout
+fails loudly instead of running old C.
 """
+import importlib.util
 import os
 import shlex
 import shutil
@@ -21,7 +27,21 @@ import tempfile
 from cffi import FFI
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SOURCES = ["reference.c", "fast.c", "train.c"]
+# In dependency order (core.h says why): helpers, the two kernel sets, entry points.
+SOURCES = ["common.c", "reference.c", "fast.c", "api.c"]
+HEADERS = ["lenet5.h", "core.h"]
+# The one C function the module adds to lenet5.h's API (defined in the preamble).
+HASH_CDEF = "const char *l5_build_sources_hash(void);\n"
+
+
+def _sources_module():
+    """lenet5/_sources.py, loaded by path: importing the package would import
+    numpy, which a build environment need not have."""
+    path = os.path.join(HERE, os.pardir, "lenet5", "_sources.py")
+    spec = importlib.util.spec_from_file_location("_lenet5_sources", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _cdef():
@@ -29,7 +49,7 @@ def _cdef():
     and #includes (cffi reads the #defines and prototypes; comments are ignored).
     One source of truth, so the binding can never drift from the header."""
     skip = ("#ifndef", "#endif", "#include", "#define LENET5_H")
-    with open(os.path.join(HERE, "lenet5.h")) as f:
+    with open(os.path.join(HERE, "lenet5.h"), encoding="utf-8") as f:
         return "".join(line for line in f if not line.strip().startswith(skip))
 
 
@@ -83,14 +103,16 @@ def make_builder(absolute=False):
     a scratch build elsewhere (``python csrc/build_ffi.py DIR``) needs absolute ones."""
     where = (lambda p: p) if absolute else os.path.relpath
     compile_args, link_args = _flags()
+    sources_hash = _sources_module().source_hash(HERE)
     builder = FFI()
-    builder.cdef(_cdef())
+    builder.cdef(_cdef() + HASH_CDEF)
     builder.set_source(
         "lenet5._core",
-        '#include "lenet5.h"',
+        '#include "lenet5.h"\n'
+        f'static const char *l5_build_sources_hash(void) {{ return "{sources_hash}"; }}\n',
         sources=[where(os.path.join(HERE, s)) for s in SOURCES],
         include_dirs=[where(HERE)],
-        depends=[where(os.path.join(HERE, h)) for h in ("lenet5.h", "core.h")],
+        depends=[where(os.path.join(HERE, h)) for h in HEADERS],
         extra_compile_args=compile_args,
         extra_link_args=link_args,
         libraries=["m"],

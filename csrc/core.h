@@ -1,5 +1,19 @@
 /*
  * core.h - what the C files of the core share with each other (not public).
+ *
+ * The files depend in one direction only; a file calls nothing from a file
+ * below it in this list:
+ *
+ *   common.c     helpers both kernel sets use: normalisation, output error,
+ *                argmax, the update, the thread count
+ *   reference.c  the plain kernels and the batch step made of them   (uses common.c)
+ *   fast.c       the fast kernels and their batch step              (uses common.c)
+ *   api.c        the public entry points of lenet5.h: argument checks,
+ *                then one call into a kernel set                     (uses all above)
+ *
+ * reference.c and fast.c never call each other: they are twins, tested
+ * against each other bit for bit.  Each section below declares what one file
+ * exports.
  */
 #ifndef LENET5_CORE_H
 #define LENET5_CORE_H
@@ -7,50 +21,103 @@
 #include <stdint.h>
 #include "lenet5.h"
 
-/* Layer shapes (SPEC.md, "Shapes"). */
-#define IN_SIZE 32   /* padded input: 1 x 32 x 32 */
-#define C1 6         /* layer1: 6 x 28 x 28, layer2: 6 x 14 x 14 */
-#define S1 28
-#define P1 14
-#define C2 16        /* layer3: 16 x 10 x 10, layer4: 16 x 5 x 5 */
-#define S2 10
-#define P2 5
-#define C3 120       /* layer5: 120 */
-#define N_OUT 10
-#define K 5          /* every convolution is 5 x 5 */
+/* ---------------------------------------------------------------------------
+ * Shapes (docs/SPEC.md §2).  Maps are [map][row][column]; every convolution
+ * is valid (no padding) with a square kernel, every pooling 2 x 2.
+ */
+#define L5_IMAGE_SIZE 28      /* an MNIST image: 28 x 28 pixels */
+#define L5_INPUT_SIZE 32      /* the network input: the image centred in a zero frame */
+#define L5_INPUT_PAD ((L5_INPUT_SIZE - L5_IMAGE_SIZE) / 2)          /* 2 */
+#define L5_CONV_KERNEL 5      /* every convolution's kernel is 5 x 5 */
+#define L5_CONV_KERNEL_CELLS (L5_CONV_KERNEL * L5_CONV_KERNEL)      /* 25 */
+#define L5_CONV1_MAPS 6       /* layer1: conv1 of the input, layer2: its pooling */
+#define L5_CONV2_MAPS 16      /* layer3: conv2 of layer2, layer4: its pooling */
+#define L5_CONV3_MAPS 120     /* layer5: conv3 of layer4, one cell per map */
+#define L5_CONV1_SIZE (L5_INPUT_SIZE - L5_CONV_KERNEL + 1)          /* 28 */
+#define L5_POOL1_SIZE (L5_CONV1_SIZE / 2)                           /* 14 */
+#define L5_CONV2_SIZE (L5_POOL1_SIZE - L5_CONV_KERNEL + 1)          /* 10 */
+#define L5_POOL2_SIZE (L5_CONV2_SIZE / 2)                           /* 5 */
+#define L5_CONV3_SIZE (L5_POOL2_SIZE - L5_CONV_KERNEL + 1)          /* 1 */
+/* The output layer is fully connected: L5_CONV3_MAPS -> L5_N_CLASSES (lenet5.h). */
 
-/* One image's activations, kept for the backward pass. */
-typedef struct {
-    double input[IN_SIZE * IN_SIZE];
-    double layer1[C1 * S1 * S1];
-    double layer2[C1 * P1 * P1];
-    int argmax2[C1 * P1 * P1];  /* which of the 4 pooled cells won (0..3) */
-    double layer3[C2 * S2 * S2];
-    double layer4[C2 * P2 * P2];
-    int argmax4[C2 * P2 * P2];
-    double layer5[C3];
-    double output[N_OUT];
-} Activations;
+/* Cells of each activation, one image. */
+#define L5_INPUT_CELLS (L5_INPUT_SIZE * L5_INPUT_SIZE)                 /* 1024 */
+#define L5_LAYER1_CELLS (L5_CONV1_MAPS * L5_CONV1_SIZE * L5_CONV1_SIZE) /* 4704 */
+#define L5_LAYER2_CELLS (L5_CONV1_MAPS * L5_POOL1_SIZE * L5_POOL1_SIZE) /* 1176 */
+#define L5_LAYER3_CELLS (L5_CONV2_MAPS * L5_CONV2_SIZE * L5_CONV2_SIZE) /* 1600 */
+#define L5_LAYER4_CELLS (L5_CONV2_MAPS * L5_POOL2_SIZE * L5_POOL2_SIZE) /* 400 */
+#define L5_LAYER5_CELLS L5_CONV3_MAPS                                   /* 120 */
 
-/* Shared by both kernel sets. */
-void normalize_image(double *input, const uint8_t *pixels);
-double output_error(double *d, const double *z, int label, int loss);
-int argmax10(const double *z);
+/* The parameter blocks (docs/SPEC.md §3.1): weights [in map][out map][kr][kc]. */
+#define L5_W1_SIZE (1 * L5_CONV1_MAPS * L5_CONV_KERNEL_CELLS)             /* 150 */
+#define L5_W2_SIZE (L5_CONV1_MAPS * L5_CONV2_MAPS * L5_CONV_KERNEL_CELLS) /* 2400 */
+#define L5_W3_SIZE (L5_CONV2_MAPS * L5_CONV3_MAPS * L5_CONV_KERNEL_CELLS) /* 48000 */
+#define L5_W4_SIZE (L5_CONV3_MAPS * L5_N_CLASSES)                         /* 1200 */
+#define L5_B1_SIZE L5_CONV1_MAPS
+#define L5_B2_SIZE L5_CONV2_MAPS
+#define L5_B3_SIZE L5_CONV3_MAPS
+#define L5_B4_SIZE L5_N_CLASSES
 
-/* Reference passes (reference.c). */
-void forward_image(Activations *a, const double *params, const uint8_t *pixels);
-void backward_image(double *grad, const Activations *a, const double *d,
-                    const double *params);
+/*
+ * lenet5.h must keep literal numbers (cffi's cdef reads them), so tie each of
+ * them to the shapes here: the blocks follow each other with no gap, in the
+ * order W1 W2 W3 W4 b1 b2 b3 b4, and fill the array exactly.
+ */
+_Static_assert(L5_IMAGE_PIXELS == L5_IMAGE_SIZE * L5_IMAGE_SIZE, "L5_IMAGE_PIXELS is not 28 x 28");
+_Static_assert(L5_OFF_W1 == 0, "W1 must open the parameter array");
+_Static_assert(L5_OFF_W2 == L5_OFF_W1 + L5_W1_SIZE, "L5_OFF_W2 does not follow W1");
+_Static_assert(L5_OFF_W3 == L5_OFF_W2 + L5_W2_SIZE, "L5_OFF_W3 does not follow W2");
+_Static_assert(L5_OFF_W4 == L5_OFF_W3 + L5_W3_SIZE, "L5_OFF_W4 does not follow W3");
+_Static_assert(L5_OFF_B1 == L5_OFF_W4 + L5_W4_SIZE, "L5_OFF_B1 does not follow W4");
+_Static_assert(L5_OFF_B2 == L5_OFF_B1 + L5_B1_SIZE, "L5_OFF_B2 does not follow b1");
+_Static_assert(L5_OFF_B3 == L5_OFF_B2 + L5_B2_SIZE, "L5_OFF_B3 does not follow b2");
+_Static_assert(L5_OFF_B4 == L5_OFF_B3 + L5_B3_SIZE, "L5_OFF_B4 does not follow b3");
+_Static_assert(L5_N_PARAMS == L5_OFF_B4 + L5_B4_SIZE, "L5_N_PARAMS is not the sum of the blocks");
+/* Both poolings halve an even map; conv3 leaves one cell, so it is a dense layer. */
+_Static_assert(L5_CONV1_SIZE % 2 == 0 && L5_CONV2_SIZE % 2 == 0, "a pooled map has an odd size");
+_Static_assert(L5_CONV3_SIZE == 1, "conv3 must reduce each map to a single cell");
 
-/* Fast passes (fast.c). */
-int fast_train_batch(double *params, const uint8_t *images, const uint8_t *labels,
-                     int64_t n, int loss, int sign, double lr, int threads,
-                     double *loss_sum, int64_t *n_correct);
-int fast_forward(const double *params, const uint8_t *images, int64_t n,
-                 double *out, int threads);
+/* ---------------------------------------------------------------------------
+ * common.c: shared by both kernel sets.
+ */
 
-/* The update of SPEC.md, "Batch step and update". */
-void apply_update(double *params, const double *sum, int64_t count,
-                  int sign, double lr, int64_t batch);
+/* One image (L5_IMAGE_PIXELS bytes) to the L5_INPUT_CELLS network input
+ * (docs/SPEC.md §4). */
+void l5_normalize_image(double *input, const uint8_t *pixels);
+
+/* The output error d[L5_N_CLASSES] of outputs z for label; returns the loss
+ * (docs/SPEC.md §6.1, §6.2, §6.3). */
+double l5_output_error(double *d, const double *z, int label, int loss);
+
+/* The index of the largest of L5_N_CLASSES outputs, ties to the smallest
+ * (docs/SPEC.md §5.5). */
+int l5_argmax10(const double *z);
+
+/* params[i] = params[i] +/- (lr / batch) * sum[i] for i < count (docs/SPEC.md §8.2). */
+void l5_apply_update(double *params, const double *sum, int64_t count,
+                     int sign, double lr, int64_t batch);
+
+/* The team size for a thread count the caller gave, 0 for OpenMP's default
+ * (docs/SPEC.md §9.1). */
+int l5_resolve_threads(int threads);
+
+/* ---------------------------------------------------------------------------
+ * reference.c: the plain kernels.  The caller has checked every argument.
+ */
+int l5_ref_train_batch(double *params, const uint8_t *images, const uint8_t *labels,
+                       int64_t n, int loss, int sign, double lr,
+                       double *loss_sum, int64_t *n_correct);
+int l5_ref_forward(const double *params, const uint8_t *images, int64_t n, double *out);
+int l5_ref_image_gradient(const double *params, const uint8_t *image, int label, int loss,
+                          double *grad, double *loss_value);
+
+/* ---------------------------------------------------------------------------
+ * fast.c: the fast kernels, the same bits.  The caller has checked every argument.
+ */
+int l5_fast_train_batch(double *params, const uint8_t *images, const uint8_t *labels,
+                        int64_t n, int loss, int sign, double lr, int threads,
+                        double *loss_sum, int64_t *n_correct);
+int l5_fast_forward(const double *params, const uint8_t *images, int64_t n,
+                    double *out, int threads);
 
 #endif

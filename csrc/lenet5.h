@@ -2,20 +2,23 @@
  * lenet5.h - the public interface of the LeNet-5 core.
  *
  * The network, its parameter layout and every rounding are those of the
- * reference "seq/" program (see SPEC.md in the project's shared material):
- * IEEE-754 doubles, every operation rounded on its own, sums taken in a
- * fixed order from +0.  Same model in, same bytes out.
+ * reference "seq/" program (docs/SPEC.md §1): IEEE-754 doubles, every
+ * operation rounded on its own, sums taken in a fixed order from +0.  Same
+ * model in, same bytes out.
  *
- * All parameters live in one flat array of L5_N_PARAMS doubles, in the order
- * of the reference program's model.dat file.  Weights are indexed
- * [input map][output map][kernel row][kernel column].
+ * All parameters live in one flat array of L5_N_PARAMS doubles
+ * (docs/SPEC.md §3.1), in the order of the reference program's model.dat
+ * file (docs/SPEC.md §10).  Weights are indexed [input map][output map]
+ * [kernel row][kernel column].
  */
 #ifndef LENET5_H
 #define LENET5_H
 
 #include <stdint.h>
 
-/* Offsets of the parameter blocks inside the flat array. */
+/* Offsets of the parameter blocks inside the flat array.  Literal numbers,
+ * because cffi's cdef reads them; core.h checks them against the layer shapes
+ * at compile time. */
 #define L5_OFF_W1 0        /* [1][6][5][5]     */
 #define L5_OFF_W2 150      /* [6][16][5][5]    */
 #define L5_OFF_W3 2550     /* [16][120][5][5]  */
@@ -30,7 +33,7 @@
 #define L5_MAX_THREADS 1024 /* a larger thread count is refused */
 #define L5_N_CLASSES 10
 
-/* Output-error variants (SPEC.md, "the softmax step"). */
+/* Output-error variants (docs/SPEC.md §6.1, §6.2). */
 #define L5_LOSS_MSE 0   /* the reference's own: returns the NEGATIVE gradient */
 #define L5_LOSS_XENT 1  /* softmax + cross-entropy: returns the POSITIVE gradient p - y */
 
@@ -53,15 +56,15 @@
 #define L5_ERR_NOMEM -10      /* allocation failed */
 
 /*
- * Train on one batch of n images: forward and backward every image, sum the
- * per-image gradients in image order, then update
+ * Train on one batch of n images (docs/SPEC.md §8.1, §8.2): forward and
+ * backward every image, sum the per-image gradients in image order, then update
  *     params = params + sign * (lr / n) * S   (as  w + k*S  or  w - k*S).
  * images: n * 784 bytes, labels: n bytes in 0..9.
  * On return *loss_sum is the batch's summed loss (mse: 1/2 sum (p-y)^2,
  * xent: -log p_label) and *n_correct how many images the forward pass
  * classified correctly, both measured before the update.
  * threads: 0 for the default (OpenMP's, i.e. OMP_NUM_THREADS), else how many
- * (never more than there are 4-image tiles to work on).
+ * (never more than there are 4-image tiles to work on; docs/SPEC.md §9.1).
  */
 int l5_train_batch(double *params, int64_t n_params,
                    const uint8_t *images, const uint8_t *labels, int64_t n,
@@ -80,15 +83,16 @@ int l5_predict(const double *params, int64_t n_params,
 
 /*
  * The per-image gradient buffer G of one image (reference kernels): what the
- * batch step adds to S.  For mse it is the NEGATIVE gradient of
- * E = 1/2 sum (p - y)^2, for xent the POSITIVE gradient of -log p_label.
+ * batch step adds to S (docs/SPEC.md §8.1).  For mse it is the NEGATIVE
+ * gradient of E = 1/2 sum (p - y)^2, for xent the POSITIVE gradient of
+ * -log p_label.
  * grad: n_params doubles, *loss: that image's loss.
  */
 int l5_image_gradient(const double *params, int64_t n_params,
                       const uint8_t *image, int label, int loss,
                       double *grad, double *loss_value);
 
-/* Normalise one image to the 32 x 32 padded network input (SPEC.md). */
+/* Normalise one image to the 32 x 32 padded network input (docs/SPEC.md §4). */
 int l5_normalize(const uint8_t *image, double *input_32x32);
 
 /* 1 if this build runs threads (OpenMP), else 0; and its default count. */

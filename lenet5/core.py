@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, NoReturn, Optional
+from typing import Any, Dict, NoReturn, Optional, Tuple
 
 import numpy as np
+
+from . import _sources
 
 try:
     from ._core import ffi, lib
@@ -20,17 +22,21 @@ except ImportError as e:  # pragma: no cover - depends on how the package was in
         f"lenet5's compiled C core is missing next to {__file__} ({e}). Either build it in place "
         "with `pip install -e .`, or, after a plain `pip install .`, run Python from another "
         "folder than the source tree (whose lenet5/ has no compiled core).") from None
+# In a source checkout the core must be built from the csrc/ beside it (a core
+# older than this check has no hash at all, and is stale too).
+_sources.check_fresh(ffi.string(lib.l5_build_sources_hash()).decode()
+                     if hasattr(lib, "l5_build_sources_hash") else "")
 
-N_PARAMS = lib.L5_N_PARAMS
-IMAGE_PIXELS = lib.L5_IMAGE_PIXELS
-N_CLASSES = lib.L5_N_CLASSES
-MAX_THREADS = lib.L5_MAX_THREADS
+N_PARAMS: int = lib.L5_N_PARAMS
+IMAGE_PIXELS: int = lib.L5_IMAGE_PIXELS
+N_CLASSES: int = lib.L5_N_CLASSES
+MAX_THREADS: int = lib.L5_MAX_THREADS
 
-LOSSES = {"mse": lib.L5_LOSS_MSE, "xent": lib.L5_LOSS_XENT}
-KERNELS = {"reference": lib.L5_KERNEL_REFERENCE, "fast": lib.L5_KERNEL_FAST}
+LOSSES: Dict[str, int] = {"mse": lib.L5_LOSS_MSE, "xent": lib.L5_LOSS_XENT}
+KERNELS: Dict[str, int] = {"reference": lib.L5_KERNEL_REFERENCE, "fast": lib.L5_KERNEL_FAST}
 
-#: The parameter blocks of the flat array: name -> (offset, shape), SPEC.md order.
-BLOCKS = {
+#: The parameter blocks of the flat array: name -> (offset, shape), in docs/SPEC.md §3.1 order.
+BLOCKS: Dict[str, Tuple[int, Tuple[int, ...]]] = {
     "W1": (lib.L5_OFF_W1, (1, 6, 5, 5)),
     "W2": (lib.L5_OFF_W2, (6, 16, 5, 5)),
     "W3": (lib.L5_OFF_W3, (16, 120, 5, 5)),
@@ -41,7 +47,7 @@ BLOCKS = {
     "b4": (lib.L5_OFF_B4, (10,)),
 }
 
-_ERRORS = {
+_ERRORS: Dict[int, str] = {
     lib.L5_ERR_NULL: "a required pointer was NULL",
     lib.L5_ERR_SIZE: "parameter array has the wrong size",
     lib.L5_ERR_COUNT: "no images",
@@ -54,23 +60,24 @@ _ERRORS = {
 }
 
 
-def have_openmp():
+def have_openmp() -> bool:
     """True if this build of the core runs on several threads."""
     return bool(lib.l5_have_openmp())
 
 
-def default_threads():
-    """How many threads the core uses when not told (OpenMP's default)."""
+def default_threads() -> int:
+    """How many threads the core uses when not told (OpenMP's default, docs/SPEC.md §9.1)."""
     return int(lib.l5_default_threads())
 
 
-def block(params, name):
-    """A view of one parameter block (``"W1"`` ... ``"b4"``) in its shape."""
+def block(params: np.ndarray, name: str) -> np.ndarray:
+    """A view of one parameter block (``"W1"`` ... ``"b4"``) in its shape (docs/SPEC.md §3.1)."""
     offset, shape = BLOCKS[name]
     return params[offset:offset + int(np.prod(shape))].reshape(shape)
 
 
-def _call(rc):
+def _call(rc: int) -> None:
+    """Raise for a return code other than L5_OK: MemoryError, or RuntimeError naming the refusal."""
     if rc == lib.L5_ERR_NOMEM:
         raise MemoryError("lenet5 core: out of memory")
     if rc != lib.L5_OK:  # the checks below should make this unreachable
@@ -135,7 +142,7 @@ def check_loss(loss: Any, name: Optional[str] = "loss") -> int:
 
 
 def check_sign(sign: Any, name: Optional[str] = "sign") -> int:
-    """+1 or -1 (the update is w + sign * lr/B * S)."""
+    """+1 or -1 (the update is w + sign * lr/B * S, docs/SPEC.md §8.2)."""
     if isinstance(sign, bool) or sign not in (1, -1):
         _refuse(ValueError, name, f"must be +1 or -1, not {sign!r}")
     return int(sign)
@@ -168,26 +175,29 @@ def check_kernel(kernel: Any, name: Optional[str] = "kernel") -> int:
 
 def check_threads(threads: Any, name: Optional[str] = "threads") -> int:
     """None for the default (OMP_NUM_THREADS, else all cores), or 1..MAX_THREADS;
-    returns the C value (0 for the default)."""
+    returns the C value (0 for the default) (docs/SPEC.md §9.1)."""
     if threads is None:
         return 0
     if isinstance(threads, bool) or not isinstance(threads, numbers.Integral):
         _refuse(TypeError, name, f"must be an integer, not {type(threads).__name__}")
-    if not 1 <= threads <= MAX_THREADS:
+    if not 1 <= int(threads) <= MAX_THREADS:
         _refuse(ValueError, name, f"must be between 1 and {MAX_THREADS}, not {threads}")
     return int(threads)
 
 
-def _ptr(ctype, array):
+def _ptr(ctype: str, array: np.ndarray) -> Any:
+    """A cffi pointer of type ctype to the array's buffer (no copy)."""
     return ffi.cast(ctype, ffi.from_buffer(array))
 
 
-def train_batch(params, images, labels, *, loss, sign, lr, kernel="fast", threads=None):
+def train_batch(params: np.ndarray, images: np.ndarray, labels: np.ndarray, *, loss: str, sign: int,
+                lr: float, kernel: str = "fast", threads: Optional[int] = None) -> Tuple[float, int]:
     """Train on one batch in place; returns (summed loss, number correct).
 
-    The loss and the count are those of the forward pass, before the update.
-    The update is ``params = params + sign * (lr / N) * S`` where S sums the
-    per-image output-error gradients (mse: negative gradient; xent: positive).
+    The loss and the count are those of the forward pass, before the update
+    (docs/SPEC.md §6.3). The update is ``params = params + sign * (lr / N) * S``
+    where S sums the per-image output-error gradients (mse: negative gradient;
+    xent: positive) (docs/SPEC.md §8.1, §8.2).
     """
     check_params(params, writable=True)
     n = check_images(images)
@@ -202,8 +212,9 @@ def train_batch(params, images, labels, *, loss, sign, lr, kernel="fast", thread
     return float(loss_sum[0]), int(correct[0])
 
 
-def forward(params, images, *, kernel="fast", threads=None):
-    """The 10 ReLU-ed outputs of each image, shape (N, 10)."""
+def forward(params: np.ndarray, images: np.ndarray, *, kernel: str = "fast",
+            threads: Optional[int] = None) -> np.ndarray:
+    """The 10 ReLU-ed outputs of each image, shape (N, 10) (docs/SPEC.md §4, §5.1-§5.4)."""
     check_params(params)
     n = check_images(images)
     k, t = check_kernel(kernel), check_threads(threads)
@@ -213,8 +224,9 @@ def forward(params, images, *, kernel="fast", threads=None):
     return out
 
 
-def predict(params, images, *, kernel="fast", threads=None):
-    """The predicted digit of each image (largest output, ties to the smaller)."""
+def predict(params: np.ndarray, images: np.ndarray, *, kernel: str = "fast",
+            threads: Optional[int] = None) -> np.ndarray:
+    """The predicted digit of each image (largest output, ties to the smaller; docs/SPEC.md §5.5)."""
     check_params(params)
     n = check_images(images)
     k, t = check_kernel(kernel), check_threads(threads)
@@ -224,18 +236,18 @@ def predict(params, images, *, kernel="fast", threads=None):
     return pred
 
 
-def image_gradient(params, image, label, loss):
-    """The per-image gradient buffer G of one image and its loss.
+def image_gradient(params: np.ndarray, image: np.ndarray, label: int, loss: str) -> Tuple[np.ndarray, float]:
+    """The per-image gradient buffer G of one image and its loss (docs/SPEC.md §7, §6.3).
 
-    mse: G is the NEGATIVE gradient of E = 1/2 sum (softmax(z) - y)^2;
-    xent: G is the POSITIVE gradient of -log softmax(z)[label].
+    mse: G is the NEGATIVE gradient of E = 1/2 sum (softmax(z) - y)^2 (docs/SPEC.md §6.1);
+    xent: G is the POSITIVE gradient of -log softmax(z)[label] (docs/SPEC.md §6.2).
     """
     check_params(params)
     if not isinstance(image, np.ndarray) or image.shape not in ((28, 28), (IMAGE_PIXELS,)):
         raise ValueError("image must be one numpy array of shape (28, 28) or (784,)")
     check_images(image.reshape(1, IMAGE_PIXELS), name="image")
     image = np.ascontiguousarray(image)
-    if isinstance(label, bool) or not isinstance(label, numbers.Integral) or not 0 <= label < N_CLASSES:
+    if isinstance(label, bool) or not isinstance(label, numbers.Integral) or not 0 <= int(label) < N_CLASSES:
         raise ValueError(f"label must be an integer in 0..9, not {label!r}")
     code = check_loss(loss)
     grad = np.empty(N_PARAMS, dtype=np.float64)
@@ -245,8 +257,8 @@ def image_gradient(params, image, label, loss):
     return grad, float(value[0])
 
 
-def normalize(image):
-    """The 32 x 32 network input of one 28 x 28 uint8 image (SPEC.md)."""
+def normalize(image: np.ndarray) -> np.ndarray:
+    """The 32 x 32 network input of one 28 x 28 uint8 image (docs/SPEC.md §4)."""
     if not isinstance(image, np.ndarray) or image.shape != (28, 28):
         raise ValueError("image must be a numpy array of shape (28, 28)")
     check_images(image.reshape(1, 28, 28), name="image")

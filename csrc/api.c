@@ -1,0 +1,95 @@
+/*
+ * api.c - the public entry points of lenet5.h: check every argument, then
+ * make one call into a kernel set (reference.c or fast.c) or common.c.  C
+ * never trusts its caller: every check is here, so the files below need none.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include "core.h"
+
+int l5_have_openmp(void) {
+#ifdef _OPENMP
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+int l5_default_threads(void) { return l5_resolve_threads(0); }
+
+/* The checks every batch entry point shares; returns L5_OK or an error code. */
+static int check_common(const void *params, int64_t n_params, const void *images,
+                        int64_t n, int kernel, int threads) {
+    if (!params || !images) return L5_ERR_NULL;
+    if (n_params != L5_N_PARAMS) return L5_ERR_SIZE;
+    if (n < 1) return L5_ERR_COUNT;
+    if (kernel != L5_KERNEL_REFERENCE && kernel != L5_KERNEL_FAST) return L5_ERR_KERNEL;
+    if (threads < 0 || threads > L5_MAX_THREADS) return L5_ERR_THREADS;
+    return L5_OK;
+}
+
+static int check_labels(const uint8_t *labels, int64_t n) {
+    if (!labels) return L5_ERR_NULL;
+    for (int64_t i = 0; i < n; i++)
+        if (labels[i] >= L5_N_CLASSES) return L5_ERR_LABEL;
+    return L5_OK;
+}
+
+int l5_train_batch(double *params, int64_t n_params,
+                   const uint8_t *images, const uint8_t *labels, int64_t n,
+                   int loss, int sign, double lr, int kernel, int threads,
+                   double *loss_sum, int64_t *n_correct) {
+    int err = check_common(params, n_params, images, n, kernel, threads);
+    if (err) return err;
+    if (!loss_sum || !n_correct) return L5_ERR_NULL;
+    if ((err = check_labels(labels, n))) return err;
+    if (loss != L5_LOSS_MSE && loss != L5_LOSS_XENT) return L5_ERR_LOSS;
+    if (sign != 1 && sign != -1) return L5_ERR_SIGN;
+    if (!(lr > 0.0) || !isfinite(lr)) return L5_ERR_LR;
+    if (kernel == L5_KERNEL_REFERENCE)
+        return l5_ref_train_batch(params, images, labels, n, loss, sign, lr, loss_sum, n_correct);
+    return l5_fast_train_batch(params, images, labels, n, loss, sign, lr, threads,
+                               loss_sum, n_correct);
+}
+
+int l5_forward(const double *params, int64_t n_params,
+               const uint8_t *images, int64_t n, double *out,
+               int kernel, int threads) {
+    int err = check_common(params, n_params, images, n, kernel, threads);
+    if (err) return err;
+    if (!out) return L5_ERR_NULL;
+    if (kernel == L5_KERNEL_REFERENCE) return l5_ref_forward(params, images, n, out);
+    return l5_fast_forward(params, images, n, out, threads);
+}
+
+/* The forward pass through the checked entry point, then each image's class. */
+int l5_predict(const double *params, int64_t n_params,
+               const uint8_t *images, int64_t n, int32_t *pred,
+               int kernel, int threads) {
+    if (!pred) return L5_ERR_NULL;
+    int err = check_common(params, n_params, images, n, kernel, threads);
+    if (err) return err;
+    double *out = malloc(sizeof(double) * L5_N_CLASSES * n);
+    if (!out) return L5_ERR_NOMEM;
+    err = l5_forward(params, n_params, images, n, out, kernel, threads);
+    if (!err)
+        for (int64_t i = 0; i < n; i++) pred[i] = l5_argmax10(out + i * L5_N_CLASSES);
+    free(out);
+    return err;
+}
+
+int l5_image_gradient(const double *params, int64_t n_params,
+                      const uint8_t *image, int label, int loss,
+                      double *grad, double *loss_value) {
+    if (!params || !image || !grad || !loss_value) return L5_ERR_NULL;
+    if (n_params != L5_N_PARAMS) return L5_ERR_SIZE;
+    if (label < 0 || label >= L5_N_CLASSES) return L5_ERR_LABEL;
+    if (loss != L5_LOSS_MSE && loss != L5_LOSS_XENT) return L5_ERR_LOSS;
+    return l5_ref_image_gradient(params, image, label, loss, grad, loss_value);
+}
+
+int l5_normalize(const uint8_t *image, double *input_32x32) {
+    if (!image || !input_32x32) return L5_ERR_NULL;
+    l5_normalize_image(input_32x32, image);
+    return L5_OK;
+}

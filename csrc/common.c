@@ -1,0 +1,115 @@
+/*
+ * common.c - the helpers both kernel sets share: the input normalisation, the
+ * output error, the predicted class, the update and the thread count.  They
+ * work on one image (or one flat array) at a time and call nothing else of
+ * the core; reference.c and fast.c call them, so both compute these steps
+ * with the very same code.
+ */
+#include <math.h>
+#include <string.h>
+#include "core.h"
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+/*
+ * Per-image normalisation to zero mean and unit deviation, placed in the
+ * middle of a 32 x 32 zero frame (docs/SPEC.md §4).  Both sums are exact
+ * (integers below 2^53), so only the divisions, the product and the sqrt
+ * round.  A flat image has no deviation: the reference divides by zero and
+ * makes NaNs; we give it an all-zero input instead, which changes nothing for
+ * any other image (docs/SPEC.md §12).
+ */
+void l5_normalize_image(double *input, const uint8_t *pixels) {
+    double s1 = 0.0, s2 = 0.0;
+    for (int i = 0; i < L5_IMAGE_PIXELS; i++) {
+        s1 += (double)pixels[i];
+        s2 += (double)(pixels[i] * pixels[i]);
+    }
+    double mean = s1 / L5_IMAGE_PIXELS;
+    double var = s2 / L5_IMAGE_PIXELS - mean * mean;
+    memset(input, 0, sizeof(double) * L5_INPUT_CELLS);
+    if (!(var > 0.0)) return; /* flat image: leave the input at zero */
+    double std = sqrt(var);
+    for (int r = 0; r < L5_IMAGE_SIZE; r++)
+        for (int c = 0; c < L5_IMAGE_SIZE; c++)
+            input[(r + L5_INPUT_PAD) * L5_INPUT_SIZE + (c + L5_INPUT_PAD)] =
+                ((double)pixels[r * L5_IMAGE_SIZE + c] - mean) / std;
+}
+
+/* The predicted class: the largest output, ties to the smallest index
+ * (docs/SPEC.md §5.5). */
+int l5_argmax10(const double *z) {
+    int best = 0;
+    for (int i = 1; i < L5_N_CLASSES; i++)
+        if (z[i] > z[best]) best = i;
+    return best;
+}
+
+/*
+ * The output error d from the ReLU-ed outputs z and the label; returns the
+ * image's loss (docs/SPEC.md §6.3).  The two variants differ in sign
+ * convention (docs/SPEC.md §6.1, §6.2, §8.2):
+ *   mse  returns the NEGATIVE gradient of E = 1/2 sum (p - y)^2, p = softmax(z),
+ *        so the reference's update w += lr/B * S descends;
+ *   xent returns the POSITIVE gradient p - y of -log p_label, so it must be
+ *        paired with w -= lr/B * S.  Pair it with += and training climbs.
+ */
+double l5_output_error(double *d, const double *z, int label, int loss) {
+    double p[L5_N_CLASSES];
+    double value = 0.0;
+    if (loss == L5_LOSS_MSE) {
+        /* p_i = 1 / sum_j exp(z_j - z_i): the reference's softmax. */
+        for (int i = 0; i < L5_N_CLASSES; i++) {
+            double s = 0.0;
+            for (int j = 0; j < L5_N_CLASSES; j++) s += exp(z[j] - z[i]);
+            p[i] = 1.0 / s;
+        }
+        double inner = 0.0;
+        for (int i = 0; i < L5_N_CLASSES; i++) inner = inner - p[i] * p[i];
+        inner = inner + p[label];
+        for (int i = 0; i < L5_N_CLASSES; i++) {
+            double y = (i == label) ? 1.0 : 0.0;
+            d[i] = p[i] * ((y - p[i]) - inner);
+            value += (p[i] - y) * (p[i] - y);
+        }
+        return 0.5 * value;
+    }
+    /* xent: softmax shifted by the largest output, then p - y. */
+    double m = -INFINITY, ex[L5_N_CLASSES], s = 0.0;
+    for (int i = 0; i < L5_N_CLASSES; i++)
+        if (z[i] > m) m = z[i];
+    for (int i = 0; i < L5_N_CLASSES; i++) {
+        ex[i] = exp(z[i] - m);
+        s += ex[i];
+    }
+    for (int i = 0; i < L5_N_CLASSES; i++) {
+        p[i] = ex[i] / s;
+        d[i] = p[i] - ((i == label) ? 1.0 : 0.0);
+    }
+    return -log(p[label]);
+}
+
+/*
+ * w = w + k*S or w = w - k*S with k = lr / B (docs/SPEC.md §8.2): one
+ * division, then two roundings per element (the product, then the sum),
+ * never fused.
+ */
+void l5_apply_update(double *params, const double *sum, int64_t count,
+                     int sign, double lr, int64_t batch) {
+    double k = lr / (double)batch;
+    if (sign > 0)
+        for (int64_t i = 0; i < count; i++) params[i] = params[i] + k * sum[i];
+    else
+        for (int64_t i = 0; i < count; i++) params[i] = params[i] - k * sum[i];
+}
+
+/* 0 means OpenMP's default (OMP_NUM_THREADS); a build without OpenMP runs one. */
+int l5_resolve_threads(int threads) {
+#ifdef _OPENMP
+    return threads > 0 ? threads : omp_get_max_threads();
+#else
+    (void)threads;
+    return 1;
+#endif
+}
