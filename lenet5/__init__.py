@@ -10,15 +10,20 @@ does not load the compiled core; the first use of the model does.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, List
 
 from ._version import __version__
 
 if TYPE_CHECKING:  # for type checkers and editors; at run time __getattr__ imports on use
-    from .data import DataError, load_split
-    from .loop import TrainConfig
-    from .model import Evaluation, FitResult, Interrupted, LeNet5
-    from .params import ModelFileError
+    # "X as X" marks a re-export (the linters cannot read the __all__ built below).
+    from .data import DataError as DataError
+    from .data import load_split as load_split
+    from .loop import TrainConfig as TrainConfig
+    from .model import Evaluation as Evaluation
+    from .model import FitResult as FitResult
+    from .model import Interrupted as Interrupted
+    from .model import LeNet5 as LeNet5
+    from .params import ModelFileError as ModelFileError
 
 #: public name -> the module that defines it
 _EXPORTS = {
@@ -31,6 +36,7 @@ __all__ = ["__version__", *_EXPORTS]
 
 
 def __getattr__(name: str) -> Any:
+    """Import a public name's module on first use (PEP 562), so ``import lenet5`` stays light."""
     if name in _EXPORTS:
         value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
         globals()[name] = value  # next time a plain attribute
@@ -38,5 +44,6 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'lenet5' has no attribute {name!r}")
 
 
-def __dir__() -> list:
+def __dir__() -> List[str]:
+    """The module's names, the lazy ones included."""
     return sorted(list(globals()) + list(_EXPORTS))

@@ -13,6 +13,7 @@ COMMANDS = f"""lenet5 {__version__} ({DISTRIBUTION}): an exact, fast LeNet-5 for
 
 
 def main() -> int:
+    """Print the list of commands; returns the exit status 0."""
     sys.stdout.write(COMMANDS)
     return 0
 

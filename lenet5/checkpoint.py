@@ -37,7 +37,7 @@ class Checkpoint:
 
 
 def save_checkpoint(path: PathLike, ck: Checkpoint) -> None:
-    """Write the checkpoint atomically (docs/SPEC.md §10.4)."""
+    """Write the checkpoint (docs/SPEC.md §10.3) atomically (docs/SPEC.md §10.4)."""
     if Path(path).suffix.lower() != ".npz":
         raise CheckpointError(f"{path}: a checkpoint is an .npz file")
     position = {"epoch": ck.position.epoch, "batch": ck.position.batch,
@@ -53,7 +53,7 @@ def _whole(state: Dict[str, Any], name: str) -> int:
 
 
 def load_checkpoint(path: PathLike) -> Checkpoint:
-    """Read and check a checkpoint; CheckpointError says what is wrong."""
+    """Read and check a checkpoint (docs/SPEC.md §10.3); CheckpointError says what is wrong."""
     try:
         params, meta = read_params(path)
     except ModelFileError as e:

@@ -79,6 +79,7 @@ def engine_from(args: argparse.Namespace, parser: argparse.ArgumentParser) -> en
 
 
 def add_data_option(p: argparse.ArgumentParser) -> None:
+    """--data-dir: where the MNIST files are (docs/SPEC.md §11.3)."""
     p.add_argument("--data-dir", metavar="DIR",
                    help="folder holding the MNIST files (default: LENET5_DATA, the repository's "
                         "data/, ./data, then the user cache; see the README)")

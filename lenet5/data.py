@@ -14,7 +14,11 @@ wins):
   4. the per-user cache, ``$XDG_CACHE_HOME/lenet5`` or ``~/.cache/lenet5``.
 If none holds them, they are downloaded into the first of 1, 2 that was given,
 else into the cache, from several public mirrors tried in turn.
+
+The format, the checks and the search are docs/SPEC.md §11.1, §11.2 and §11.3.
 """
+from __future__ import annotations
+
 import gzip
 import hashlib
 import os
@@ -22,10 +26,11 @@ import urllib.error
 import urllib.request
 import zlib
 from pathlib import Path
+from typing import BinaryIO, Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .files import atomic_write
+from .files import PathLike, atomic_write
 
 #: name -> (IDX magic number, SHA-256 of the decompressed file)
 FILES = {
@@ -52,7 +57,8 @@ class DataError(Exception):
     """A data file is missing, corrupt or not what it claims; one line."""
 
 
-def _read_bytes(path):
+def _read_bytes(path: PathLike) -> bytes:
+    """The bytes of a file, decompressed if they are gzip (docs/SPEC.md §11.1)."""
     path = Path(path)
     try:
         raw = path.read_bytes()
@@ -66,8 +72,9 @@ def _read_bytes(path):
     return raw
 
 
-def parse_idx(data, source="<bytes>", magic=None):
-    """An IDX file's bytes -> uint8 array of its dimensions, with every check."""
+def parse_idx(data: bytes, source: str = "<bytes>", magic: Optional[int] = None) -> np.ndarray:
+    """An IDX file's bytes -> uint8 array of its dimensions, with every check
+    (docs/SPEC.md §11.1, §11.2)."""
     if len(data) < 4:
         raise DataError(f"{source}: too short to be an IDX file ({len(data)} bytes)")
     found = int.from_bytes(data[:4], "big")
@@ -87,8 +94,9 @@ def parse_idx(data, source="<bytes>", magic=None):
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims)
 
 
-def read_idx(path, magic=None, sha256=None):
-    """Read an IDX file (gzip or raw); check its checksum when one is given."""
+def read_idx(path: PathLike, magic: Optional[int] = None, sha256: Optional[str] = None) -> np.ndarray:
+    """Read an IDX file (gzip or raw); check its checksum when one is given
+    (docs/SPEC.md §11.2)."""
     data = _read_bytes(path)
     array = parse_idx(data, str(path), magic)  # structure first: it says more than a checksum
     if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
@@ -96,7 +104,7 @@ def read_idx(path, magic=None, sha256=None):
     return array
 
 
-def _file_in(folder, name):
+def _file_in(folder: PathLike, name: str) -> Optional[Path]:
     """The path of name or name.gz in folder, or None."""
     for candidate in (Path(folder) / name, Path(folder) / (name + ".gz")):
         if candidate.is_file():
@@ -104,14 +112,15 @@ def _file_in(folder, name):
     return None
 
 
-def cache_dir():
+def cache_dir() -> Path:
+    """The per-user cache folder: $XDG_CACHE_HOME/lenet5 or ~/.cache/lenet5 (docs/SPEC.md §11.3)."""
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "lenet5"
 
 
-def candidate_dirs(data_dir=None):
-    """The folders searched, in order, each with how it was chosen."""
-    dirs = []
+def candidate_dirs(data_dir: Optional[PathLike] = None) -> List[Tuple[Path, str]]:
+    """The folders searched, in order, each with how it was chosen (docs/SPEC.md §11.3)."""
+    dirs: List[Tuple[Path, str]] = []
     if data_dir:
         dirs.append((Path(data_dir), "--data-dir"))
     if os.environ.get("LENET5_DATA"):
@@ -122,8 +131,10 @@ def candidate_dirs(data_dir=None):
     return dirs
 
 
-def find_data_dir(data_dir=None, download=True, progress=True, mirrors=MIRRORS):
-    """The folder holding all four MNIST files, downloading them if need be."""
+def find_data_dir(data_dir: Optional[PathLike] = None, download: bool = True, progress: bool = True,
+                  mirrors: Sequence[str] = MIRRORS) -> Path:
+    """The folder holding all four MNIST files, downloading them if need be
+    (docs/SPEC.md §11.3)."""
     dirs = candidate_dirs(data_dir)
     for folder, _ in dirs:
         if all(_file_in(folder, name) for name in FILES):
@@ -138,12 +149,13 @@ def find_data_dir(data_dir=None, download=True, progress=True, mirrors=MIRRORS):
     return target
 
 
-def download_file(name, folder, mirrors=MIRRORS, progress=True, timeout=30):
+def download_file(name: str, folder: PathLike, mirrors: Sequence[str] = MIRRORS, progress: bool = True,
+                  timeout: float = 30) -> Path:
     """Fetch name.gz from the first mirror that serves it whole and correct.
 
     The body (at most 10 MB) is checked in memory, gzip and SHA-256 of the
-    decompressed bytes, and only then written, atomically: a failed download
-    never leaves a file that looks whole.
+    decompressed bytes, and only then written, atomically (docs/SPEC.md §11.3,
+    §10.4): a failed download never leaves a file that looks whole.
     """
     folder = Path(folder)
     try:
@@ -152,7 +164,7 @@ def download_file(name, folder, mirrors=MIRRORS, progress=True, timeout=30):
         raise DataError(f"{folder}: cannot create the data folder ({e.strerror or e})") from None
     target = folder / (name + ".gz")
     expected = FILES[name][1]
-    failures = []
+    failures: List[str] = []
     for mirror in mirrors:
         url = mirror + name + ".gz"
         try:
@@ -163,18 +175,23 @@ def download_file(name, folder, mirrors=MIRRORS, progress=True, timeout=30):
                 raise DataError("not a whole gzip file") from None
             if hashlib.sha256(data).hexdigest() != expected:
                 raise DataError("checksum mismatch")
-            atomic_write(target, lambda f: f.write(body))
+            atomic_write(target, _writer(body))
             return target
         except (OSError, urllib.error.URLError, DataError, ValueError) as e:
             failures.append(f"{url}: {getattr(e, 'reason', None) or e}")
     raise DataError(f"could not download {name}.gz: " + "; ".join(failures))
 
 
-def _fetch(url, progress, timeout):
+def _writer(data: bytes) -> Callable[[BinaryIO], object]:
+    """An atomic_write callback that writes data (bound now, not a loop variable read later)."""
+    return lambda f: f.write(data)
+
+
+def _fetch(url: str, progress: bool, timeout: float) -> bytes:
     """The body at url, with a progress bar; a body shorter than announced is an error."""
     from tqdm import tqdm
 
-    chunks = []
+    chunks: List[bytes] = []
     with urllib.request.urlopen(url, timeout=timeout) as response:
         length = response.headers.get("Content-Length")
         total = int(length) if length and length.isdigit() else None
@@ -192,9 +209,11 @@ def _fetch(url, progress, timeout):
     return body
 
 
-def read_pair(images_path, labels_path, image_sha256=None, label_sha256=None):
+def read_pair(images_path: PathLike, labels_path: PathLike, image_sha256: Optional[str] = None,
+              label_sha256: Optional[str] = None) -> Tuple[np.ndarray, np.ndarray]:
     """(images (N, 28, 28), labels (N,)) from an IDX image file and label file,
-    checked against each other: same count, 28 x 28 images, labels in 0..9."""
+    checked against each other: same count, 28 x 28 images, labels in 0..9
+    (docs/SPEC.md §11.2)."""
     images = read_idx(images_path, 2051, image_sha256)
     labels = read_idx(labels_path, 2049, label_sha256)
     if images.ndim != 3 or images.shape[1:] != (28, 28):
@@ -208,11 +227,14 @@ def read_pair(images_path, labels_path, image_sha256=None, label_sha256=None):
     return images, labels
 
 
-def load_split(split="train", data_dir=None, download=True, progress=True):
+def load_split(split: str = "train", data_dir: Optional[PathLike] = None, download: bool = True,
+               progress: bool = True) -> Tuple[np.ndarray, np.ndarray]:
     """(images uint8 (N, 28, 28), labels uint8 (N,)) of 'train' or 'test'."""
     if split not in SPLITS:
         raise ValueError(f"split must be 'train' or 'test', not {split!r}")
     folder = find_data_dir(data_dir, download=download, progress=progress)
     image_name, label_name = SPLITS[split]
-    return read_pair(_file_in(folder, image_name), _file_in(folder, label_name),
-                     FILES[image_name][1], FILES[label_name][1])
+    images_path, labels_path = _file_in(folder, image_name), _file_in(folder, label_name)
+    if images_path is None or labels_path is None:  # removed since find_data_dir saw it
+        raise DataError(f"{folder}: {image_name if images_path is None else label_name} has disappeared")
+    return read_pair(images_path, labels_path, FILES[image_name][1], FILES[label_name][1])

@@ -23,7 +23,7 @@ class Engine(Protocol):
 
     def train_batch(self, params: np.ndarray, images: np.ndarray, labels: np.ndarray, *,
                     loss: str, sign: int, lr: float) -> Tuple[float, int]:
-        """Train on one batch, updating params in place (docs/SPEC.md §8);
+        """Train on one batch, updating params in place (docs/SPEC.md §8.1, §8.2);
         returns (summed loss, number correct) of the forward pass."""
         ...
 
@@ -32,7 +32,7 @@ class Engine(Protocol):
         ...
 
     def predict(self, params: np.ndarray, images: np.ndarray) -> np.ndarray:
-        """The predicted digit of each image, shape (N,)."""
+        """The predicted digit of each image, shape (N,) (docs/SPEC.md §5.5)."""
         ...
 
 
@@ -48,13 +48,16 @@ class CEngine:
 
     def train_batch(self, params: np.ndarray, images: np.ndarray, labels: np.ndarray, *,
                     loss: str, sign: int, lr: float) -> Tuple[float, int]:
+        """Train on one batch with the C core (docs/SPEC.md §8.1, §8.2); see ``Engine.train_batch``."""
         return core.train_batch(params, images, labels, loss=loss, sign=sign, lr=lr,
                                 kernel=self.kernel, threads=self.threads)
 
     def forward(self, params: np.ndarray, images: np.ndarray) -> np.ndarray:
+        """The 10 ReLU-ed outputs of each image, shape (N, 10), from the C core."""
         return core.forward(params, images, kernel=self.kernel, threads=self.threads)
 
     def predict(self, params: np.ndarray, images: np.ndarray) -> np.ndarray:
+        """The predicted digit of each image, from the C core (docs/SPEC.md §5.5)."""
         return core.predict(params, images, kernel=self.kernel, threads=self.threads)
 
 

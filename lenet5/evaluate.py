@@ -18,6 +18,7 @@ PROG = "lenet5.evaluate"
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command's options."""
     p = argparse.ArgumentParser(prog="python -m lenet5.evaluate",
                                 description="Accuracy and confusion matrix of a model file on MNIST.")
     p.add_argument("model", help="model file (.npz or .dat)")
@@ -33,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    """Score a model file from the command line; returns the exit status."""
     p = build_parser()
     args = p.parse_args(argv)
     cli.check_output(p, "--json", args.json)

@@ -42,44 +42,51 @@ RUNS = [  # loss, sign, colour
 ]
 
 Split = Tuple[np.ndarray, np.ndarray]
+OnProgress = Callable[[str, int, int], None]  # progress(label, batch, batches)
 
 
 def run_experiment(train_set: Split, test: Split, batches: int, batch_size: int, eval_every: int,
-                   engine: Engine, seed: int = 0,
-                   progress: Optional[Callable[[str, int, int], None]] = None) -> List[Dict[str, Any]]:
+                   engine: Engine, seed: int = 0, progress: Optional[OnProgress] = None) -> List[Dict[str, Any]]:
     """The four runs, each through the training loop from the same initial
     model; returns a list of dicts with their curves and results."""
-    (train_x, train_y), (test_x, test_y) = train_set, test
     start_params = init_params(seed)
-    runs = []
-    for loss, sign, color in RUNS:
-        config = TrainConfig(loss=loss, sign=sign, batch_size=batch_size)
-        params = start_params.copy()
-        label = f"{loss}, sign {sign:+d}, lr {config.lr} ({'descends' if config.descends else 'climbs'})"
-        run: Dict[str, Any] = {"loss": loss, "sign": sign, "lr": config.lr, "descends": config.descends,
-                               "color": color, "label": label, "eval_batches": [], "test_accuracy": []}
+    return [_one_run(loss, sign, color, start_params.copy(), train_set, test, batches, batch_size, eval_every,
+                     engine, progress)
+            for loss, sign, color in RUNS]
 
-        def evaluate(b: int) -> None:
-            run["eval_batches"].append(b)
-            run["test_accuracy"].append(float((engine.predict(params, test_x) == test_y).mean()))
 
-        def on_batch(report: BatchReport) -> None:
-            b = report.position.batch
-            if b % eval_every == 0 or b == batches:
-                evaluate(b)
-            if progress:
-                progress(label, b, batches)
+def _one_run(loss: str, sign: int, color: str, params: np.ndarray, train_set: Split, test: Split,
+             batches: int, batch_size: int, eval_every: int, engine: Engine,
+             progress: Optional[OnProgress]) -> Dict[str, Any]:
+    """One run of run_experiment: train params in place for `batches` batches,
+    scoring the test images every eval_every batches; returns its dict."""
+    (train_x, train_y), (test_x, test_y) = train_set, test
+    config = TrainConfig(loss=loss, sign=sign, batch_size=batch_size)
+    label = f"{loss}, sign {sign:+d}, lr {config.lr} ({'descends' if config.descends else 'climbs'})"
+    run: Dict[str, Any] = {"loss": loss, "sign": sign, "lr": config.lr, "descends": config.descends,
+                           "color": color, "label": label, "eval_batches": [], "test_accuracy": []}
 
-        evaluate(0)
-        history = train(engine, params, train_x[:batches * batch_size], train_y[:batches * batch_size],
-                        config, max_batches=batches, on_batch=on_batch, stop_on_divergence=False)
-        run.update(batch_loss=history.batch_loss, diverged_at=history.diverged_at,
-                   train_seconds=history.train_seconds, final_test_accuracy=run["test_accuracy"][-1])
-        runs.append(run)
-    return runs
+    def evaluate(b: int) -> None:
+        run["eval_batches"].append(b)
+        run["test_accuracy"].append(float((engine.predict(params, test_x) == test_y).mean()))
+
+    def on_batch(report: BatchReport) -> None:
+        b = report.position.batch
+        if b % eval_every == 0 or b == batches:
+            evaluate(b)
+        if progress:
+            progress(label, b, batches)
+
+    evaluate(0)
+    history = train(engine, params, train_x[:batches * batch_size], train_y[:batches * batch_size],
+                    config, max_batches=batches, on_batch=on_batch, stop_on_divergence=False)
+    run.update(batch_loss=history.batch_loss, diverged_at=history.diverged_at,
+               train_seconds=history.train_seconds, final_test_accuracy=run["test_accuracy"][-1])
+    return run
 
 
 def markdown_table(runs: List[Dict[str, Any]]) -> str:
+    """The runs' results as a markdown table, one row per run."""
     lines = ["| loss | sign | lr | direction | final test accuracy | diverged at batch | train time (s) |",
              "|---|---:|---:|---|---:|---:|---:|"]
     for r in runs:
@@ -89,6 +96,7 @@ def markdown_table(runs: List[Dict[str, Any]]) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command's options."""
     p = argparse.ArgumentParser(prog="python -m lenet5.experiment", description=__doc__.split("\n\n")[0])
     p.add_argument("--batches", type=cli.positive_int, default=200, metavar="N",
                    help="batches per run, from the first training image on (default 200: one epoch)")
@@ -110,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    """Run the experiment from the command line; returns the exit status."""
     p = build_parser()
     args = p.parse_args(argv)
     engine = cli.engine_from(args, p)

@@ -21,7 +21,7 @@ class OutputPathError(ValueError):
 
 def check_writable(path: PathLike) -> None:
     """Raise OutputPathError now if path cannot be written later (missing or
-    read-only folder), so an hour of training is never lost at the end.
+    read-only folder), so an hour of training is never lost at the end (docs/SPEC.md §10.4).
     It tries a real temporary file: permission bits do not tell root's story."""
     folder = Path(path).resolve().parent
     if not folder.is_dir():
@@ -37,7 +37,8 @@ def check_writable(path: PathLike) -> None:
 
 def atomic_write(path: PathLike, write: Callable[[BinaryIO], object]) -> None:
     """Call write(file object) on a temporary file beside path, then rename it
-    into place: readers see the old file or the whole new one, never a part."""
+    into place: readers see the old file or the whole new one, never a part
+    (docs/SPEC.md §10.4)."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.resolve().parent)
     try:

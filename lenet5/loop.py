@@ -70,6 +70,7 @@ class TrainConfig:
         """A sentence saying why this run will climb the loss, or None."""
         if self.descends:
             return None
+        assert self.sign is not None  # __post_init__ filled it in
         good = DESCENDING_SIGN[self.loss]
         kind = "positive" if self.loss == "xent" else "negative"
         return (f"loss {self.loss} with sign {self.sign:+d} climbs the loss: {self.loss}'s output "
@@ -77,10 +78,11 @@ class TrainConfig:
                 f"goes uphill; expect training to collapse to chance. Sign {good:+d} descends.")
 
     def to_dict(self) -> Dict[str, Any]:
+        """The fields as a JSON-ready dict (a checkpoint's settings, docs/SPEC.md §10.3)."""
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, values: Any) -> "TrainConfig":
+    def from_dict(cls, values: Any) -> TrainConfig:
         """A config from a checkpoint's settings: every field must be there."""
         if not isinstance(values, dict):
             raise ValueError(f"settings must be a JSON object, not {type(values).__name__}")
@@ -93,7 +95,7 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class Position:
-    """Where a run is: the epoch (from 0) and the next batch within it."""
+    """Where a run is: the epoch (from 0) and the next batch within it (docs/SPEC.md §8.4)."""
 
     epoch: int = 0
     batch: int = 0
@@ -111,10 +113,12 @@ class History:
     diverged_at: Optional[int] = None  # first batch (counted from 1) whose loss was not finite
 
     def to_dict(self) -> Dict[str, Any]:
+        """The fields as a JSON-ready dict (a checkpoint's history, docs/SPEC.md §10.3)."""
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, values: Any) -> "History":
+    def from_dict(cls, values: Any) -> History:
+        """A history from a checkpoint; unknown keys are ignored."""
         if not isinstance(values, dict):
             raise ValueError(f"history must be a JSON object, not {type(values).__name__}")
         known = {f.name for f in fields(cls)}
@@ -151,7 +155,7 @@ class Stopped(Exception):
 
 
 def batches_per_epoch(n_images: int, batch_size: int) -> int:
-    """Whole batches in an epoch (the final partial batch is dropped)."""
+    """Whole batches in an epoch (the final partial batch is dropped, docs/SPEC.md §8.3)."""
     if batch_size > n_images:
         raise ValueError(f"batch size {batch_size} is larger than the {n_images} training images")
     return n_images // batch_size
@@ -188,6 +192,8 @@ def train(engine: Engine, params: np.ndarray, images: np.ndarray, labels: np.nda
     if not (0 <= start.epoch and 0 <= start.batch < per_epoch):
         raise ValueError(f"start position {start} is outside the run's {per_epoch} batches per epoch")
     history = History() if history is None else history
+    sign, lr = config.sign, config.lr
+    assert sign is not None and lr is not None  # TrainConfig.__post_init__ filled them in
     b_size, done = config.batch_size, 0
     epoch, first = start.epoch, start.batch
     # A run that is allowed to diverge overflows on purpose: no warnings for it.
@@ -201,7 +207,7 @@ def train(engine: Engine, params: np.ndarray, images: np.ndarray, labels: np.nda
                 rows = slice(b * b_size, (b + 1) * b_size) if order is None else order[b * b_size:(b + 1) * b_size]
                 t0 = time.perf_counter()
                 loss_sum, correct = engine.train_batch(params, images[rows], labels[rows],
-                                                       loss=config.loss, sign=config.sign, lr=config.lr)
+                                                       loss=config.loss, sign=sign, lr=lr)
                 history.train_seconds += time.perf_counter() - t0
                 position = Position(epoch, b + 1)
                 if not (math.isfinite(loss_sum) and np.isfinite(params).all()):
@@ -240,7 +246,7 @@ class InterruptRequest:
         self.requested = False
         self._previous: Any = None
 
-    def __enter__(self) -> "InterruptRequest":
+    def __enter__(self) -> InterruptRequest:
         if threading.current_thread() is threading.main_thread():
             self._previous = signal.signal(signal.SIGINT, self._handle)
         return self
@@ -251,6 +257,7 @@ class InterruptRequest:
         self.requested = True
 
     def __call__(self) -> bool:
+        """True once Ctrl-C was pressed: stop at this batch boundary."""
         return self.requested
 
     def __exit__(self, *exc: Any) -> None:

@@ -23,8 +23,7 @@ import numpy as np
 from . import core, engines
 from .checkpoint import Checkpoint, save_checkpoint
 from .files import PathLike
-from .loop import (BatchReport, History, InterruptRequest, Position, Stopped, TrainConfig,
-                   batches_per_epoch, train)
+from .loop import BatchReport, History, InterruptRequest, Position, Stopped, TrainConfig, batches_per_epoch, train
 from .numpy_engine import softmax
 from .params import Meta, ModelFileError, check_finite, init_params, read_params, write_params
 from .progress import Progress
@@ -66,12 +65,14 @@ class FitResult:
 
     @property
     def test_accuracy(self) -> Optional[float]:
+        """Correct / images of the last test evaluation, or None if there was none."""
         if self.test_correct is None or not self.test_images:
             return None
         return self.test_correct / self.test_images
 
     @property
     def images_per_second(self) -> Optional[float]:
+        """Training images per second of time in the engine, or None before any."""
         seconds = self.history.train_seconds
         return self.images_seen / seconds if seconds > 0 else None
 
@@ -129,32 +130,33 @@ class LeNet5:
         self.meta: Meta = dict(meta or {})
 
     @classmethod
-    def init(cls, seed: int = 0) -> "LeNet5":
+    def init(cls, seed: int = 0) -> LeNet5:
         """A fresh model from a seed (docs/SPEC.md §3.2)."""
         return cls(init_params(seed), {"seed": seed})
 
     @classmethod
-    def load(cls, path: PathLike) -> "LeNet5":
+    def load(cls, path: PathLike) -> LeNet5:
         """A model from a .npz or .dat file; ModelFileError says what is wrong."""
         params, meta = read_params(path)
         return cls(params, meta)
 
     def save(self, path: PathLike) -> None:
-        """Write the model atomically (.npz with metadata, or .dat)."""
+        """Write the model atomically (.npz with metadata, or .dat; docs/SPEC.md §10.1, §10.2, §10.4)."""
         write_params(path, self.params, self.meta)
 
     def forward(self, images: ImagesLike, threads: Optional[int] = None) -> np.ndarray:
-        """The 10 ReLU-ed outputs per image, shape (N, 10)."""
+        """The 10 ReLU-ed outputs per image, shape (N, 10) (docs/SPEC.md §4, §5.1-§5.4)."""
         return core.forward(self.params, _as_images(images), threads=threads)
 
     def predict(self, images: ImagesLike, threads: Optional[int] = None) -> Union[int, np.ndarray]:
-        """Predicted digits: an int array of N labels (one int for one (28, 28) image)."""
+        """Predicted digits: an int array of N labels (one int for one (28, 28) image;
+        docs/SPEC.md §5.5)."""
         single = isinstance(images, np.ndarray) and images.shape == (28, 28)
         pred = core.predict(self.params, _as_images(images), threads=threads)
         return int(pred[0]) if single else pred
 
     def predict_proba(self, images: ImagesLike, threads: Optional[int] = None) -> np.ndarray:
-        """Softmax of the outputs, shape (N, 10); each row sums to 1."""
+        """Softmax of the outputs, shape (N, 10); each row sums to 1 (docs/SPEC.md §6.4)."""
         return softmax(self.forward(images, threads))
 
     def evaluate(self, images: ImagesLike, labels: Any, threads: Optional[int] = None) -> Evaluation:

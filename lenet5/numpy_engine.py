@@ -1,11 +1,15 @@
-"""The NumPy twin: the same network, the same maths (docs/SPEC.md), written the way
+"""The NumPy twin: the same network, the same maths (docs/SPEC.md §4-§8), written the way
 a NumPy programmer would, vectorised over the whole batch.
 
 Convolutions are im2col (``sliding_window_view``) plus one matrix product;
 the error over a convolution's input is col2im: 25 shifted products added up.
 Sums run in whatever order BLAS chooses, so results agree with the C core to
-about 1e-13 rather than to the bit; the tests hold it to that.
+about 1e-13 rather than to the bit (docs/SPEC.md §1); the tests hold it to that.
 """
+from __future__ import annotations
+
+from typing import Dict, Tuple
+
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
@@ -14,11 +18,12 @@ from . import core
 K = 5
 
 
-def _blocks(params):
+def _blocks(params: np.ndarray) -> Dict[str, np.ndarray]:
+    """Views of the parameter blocks by name (docs/SPEC.md §3.1)."""
     return {name: core.block(params, name) for name in core.BLOCKS}
 
 
-def normalize(images):
+def normalize(images: np.ndarray) -> np.ndarray:
     """(N, 28, 28) uint8 -> (N, 1, 32, 32) float64, per docs/SPEC.md §4; flat images -> 0."""
     x = images.reshape(len(images), 784).astype(np.float64)
     mean = x.sum(axis=1) / 784
@@ -31,31 +36,34 @@ def normalize(images):
     return out
 
 
-def im2col(x):
+def im2col(x: np.ndarray) -> np.ndarray:
     """(N, C, H, W) -> (N, OH, OW, C*25): every 5x5 window as one row."""
     n, c, h, w = x.shape
     windows = sliding_window_view(x, (K, K), axis=(2, 3))  # (N, C, OH, OW, 5, 5)
     return windows.transpose(0, 2, 3, 1, 4, 5).reshape(n, h - K + 1, w - K + 1, c * K * K)
 
 
-def conv_forward(x, w, b):
-    """x (N, C, H, W), w [c_in][c_out][5][5] -> relu(conv + b), and the columns."""
+def conv_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """x (N, C, H, W), w [c_in][c_out][5][5] -> relu(conv + b), and the columns
+    (docs/SPEC.md §5.2)."""
     cols = im2col(x)
     wmat = w.transpose(0, 2, 3, 1).reshape(-1, w.shape[1])  # (c_in*25, c_out)
     out = np.maximum(cols @ wmat + b, 0.0)
     return out.transpose(0, 3, 1, 2), cols
 
 
-def conv_weight_grad(cols, err):
-    """Sum over the batch of input windows times errors -> [c_in][c_out][5][5]."""
+def conv_weight_grad(cols: np.ndarray, err: np.ndarray) -> np.ndarray:
+    """Sum over the batch of input windows times errors -> [c_in][c_out][5][5]
+    (docs/SPEC.md §7.2, summed over the batch as §8.1)."""
     n, c_out, oh, ow = err.shape
     g = cols.reshape(-1, cols.shape[-1]).T @ err.transpose(0, 2, 3, 1).reshape(-1, c_out)
     c_in = cols.shape[-1] // (K * K)
     return g.reshape(c_in, K, K, c_out).transpose(0, 3, 1, 2)
 
 
-def conv_input_error(err, w, x):
-    """col2im: each kernel offset scatters err * w into the input, then relugrad(x)."""
+def conv_input_error(err: np.ndarray, w: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """col2im: each kernel offset scatters err * w into the input, then relugrad(x)
+    (docs/SPEC.md §7.2)."""
     n, c_out, oh, ow = err.shape
     e = np.zeros(x.shape)
     e_rows = err.transpose(0, 2, 3, 1)  # (N, OH, OW, c_out)
@@ -65,23 +73,24 @@ def conv_input_error(err, w, x):
     return e * (x > 0)
 
 
-def maxpool(x):
-    """2x2 max pool; also which of the four cells won (first on ties)."""
+def maxpool(x: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """2x2 max pool; also which of the four cells won (first on ties) (docs/SPEC.md §5.3)."""
     n, c, h, w = x.shape
     cells = x.reshape(n, c, h // 2, 2, w // 2, 2).transpose(0, 1, 2, 4, 3, 5).reshape(n, c, h // 2, w // 2, 4)
     win = cells.argmax(axis=-1)
     return np.take_along_axis(cells, win[..., None], axis=-1)[..., 0], win
 
 
-def maxpool_backward(err, win):
+def maxpool_backward(err: np.ndarray, win: np.ndarray) -> np.ndarray:
+    """Each pooled error back to the cell that won its window, zeros elsewhere (docs/SPEC.md §7.3)."""
     n, c, oh, ow = err.shape
     cells = np.zeros((n, c, oh, ow, 4))
     np.put_along_axis(cells, win[..., None], err[..., None], axis=-1)
     return cells.reshape(n, c, oh, ow, 2, 2).transpose(0, 1, 2, 4, 3, 5).reshape(n, c, 2 * oh, 2 * ow)
 
 
-def forward(params, images):
-    """All activations of a batch, kept for the backward pass."""
+def forward(params: np.ndarray, images: np.ndarray) -> Dict[str, np.ndarray]:
+    """All activations of a batch, kept for the backward pass (docs/SPEC.md §2, §5)."""
     p = _blocks(params)
     a = {"input": normalize(images)}
     a["layer1"], a["cols1"] = conv_forward(a["input"], p["W1"], p["b1"])
@@ -94,16 +103,16 @@ def forward(params, images):
     return a
 
 
-def softmax(z):
+def softmax(z: np.ndarray) -> np.ndarray:
     """Row-wise softmax, shifted by each row's largest value (docs/SPEC.md §6.4).
     The package's one softmax in NumPy: predict_proba and the twin's errors use it."""
     e = np.exp(z - z.max(axis=1, keepdims=True))
     return e / e.sum(axis=1, keepdims=True)
 
 
-def output_error(z, labels, loss):
-    """d and the per-image loss (docs/SPEC.md §6); mse's d is the negative
-    gradient, xent's the positive."""
+def output_error(z: np.ndarray, labels: np.ndarray, loss: str) -> Tuple[np.ndarray, np.ndarray]:
+    """d and the per-image loss (docs/SPEC.md §6.1, §6.2, §6.3); mse's d is the
+    negative gradient, xent's the positive."""
     y = np.zeros_like(z)
     y[np.arange(len(z)), labels] = 1.0
     p = softmax(z)
@@ -114,9 +123,11 @@ def output_error(z, labels, loss):
     return p - y, -np.log(p[np.arange(len(z)), labels])
 
 
-def batch_gradient(params, images, labels, loss):
-    """S = the sum over the batch of the per-image gradient buffers, the
-    per-image losses, and the predictions of the forward pass."""
+def batch_gradient(params: np.ndarray, images: np.ndarray, labels: np.ndarray,
+                   loss: str) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """S = the sum over the batch of the per-image gradient buffers
+    (docs/SPEC.md §7, §8.1), the per-image losses, and the predictions of the
+    forward pass."""
     p = _blocks(params)
     a = forward(params, images)
     d, losses = output_error(a["output"], labels, loss)
@@ -146,7 +157,10 @@ class NumpyEngine:
     name = "numpy"
     chunk = 500  # images per forward pass when predicting: bounds the im2col memory
 
-    def train_batch(self, params, images, labels, *, loss, sign, lr):
+    def train_batch(self, params: np.ndarray, images: np.ndarray, labels: np.ndarray, *,
+                    loss: str, sign: int, lr: float) -> Tuple[float, int]:
+        """Train on one batch in place, w + sign * lr/B * S (docs/SPEC.md §8.2);
+        returns (summed loss, number correct) of the forward pass."""
         core.check_params(params, writable=True)
         n = core.check_images(images)
         labels = core.check_labels(labels, n)
@@ -157,12 +171,14 @@ class NumpyEngine:
         params += sign * (k * s)
         return float(losses.sum()), int((pred == labels).sum())
 
-    def forward(self, params, images):
+    def forward(self, params: np.ndarray, images: np.ndarray) -> np.ndarray:
+        """The 10 ReLU-ed outputs of each image, shape (N, 10), in chunks of ``chunk`` images."""
         core.check_params(params)
         n = core.check_images(images)
         images = images.reshape(n, 28, 28)
         return np.concatenate([forward(params, images[i:i + self.chunk])["output"]
                                for i in range(0, n, self.chunk)])
 
-    def predict(self, params, images):
+    def predict(self, params: np.ndarray, images: np.ndarray) -> np.ndarray:
+        """The predicted digit of each image (first largest output, docs/SPEC.md §5.5)."""
         return self.forward(params, images).argmax(axis=1)

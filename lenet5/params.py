@@ -52,7 +52,7 @@ def init_params(seed: int = 0) -> np.ndarray:
 
 
 def check_finite(params: np.ndarray, what: str = "params", error: type = ValueError) -> None:
-    """Refuse NaN or infinite parameters: they are a diverged model."""
+    """Refuse NaN or infinite parameters: they are a diverged model (docs/SPEC.md §12)."""
     bad = np.flatnonzero(~np.isfinite(params))
     if bad.size:
         raise error(f"{what}: {bad.size} parameters are NaN or infinite "
@@ -68,7 +68,7 @@ def model_format(path: PathLike) -> str:
 
 
 def read_params(path: PathLike) -> Tuple[np.ndarray, Meta]:
-    """(params, metadata) from a .dat or .npz model file, fully checked."""
+    """(params, metadata) from a .dat or .npz model file, fully checked (docs/SPEC.md §10.1, §10.2)."""
     path = Path(path)
     suffix = model_format(path)
     if not path.is_file():
@@ -120,7 +120,8 @@ def _read_npz(path: Path) -> Tuple[np.ndarray, Meta]:
 
 
 def write_params(path: PathLike, params: np.ndarray, meta: Optional[Meta] = None) -> None:
-    """Write params (and, for .npz, metadata) atomically to a .dat or .npz file."""
+    """Write params (and, for .npz, metadata) atomically to a .dat or .npz file
+    (docs/SPEC.md §10.1, §10.2, §10.4)."""
     core.check_params(params)
     suffix = model_format(path)
     if suffix == ".dat":

@@ -1,10 +1,13 @@
 """Figures of training runs.  matplotlib is an optional extra:
 ``pip install 'lenet5-exact[plot]'``.  Without it, nothing is drawn and the caller
 gets a sentence saying how to get the figures."""
+from __future__ import annotations
+
 import math
+from typing import Any, Iterable, List, Mapping, Optional, Sequence
 
 from ._version import install_hint
-from .files import atomic_write
+from .files import PathLike, atomic_write
 
 MISSING = f"matplotlib is not installed, so no figure was written; get it with: {install_hint('plot')}"
 
@@ -18,7 +21,8 @@ def have_matplotlib() -> bool:
     return True
 
 
-def _pyplot():
+def _pyplot() -> Any:
+    """matplotlib.pyplot on the file-only Agg backend, or None without matplotlib."""
     try:
         import matplotlib
     except ImportError:
@@ -28,16 +32,18 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path, plt):
+def _save(fig: Any, path: PathLike, plt: Any) -> None:
+    """Write fig as a PNG atomically (docs/SPEC.md §10.4), then close it."""
     atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110, bbox_inches="tight"))
     plt.close(fig)
 
 
-def _finite(values):
+def _finite(values: Iterable[Optional[float]]) -> List[float]:
+    """The values with None, inf and NaN as NaN: matplotlib leaves a gap there."""
     return [v if v is not None and math.isfinite(v) else float("nan") for v in values]
 
 
-def plot_training(history, path, title=""):
+def plot_training(history: Mapping[str, Any], path: PathLike, title: str = "") -> str:
     """Loss and running accuracy per batch, test accuracy per epoch; returns a message."""
     plt = _pyplot()
     if plt is None:
@@ -65,7 +71,7 @@ def plot_training(history, path, title=""):
     return f"figure written to {path}"
 
 
-def plot_experiment(runs, path, batch_size):
+def plot_experiment(runs: Sequence[Mapping[str, Any]], path: PathLike, batch_size: int) -> str:
     """Test accuracy and training loss over the batches of the four runs."""
     plt = _pyplot()
     if plt is None:

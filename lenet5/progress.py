@@ -40,16 +40,19 @@ class Progress:
                              unit="batch", file=self.stream, leave=False)
 
     def batch(self, report: BatchReport) -> None:
+        """Advance the bar by one batch, showing the epoch's running loss and accuracy."""
         if self._bar is not None:
             self._bar.set_postfix(loss=f"{report.epoch_loss:.4f}", acc=f"{report.epoch_accuracy:.3f}",
                                   refresh=False)
             self._bar.update(1)
 
     def end_epoch(self, line: str) -> None:
+        """Close the epoch's bar and print its summary line."""
         self.close()
         self.say(line)
 
     def close(self) -> None:
+        """Remove the bar, if one is showing."""
         if self._bar is not None:
             self._bar.close()
             self._bar = None

@@ -29,6 +29,7 @@ PROG = "lenet5.train"
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command's options."""
     p = argparse.ArgumentParser(
         prog="python -m lenet5.train",
         description="Train LeNet-5 on MNIST. Defaults reproduce the reference program "
@@ -125,6 +126,7 @@ def load_data(args: argparse.Namespace, batch_size: int) -> Tuple[Tuple[np.ndarr
 
 
 def starting_model(args: argparse.Namespace, config: TrainConfig, resume: Optional[Checkpoint]) -> LeNet5:
+    """The model training starts from: the checkpoint's, --init's, or a new one from --seed."""
     if resume is not None:
         return LeNet5(resume.params)
     if args.init:
@@ -170,6 +172,7 @@ def report(args: argparse.Namespace, net: LeNet5, result: FitResult) -> None:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    """Train from the command line; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
 

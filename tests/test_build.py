@@ -50,16 +50,17 @@ def test_build_without_openmp_or_native_is_exact(tmp_path, mnist_train):
                            capture_output=True, text=True)
     assert build.returncode == 0, build.stderr
     assert "warning" not in build.stderr
+    golden_init = ROOT / "tests" / "golden" / "init_seed1.dat"
     check = (
         "import hashlib, numpy as np, lenet5.core as c\n"
         "from lenet5.data import load_split\n"
-        "assert not c.have_openmp() and c.__file__.startswith(%r)\n"
+        f"assert not c.have_openmp() and c.__file__.startswith({str(tmp_path)!r})\n"
         "x, y = load_split('train')\n"
-        "p = np.fromfile(%r, '<f8')\n"
+        f"p = np.fromfile({str(golden_init)!r}, '<f8')\n"
         "for s in range(0, 100, 10):\n"
         "    c.train_batch(p, x[s:s+10], y[s:s+10], loss='xent', sign=-1, lr=0.1, threads=2)\n"
         "print(hashlib.sha256(p.tobytes()).hexdigest())\n"
-    ) % (str(tmp_path), str(ROOT / "tests" / "golden" / "init_seed1.dat"))
+    )
     r = subprocess.run([sys.executable, "-c", check], cwd=tmp_path, capture_output=True, text=True,
                        env=dict(os.environ, LENET5_DATA=str(ROOT / "data")))
     assert r.returncode == 0, r.stderr

@@ -6,7 +6,8 @@ must agree to the last bit.
 """
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from lenet5 import core
 from lenet5.params import init_params

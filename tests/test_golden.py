@@ -8,10 +8,10 @@ the manifest's test count.  Every case runs with the fast kernels at 1, 2 and
 import numpy as np
 import pytest
 
+from conftest import CASES, golden_params, sha256
 from lenet5 import core
 from lenet5.engines import CEngine
 from lenet5.loop import TrainConfig, train
-from conftest import CASES, golden_params, sha256
 
 RUNS = [(name, "fast", t) for name in CASES for t in (1, 2, 3)] + \
        [(name, "reference", 1) for name in CASES]

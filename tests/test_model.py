@@ -4,8 +4,8 @@ import json
 import numpy as np
 import pytest
 
-from lenet5 import LeNet5, ModelFileError, core
 from conftest import GOLDEN, golden_params
+from lenet5 import LeNet5, ModelFileError, core
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,8 @@ IDX reader: each call gives a clean result or the documented error
 import gzip
 
 import numpy as np
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from lenet5 import LeNet5, core, data
