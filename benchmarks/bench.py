@@ -3,6 +3,7 @@
     python benchmarks/bench.py               # the full run (a few minutes)
     python benchmarks/bench.py --quick       # a few batches: checks that it works
     python benchmarks/bench.py --json out.json
+    python benchmarks/bench.py --inference   # inference against PyTorch and onnxruntime (inference.py)
 
 Every row trains LeNet-5 with softmax cross-entropy (sign -1, lr 0.1) on real
 MNIST, in whole batches of 300, and classifies the 10,000 test images.
@@ -175,7 +176,13 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true", help="a few batches only: checks the output format")
     p.add_argument("--json", metavar="PATH", help="write the numbers and the machine as JSON")
     p.add_argument("--no-torch", action="store_true", help="leave PyTorch out even if installed")
+    p.add_argument("--inference", action="store_true",
+                   help="the inference benchmark instead (benchmarks/inference.py; --quick and --json apply)")
     args = p.parse_args(argv)
+    if args.inference:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import inference
+        return inference.main((["--quick"] if args.quick else []) + (["--json", args.json] if args.json else []))
 
     train_x, train_y = load_split("train", progress=False)
     test_x, _ = load_split("test", progress=False)

@@ -93,3 +93,50 @@ int l5_normalize(const uint8_t *image, double *input_32x32) {
     l5_normalize_image(input_32x32, image);
     return L5_OK;
 }
+
+/* A prepared buffer's size and alignment (its contents are infer.c's to check). */
+static int check_prepared_buffer(const void *prepared, int64_t prepared_bytes) {
+    if (!prepared) return L5_ERR_NULL;
+    if (prepared_bytes != L5_PREPARED_BYTES || (uintptr_t)prepared % sizeof(double) != 0)
+        return L5_ERR_PREPARED;
+    return L5_OK;
+}
+
+int l5_prepare(const double *params, int64_t n_params, void *prepared, int64_t prepared_bytes) {
+    if (!params) return L5_ERR_NULL;
+    if (n_params != L5_N_PARAMS) return L5_ERR_SIZE;
+    int err = check_prepared_buffer(prepared, prepared_bytes);
+    if (err) return err;
+    l5_infer_prepare(prepared, params);
+    return L5_OK;
+}
+
+/* The checks both prepared passes share. */
+static int check_prepared_call(const void *prepared, int64_t prepared_bytes,
+                               const uint8_t *images, int64_t n, int threads) {
+    int err = check_prepared_buffer(prepared, prepared_bytes);
+    if (err) return err;
+    if (!images) return L5_ERR_NULL;
+    if (n < 1) return L5_ERR_COUNT;
+    if (threads < 0 || threads > L5_MAX_THREADS) return L5_ERR_THREADS;
+    if (!l5_infer_is_prepared(prepared)) return L5_ERR_PREPARED;
+    return L5_OK;
+}
+
+int l5_forward_prepared(const void *prepared, int64_t prepared_bytes,
+                        const uint8_t *images, int64_t n, double *out, int threads) {
+    int err = check_prepared_call(prepared, prepared_bytes, images, n, threads);
+    if (err) return err;
+    if (!out) return L5_ERR_NULL;
+    l5_infer_images(prepared, images, n, out, NULL, threads);
+    return L5_OK;
+}
+
+int l5_predict_prepared(const void *prepared, int64_t prepared_bytes,
+                        const uint8_t *images, int64_t n, int32_t *pred, int threads) {
+    int err = check_prepared_call(prepared, prepared_bytes, images, n, threads);
+    if (err) return err;
+    if (!pred) return L5_ERR_NULL;
+    l5_infer_images(prepared, images, n, NULL, pred, threads);
+    return L5_OK;
+}

@@ -8,11 +8,13 @@
  *                argmax, the update, the thread count
  *   reference.c  the plain kernels and the batch step made of them   (uses common.c)
  *   fast.c       the fast kernels and their batch step              (uses common.c)
+ *   infer.c      prepared inference: one image at a time, vectorised
+ *                within the image, from weights laid out once  (uses common.c)
  *   api.c        the public entry points of lenet5.h: argument checks,
  *                then one call into a kernel set                     (uses all above)
  *
  * reference.c and fast.c never call each other: they are twins, tested
- * against each other bit for bit.  Each section below declares what one file
+ * against each other bit for bit; infer.c is held to reference.c the same way.  Each section below declares what one file
  * exports.
  */
 #ifndef LENET5_CORE_H
@@ -119,5 +121,16 @@ int l5_fast_train_batch(double *params, const uint8_t *images, const uint8_t *la
                         double *loss_sum, int64_t *n_correct);
 int l5_fast_forward(const double *params, const uint8_t *images, int64_t n,
                     double *out, int threads);
+
+/* ---------------------------------------------------------------------------
+ * infer.c: prepared inference, the same bits as the reference forward pass.
+ * The caller has checked every argument (prepared: L5_PREPARED_BYTES,
+ * 8-byte aligned; for l5_infer_images also filled by l5_infer_prepare).
+ */
+void l5_infer_prepare(void *prepared, const double *params);
+int l5_infer_is_prepared(const void *prepared);
+/* The outputs (out: n * 10, or NULL) and classes (pred: n, or NULL) of n images. */
+void l5_infer_images(const void *prepared, const uint8_t *images, int64_t n,
+                     double *out, int32_t *pred, int threads);
 
 #endif

@@ -54,6 +54,7 @@
 #define L5_ERR_KERNEL -8      /* unknown kernel choice */
 #define L5_ERR_THREADS -9     /* thread count < 0 or > L5_MAX_THREADS */
 #define L5_ERR_NOMEM -10      /* allocation failed */
+#define L5_ERR_PREPARED -11   /* a prepared buffer: wrong size, misaligned or never prepared */
 
 /*
  * Train on one batch of n images (docs/SPEC.md §8.1, §8.2): forward and
@@ -98,5 +99,21 @@ int l5_normalize(const uint8_t *image, double *input_32x32);
 /* 1 if this build runs threads (OpenMP), else 0; and its default count. */
 int l5_have_openmp(void);
 int l5_default_threads(void);
+
+/*
+ * Prepared inference (docs/SPEC.md §9.6): the weights laid out once, in a
+ * buffer the caller owns (L5_PREPARED_BYTES, 8-byte aligned), then any
+ * number of forward passes from it.  Same bits as l5_forward; one image is
+ * vectorised within itself; no allocation per call; fewer than 16 images run
+ * on the calling thread.  The buffer is only read by the passes, so calls
+ * from several threads may share it.  Change the parameters, prepare again.
+ */
+#define L5_PREPARED_BYTES 417184
+
+int l5_prepare(const double *params, int64_t n_params, void *prepared, int64_t prepared_bytes);
+int l5_forward_prepared(const void *prepared, int64_t prepared_bytes,
+                        const uint8_t *images, int64_t n, double *out, int threads);
+int l5_predict_prepared(const void *prepared, int64_t prepared_bytes,
+                        const uint8_t *images, int64_t n, int32_t *pred, int threads);
 
 #endif

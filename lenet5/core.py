@@ -31,6 +31,7 @@ N_PARAMS: int = lib.L5_N_PARAMS
 IMAGE_PIXELS: int = lib.L5_IMAGE_PIXELS
 N_CLASSES: int = lib.L5_N_CLASSES
 MAX_THREADS: int = lib.L5_MAX_THREADS
+PREPARED_BYTES: int = lib.L5_PREPARED_BYTES
 
 LOSSES: Dict[str, int] = {"mse": lib.L5_LOSS_MSE, "xent": lib.L5_LOSS_XENT}
 KERNELS: Dict[str, int] = {"reference": lib.L5_KERNEL_REFERENCE, "fast": lib.L5_KERNEL_FAST}
@@ -57,6 +58,7 @@ _ERRORS: Dict[int, str] = {
     lib.L5_ERR_LR: "learning rate must be finite and > 0",
     lib.L5_ERR_KERNEL: "unknown kernel",
     lib.L5_ERR_THREADS: "thread count must be >= 0",
+    lib.L5_ERR_PREPARED: "the prepared buffer is the wrong size, misaligned or was never prepared",
 }
 
 
@@ -266,3 +268,57 @@ def normalize(image: np.ndarray) -> np.ndarray:
     out = np.empty((32, 32), dtype=np.float64)
     _call(lib.l5_normalize(_ptr("uint8_t *", image), _ptr("double *", out)))
     return out
+
+
+class Prepared:
+    """Weights laid out for prepared inference (docs/SPEC.md §9.6), made by
+    ``prepare(params)``: a read-only copy, so it keeps answering for the
+    parameters it was made from whatever happens to them later."""
+
+    __slots__ = ("buffer",)
+
+    def __init__(self, buffer: np.ndarray) -> None:
+        self.buffer = buffer
+
+    def __repr__(self) -> str:
+        return f"Prepared({PREPARED_BYTES} bytes)"
+
+
+def check_prepared(prepared: Any, name: str = "prepared") -> np.ndarray:
+    """A Prepared made by prepare(); returns its buffer."""
+    if not isinstance(prepared, Prepared):
+        _refuse(TypeError, name, f"must be made by lenet5.core.prepare(params), not {type(prepared).__name__}")
+    return prepared.buffer
+
+
+def prepare(params: np.ndarray) -> Prepared:
+    """Lay out params once for forward_prepared and predict_prepared (docs/SPEC.md §9.6).
+    The values are copied, not computed on: the passes give the bits of forward()."""
+    check_params(params)
+    buffer = np.empty(PREPARED_BYTES // 8, dtype=np.float64)  # float64: 8-byte aligned
+    _call(lib.l5_prepare(_ptr("double *", params), N_PARAMS, _ptr("void *", buffer), PREPARED_BYTES))
+    buffer.flags.writeable = False
+    return Prepared(buffer)
+
+
+def forward_prepared(prepared: Prepared, images: np.ndarray, *, threads: Optional[int] = None) -> np.ndarray:
+    """forward() from prepared weights: the same bits, shape (N, 10) (docs/SPEC.md §9.6).
+    Fewer than 16 images run on the calling thread; the GIL is released meanwhile."""
+    buffer = check_prepared(prepared)
+    n = check_images(images)
+    t = check_threads(threads)
+    out = np.empty((n, N_CLASSES), dtype=np.float64)
+    _call(lib.l5_forward_prepared(_ptr("void *", buffer), PREPARED_BYTES, _ptr("uint8_t *", images), n,
+                                  _ptr("double *", out), t))
+    return out
+
+
+def predict_prepared(prepared: Prepared, images: np.ndarray, *, threads: Optional[int] = None) -> np.ndarray:
+    """predict() from prepared weights: the same digits, int32 (N,) (docs/SPEC.md §5.5, §9.6)."""
+    buffer = check_prepared(prepared)
+    n = check_images(images)
+    t = check_threads(threads)
+    pred = np.empty(n, dtype=np.int32)
+    _call(lib.l5_predict_prepared(_ptr("void *", buffer), PREPARED_BYTES, _ptr("uint8_t *", images), n,
+                                  _ptr("int32_t *", pred), t))
+    return pred

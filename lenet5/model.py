@@ -123,11 +123,32 @@ class LeNet5:
     and its metadata."""
 
     def __init__(self, params: Any, meta: Optional[Meta] = None) -> None:
+        self.set_params(params)
+        self.meta: Meta = dict(meta or {})
+
+    @property
+    def params(self) -> np.ndarray:
+        """The flat parameter array (docs/SPEC.md §3.1), read-only: the model keeps
+        its weights prepared for inference (docs/SPEC.md §9.6), so every change goes
+        through ``set_params`` (or ``fit``), which prepares them again."""
+        return self._params
+
+    @params.setter
+    def params(self, params: Any) -> None:
+        self.set_params(params)
+
+    def set_params(self, params: Any) -> None:
+        """Replace the parameters with a copy of params (51,902 finite values) and prepare them."""
         params = np.array(params, dtype=np.float64, copy=True)
         core.check_params(params)
         check_finite(params)
-        self.params = params
-        self.meta: Meta = dict(meta or {})
+        self._adopt(params)
+
+    def _adopt(self, params: np.ndarray) -> None:
+        """Own params (a private, checked array), lock it and prepare it."""
+        params.flags.writeable = False
+        self._prepared = core.prepare(params)
+        self._params = params
 
     @classmethod
     def init(cls, seed: int = 0) -> LeNet5:
@@ -146,13 +167,13 @@ class LeNet5:
 
     def forward(self, images: ImagesLike, threads: Optional[int] = None) -> np.ndarray:
         """The 10 ReLU-ed outputs per image, shape (N, 10) (docs/SPEC.md §4, §5.1-§5.4)."""
-        return core.forward(self.params, _as_images(images), threads=threads)
+        return core.forward_prepared(self._prepared, _as_images(images), threads=threads)
 
     def predict(self, images: ImagesLike, threads: Optional[int] = None) -> Union[int, np.ndarray]:
         """Predicted digits: an int array of N labels (one int for one (28, 28) image;
         docs/SPEC.md §5.5)."""
         single = isinstance(images, np.ndarray) and images.shape == (28, 28)
-        pred = core.predict(self.params, _as_images(images), threads=threads)
+        pred = core.predict_prepared(self._prepared, _as_images(images), threads=threads)
         return int(pred[0]) if single else pred
 
     def predict_proba(self, images: ImagesLike, threads: Optional[int] = None) -> np.ndarray:
@@ -163,7 +184,7 @@ class LeNet5:
         """Accuracy and confusion matrix on labelled images."""
         images = _as_images(images)
         labels = core.check_labels(np.asarray(labels), len(images))
-        pred = core.predict(self.params, images, threads=threads)
+        pred = core.predict_prepared(self._prepared, images, threads=threads)
         confusion = np.zeros((10, 10), dtype=np.int64)
         np.add.at(confusion, (labels, pred), 1)
         correct = int(np.trace(confusion))
@@ -193,9 +214,10 @@ class LeNet5:
         """
         images = _as_images(images)
         labels = core.check_labels(np.asarray(labels), len(images))
+        params = self._params.copy()  # trained in place, then adopted (and prepared) at the end
         if resume is not None:
             config, start, history = resume.config, resume.position, resume.history
-            self.params[...] = resume.params
+            params[...] = resume.params
         else:
             config = TrainConfig(loss=loss, sign=sign, lr=lr, batch_size=batch_size,
                                  epochs=epochs, shuffle=shuffle, seed=seed)
@@ -214,11 +236,11 @@ class LeNet5:
 
         def save_at(position: Position) -> None:
             if checkpoint:
-                save_checkpoint(checkpoint, Checkpoint(self.params, config, position, history, extra))
+                save_checkpoint(checkpoint, Checkpoint(params, config, position, history, extra))
 
         def score_test() -> None:
             if test is not None:
-                result.test_correct = int((eng.predict(self.params, test_x) == test_y).sum())
+                result.test_correct = int((eng.predict(params, test_x) == test_y).sum())
                 result.test_images = len(test_y)
 
         def on_batch(report: BatchReport) -> None:
@@ -243,7 +265,7 @@ class LeNet5:
             show.start_epoch(start.epoch + 1, config.epochs, per_epoch, start.batch)
         try:
             with InterruptRequest() as stop:
-                train(eng, self.params, images, labels, config, start=start, history=history,
+                train(eng, params, images, labels, config, start=start, history=history,
                       on_batch=on_batch, on_epoch=on_epoch, should_stop=stop)
         except Stopped as s:
             show.close()
@@ -251,6 +273,7 @@ class LeNet5:
             raise Interrupted(s.position, per_epoch, checkpoint) from None
         finally:
             show.close()
+            self._adopt(params)  # whatever training reached, interrupted or diverged too
         if result.test_correct is None:  # resumed from a finished checkpoint
             score_test()
         self.meta = {"loss": config.loss, "sign": config.sign, "lr": config.lr,

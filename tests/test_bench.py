@@ -54,3 +54,18 @@ def test_pytorch_engine_trains_the_callers_parameters(mnist_train):
     assert history.batch_loss[-1] < history.batch_loss[0]
     assert not np.array_equal(theirs, init_params(5))  # the caller's array was trained
     assert np.array_equal(torch_engine.predict(theirs, images), CEngine().predict(theirs, images))
+
+
+def test_inference_benchmark_output_format(tmp_path):
+    """--inference prints one row per engine it found, lenet5 first, and every
+    engine gives the digits lenet5 gives on (nearly) every image."""
+    r = subprocess.run([sys.executable, str(BENCH), "--inference", "--quick", "--json", tmp_path / "i.json"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    rows = [line for line in r.stdout.splitlines() if line.startswith("| ") and "engine" not in line]
+    assert rows[0].startswith("| lenet5 float64 | 1 | ")
+    data = json.loads((tmp_path / "i.json").read_text())
+    assert data["machine"]["cpu"] and data["images"] == 600 and len(data["rows"]) == len(rows)
+    assert data["rows"][0]["latency_us"] > 0 and data["rows"][0]["agreement"] == 1.0
+    for row in data["rows"]:
+        assert row["batch_seconds"] > 0 and row["agreement"] > 0.99

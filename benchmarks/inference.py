@@ -1,0 +1,248 @@
+"""Inference benchmark: lenet5's prepared inference against PyTorch and onnxruntime.
+
+    python benchmarks/bench.py --inference            # this benchmark
+    python benchmarks/inference.py [--quick] [--json PATH]
+
+Every engine takes the same thing in, raw uint8 MNIST images, and gives the
+same thing out, the predicted digits: each normalises the image (docs/SPEC.md
+§4) and runs the network itself.  lenet5 computes in float64 and is bit-exact
+with the reference program; PyTorch and onnxruntime compute in float32.
+Two figures per engine, on 1 thread unless the row says otherwise:
+
+- single-image latency: the median of many calls with one 28 x 28 image,
+  after a warm-up (lenet5: ``LeNet5.predict(image)``, the public call);
+- the 10,000 test images in one call (the median of a few runs).
+
+PyTorch runs in eval mode under ``torch.inference_mode()`` with
+``torch.set_num_threads``; onnxruntime runs a graph this file builds with
+``onnx.helper`` (the same network, normalisation included) with one intra-
+and one inter-op thread.  Peers that are not installed are left out.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from typing import Any, Callable, Dict, List, Optional
+
+import numpy as np
+
+from lenet5 import LeNet5, core
+from lenet5.data import load_split
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (Linux), else what platform says."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+    return platform.processor() or "unknown"
+
+
+def latency_us(call: Callable[[], Any], calls: int, warmup: int) -> float:
+    """The median time of one call, in microseconds, after warmup calls."""
+    for _ in range(warmup):
+        call()
+    times = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1e6
+
+
+def batch_seconds(call: Callable[[], Any], repeats: int) -> float:
+    """The median time of repeats calls, after one warm-up call."""
+    call()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def conv_weights(params: np.ndarray, name: str) -> np.ndarray:
+    """A convolution block in the [output][input][kr][kc] order PyTorch and ONNX use."""
+    return np.ascontiguousarray(core.block(params, name).transpose(1, 0, 2, 3))
+
+
+class TorchPeer:
+    """The network as a PyTorch module in float32, eval mode."""
+
+    def __init__(self, params: np.ndarray, threads: int) -> None:
+        import torch
+        self.torch = torch
+        torch.set_num_threads(threads)
+        nn = torch.nn
+        net = nn.Sequential(nn.Conv2d(1, 6, 5), nn.ReLU(), nn.MaxPool2d(2),
+                            nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2),
+                            nn.Conv2d(16, 120, 5), nn.ReLU(), nn.Flatten(),
+                            nn.Linear(120, 10), nn.ReLU())
+        with torch.no_grad():
+            for layer, (w, b) in zip([net[0], net[3], net[6]], [("W1", "b1"), ("W2", "b2"), ("W3", "b3")]):
+                layer.weight.copy_(torch.from_numpy(conv_weights(params, w)))
+                layer.bias.copy_(torch.from_numpy(core.block(params, b)))
+            net[9].weight.copy_(torch.from_numpy(core.block(params, "W4").T.copy()))
+            net[9].bias.copy_(torch.from_numpy(core.block(params, "b4")))
+        self.net = net.float().eval()
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        torch = self.torch
+        with torch.inference_mode():
+            x = torch.from_numpy(images).reshape(-1, 784).float()
+            mean = x.mean(dim=1, keepdim=True)
+            std = x.std(dim=1, unbiased=False, keepdim=True).clamp_min(1e-30)
+            x = torch.nn.functional.pad(((x - mean) / std).reshape(-1, 1, 28, 28), (2, 2, 2, 2))
+            return self.net(x).argmax(dim=1).numpy()
+
+
+def onnx_graph(params: np.ndarray) -> Any:
+    """The network as an ONNX model: uint8 images (N, 28, 28) in, digits (N,) out."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    def const(name: str, value: np.ndarray) -> Any:
+        return numpy_helper.from_array(value, name)
+
+    f32 = np.float32
+    inits = [const("W1", conv_weights(params, "W1").astype(f32)), const("b1", core.block(params, "b1").astype(f32)),
+             const("W2", conv_weights(params, "W2").astype(f32)), const("b2", core.block(params, "b2").astype(f32)),
+             const("W3", conv_weights(params, "W3").astype(f32)), const("b3", core.block(params, "b3").astype(f32)),
+             const("W4", core.block(params, "W4").astype(f32)), const("b4", core.block(params, "b4").astype(f32)),
+             const("flat", np.array([-1, 784], np.int64)), const("square", np.array([-1, 1, 28, 28], np.int64)),
+             const("pads", np.array([0, 0, 2, 2, 0, 0, 2, 2], np.int64)), const("tiny", np.array(1e-30, f32))]
+    n = helper.make_node
+    pool = {"kernel_shape": [2, 2], "strides": [2, 2]}
+    nodes = [
+        n("Cast", ["images"], ["u8f"], to=TensorProto.FLOAT),
+        n("Reshape", ["u8f", "flat"], ["x"]),
+        n("ReduceMean", ["x"], ["mean"], axes=[1], keepdims=1),
+        n("Sub", ["x", "mean"], ["centred"]),
+        n("Mul", ["centred", "centred"], ["sq"]),
+        n("ReduceMean", ["sq"], ["var"], axes=[1], keepdims=1),
+        n("Sqrt", ["var"], ["std0"]),
+        n("Max", ["std0", "tiny"], ["std"]),
+        n("Div", ["centred", "std"], ["norm"]),
+        n("Reshape", ["norm", "square"], ["norm4"]),
+        n("Pad", ["norm4", "pads"], ["input"]),
+        n("Conv", ["input", "W1", "b1"], ["c1"]), n("Relu", ["c1"], ["r1"]), n("MaxPool", ["r1"], ["p1"], **pool),
+        n("Conv", ["p1", "W2", "b2"], ["c2"]), n("Relu", ["c2"], ["r2"]), n("MaxPool", ["r2"], ["p2"], **pool),
+        n("Conv", ["p2", "W3", "b3"], ["c3"]), n("Relu", ["c3"], ["r3"]), n("Flatten", ["r3"], ["f3"]),
+        n("Gemm", ["f3", "W4", "b4"], ["g4"]), n("Relu", ["g4"], ["out"]),
+        n("ArgMax", ["out"], ["digits"], axis=1, keepdims=0),
+    ]
+    graph = helper.make_graph(
+        nodes, "lenet5", [helper.make_tensor_value_info("images", TensorProto.UINT8, ["N", 28, 28])],
+        [helper.make_tensor_value_info("digits", TensorProto.INT64, ["N"])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+class OnnxPeer:
+    """onnxruntime on onnx_graph(params), float32, one thread."""
+
+    def __init__(self, params: np.ndarray) -> None:
+        import onnxruntime as ort
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(onnx_graph(params).SerializeToString(), options,
+                                            providers=["CPUExecutionProvider"])
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        return self.session.run(["digits"], {"images": images.reshape(-1, 28, 28)})[0]
+
+
+def run(quick: bool = False) -> Dict[str, Any]:
+    """Measure every available engine; returns the rows and the machine."""
+    test_x, _ = load_split("test", progress=False)
+    images = test_x[:600] if quick else test_x
+    one = np.ascontiguousarray(test_x[0])  # one (28, 28) image
+    calls, warmup, repeats = (200, 50, 1) if quick else (2000, 300, 3)
+    net = LeNet5.init(seed=0)
+    params = np.array(net.params)
+    all_threads = core.default_threads()
+    expect = net.predict(images)
+    rows: List[Dict[str, Any]] = []
+
+    def add(engine: str, threads: int, predict_one: Callable[[], Any],
+            predict_all: Optional[Callable[[], np.ndarray]]) -> None:
+        row: Dict[str, Any] = {"engine": engine, "threads": threads,
+                               "latency_us": latency_us(predict_one, calls, warmup)}
+        if predict_all is not None:
+            row["batch_seconds"] = batch_seconds(predict_all, repeats)
+            row["agreement"] = float(np.mean(predict_all() == expect))
+        rows.append(row)
+        print(f"  measured {engine} ({threads} thread{'s' * (threads > 1)})", file=sys.stderr)
+
+    add("lenet5 float64", 1, lambda: net.predict(one, threads=1), lambda: net.predict(images, threads=1))
+    if all_threads > 1:
+        rows_before = len(rows)
+        add("lenet5 float64", all_threads, lambda: net.predict(one),
+            lambda: net.predict(images, threads=all_threads))
+        rows[rows_before]["latency_us"] = None  # one image never wakes the team: same as 1 thread
+    try:
+        torch = TorchPeer(params, 1)
+        add("PyTorch float32", 1, lambda: torch.predict(one), lambda: torch.predict(images))
+        if all_threads > 1:
+            torch_all = TorchPeer(params, all_threads)
+            add("PyTorch float32", all_threads, lambda: torch_all.predict(one), lambda: torch_all.predict(images))
+            rows[-1]["latency_us"] = None
+            torch_all.torch.set_num_threads(1)
+    except ImportError:
+        pass
+    try:
+        ort = OnnxPeer(params)
+        add("onnxruntime float32", 1, lambda: ort.predict(one), lambda: ort.predict(images))
+    except ImportError:
+        pass
+    return {"machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "numpy": np.__version__},
+            "quick": quick, "images": len(images), "single_image_calls": calls, "rows": rows}
+
+
+def report(result: Dict[str, Any]) -> str:
+    """The rows as a Markdown table, with ratios to lenet5 on the same thread count."""
+    rows = result["rows"]
+    ours = {r["threads"]: r for r in rows if r["engine"].startswith("lenet5")}
+    lat1 = ours[1]["latency_us"]
+    lines = [f"Inference of LeNet-5 on MNIST; machine: {result['machine']['cpu']}, "
+             f"{result['machine']['cores']} cores",
+             f"(single image: median of {result['single_image_calls']} calls; "
+             f"batch: {result['images']} test images in one call)", "",
+             f"| engine | threads | single image (us) | x lenet5 (latency) | {result['images']} images (s) "
+             "| x lenet5 (batch, same threads) | same digits as lenet5 |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lat = "-" if r["latency_us"] is None else f"{r['latency_us']:.1f}"
+        lat_ratio = "-" if r["latency_us"] is None else f"{r['latency_us'] / lat1:.2f}"
+        base = ours.get(r["threads"])
+        batch_ratio = f"{r['batch_seconds'] / base['batch_seconds']:.2f}" if base else "-"
+        lines.append(f"| {r['engine']} | {r['threads']} | {lat} | {lat_ratio} | {r['batch_seconds']:.3f} | "
+                     f"{batch_ratio} | {100 * r['agreement']:.2f}% |")
+    return "\n".join(lines)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="few calls and 600 images: checks that it runs")
+    p.add_argument("--json", metavar="PATH", help="write the numbers and the machine as JSON")
+    args = p.parse_args(argv)
+    result = run(args.quick)
+    print(report(result))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

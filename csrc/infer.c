@@ -1,0 +1,348 @@
+/*
+ * infer.c - prepared inference: the forward pass of one image at a time,
+ * vectorised within the image, from weights laid out once in a buffer the
+ * caller owns (docs/SPEC.md §9.6).  It uses only common.c.
+ *
+ * fast.c vectorises across images: a tile of 4 images, one per lane.  That
+ * pays for training and big batches, but a lone image leaves three lanes
+ * idle, and every call lays the weights out again.  Here the 4 lanes of a
+ * vector are 4 different output cells of the same image:
+ *   conv1    4 neighbouring output columns of one map
+ *   conv2    4 output maps of one cell
+ *   conv3    4 of its 120 outputs
+ *   fc       4 of its 10 outputs (padded to 12 with zero weights)
+ * Each lane sums its own terms in the order of docs/SPEC.md §5.2 and §5.4
+ * (input maps, kernel rows, kernel columns, from +0; then + bias; then ReLU)
+ * and no arithmetic ever combines two lanes, so no sum is reassociated and
+ * every output is the reference kernels' to the bit.  Unlike fast.c nothing
+ * is skipped: conv1 adds the zero frame's 0 * w terms as the reference does.
+ *
+ * No allocation and no global mutable state: one image's activations live
+ * on the calling thread's stack (Scratch, about 78 KB) and the prepared
+ * weights are only read, so any number of threads may call at once.  Fewer
+ * than TEAM_MIN images run on the calling thread; more are shared among
+ * OpenMP threads, one whole image each.
+ *
+ * Names as in reference.c (ci, co, r, c, kr, kc, layerN); k is a kernel cell
+ * kr * 5 + kc, u a dense input, v a vector of an accumulator block.
+ */
+#include <string.h>
+#include "core.h"
+
+typedef double v4d __attribute__((vector_size(32)));
+typedef int64_t v4i __attribute__((vector_size(32)));
+enum { LANES = 4 };
+
+/* Batches smaller than this stay on the calling thread: waking a team costs
+ * more than a few images (about 20 us each) take. */
+enum { TEAM_MIN = 16 };
+
+/* fc's 10 outputs, padded to whole vectors; the spare lanes have zero weights
+ * and bias, and their results are never read. */
+enum { FC_OUT_PAD = 12 };
+/* conv3 outputs per pass: 10 vectors of accumulators, 3 passes. */
+enum { CONV3_OUT_B = 40 };
+/* conv2 output cells (columns) per pass, each with all 16 maps (4 vectors). */
+enum { CONV2_CELLS_B = 2 };
+_Static_assert(L5_CONV1_SIZE % (2 * LANES) == LANES, "conv1 rows: blocks of 8 columns, then 4");
+_Static_assert(L5_CONV2_MAPS % LANES == 0, "conv2's maps must fill whole vectors");
+_Static_assert(L5_CONV2_SIZE % CONV2_CELLS_B == 0, "CONV2_CELLS_B must divide conv2's columns");
+_Static_assert(L5_CONV3_MAPS % CONV3_OUT_B == 0 && CONV3_OUT_B % LANES == 0, "CONV3_OUT_B");
+_Static_assert(FC_OUT_PAD % LANES == 0 && FC_OUT_PAD >= L5_N_CLASSES, "FC_OUT_PAD");
+_Static_assert(L5_POOL1_SIZE >= LANES && L5_POOL1_SIZE % 2 == 0, "pool1 rows: whole vectors, the last one overlapping");
+
+/* Marks the buffer as filled by l5_infer_prepare: "L5PREP01". */
+#define PREPARED_MAGIC 0x4c35505245503031ull
+
+/*
+ * The prepared weights: each block laid out so that the vectors a pass
+ * loads are contiguous.  A copy does no arithmetic, so the values are the
+ * parameters' own.
+ */
+typedef struct {
+    uint64_t magic;
+    uint64_t reserved[3];
+    double w1[L5_CONV_KERNEL_CELLS][L5_CONV1_MAPS];                      /* [k][co] */
+    double w2[L5_CONV1_MAPS][L5_CONV_KERNEL_CELLS][L5_CONV2_MAPS];       /* [ci][k][co] */
+    double w3[L5_CONV3_MAPS / CONV3_OUT_B][L5_LAYER4_CELLS][CONV3_OUT_B]; /* [co / B][u][co % B] */
+    double w4[L5_CONV3_MAPS][FC_OUT_PAD];                                /* [u][j], zero-padded */
+    double b1[L5_B1_SIZE];
+    double b2[L5_B2_SIZE];
+    double b3[L5_B3_SIZE];
+    double b4[FC_OUT_PAD];
+} Prepared;
+/* lenet5.h states the size as a literal for cffi and for callers. */
+_Static_assert(sizeof(Prepared) == L5_PREPARED_BYTES, "L5_PREPARED_BYTES is not sizeof(Prepared)");
+
+/*
+ * One image's activations.  conv2's lanes are maps, so layer3 and layer4 are
+ * kept map-last, [row][column][map]; the others as in docs/SPEC.md §2.
+ */
+typedef struct {
+    double input[L5_INPUT_CELLS];   /* [32][32] */
+    double layer1[L5_LAYER1_CELLS]; /* [6][28][28] */
+    double layer2[L5_LAYER2_CELLS]; /* [6][14][14] */
+    double layer3[L5_LAYER3_CELLS]; /* [10][10][16], map last */
+    double layer4[L5_LAYER4_CELLS]; /* [5][5][16], map last */
+    double layer5[L5_LAYER5_CELLS];
+    double output[FC_OUT_PAD];
+} Scratch;
+
+static inline v4d splat(double x) { return (v4d){x, x, x, x}; }
+
+/* Unaligned loads and stores: the caller's buffer is only 8-byte aligned. */
+static inline v4d load4(const double *p) {
+    v4d v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline void store4(double *p, v4d v) { memcpy(p, &v, sizeof v); }
+
+/* relu per lane, as reference.c's: x if x > 0, else +0 (NaN too). */
+static inline v4d relu4(v4d x) { return (v4d)((x > splat(0.0)) & (v4i)x); }
+
+/* Lane-wise: b where b > a, else a.  Strictly greater: on a tie a stays. */
+static inline v4d take_greater(v4d a, v4d b) {
+    v4i greater = b > a;
+    return (v4d)((greater & (v4i)b) | (~greater & (v4i)a));
+}
+
+/* Even and odd lanes of the 8 doubles a, b: {a0 a2 b0 b2} and {a1 a3 b1 b3}. */
+#if defined(__clang__)
+#define EVEN_LANES(a, b) __builtin_shufflevector(a, b, 0, 2, 4, 6)
+#define ODD_LANES(a, b) __builtin_shufflevector(a, b, 1, 3, 5, 7)
+#else
+#define EVEN_LANES(a, b) __builtin_shuffle(a, b, (v4i){0, 2, 4, 6})
+#define ODD_LANES(a, b) __builtin_shuffle(a, b, (v4i){1, 3, 5, 7})
+#endif
+
+/* ---------------------------------------------------------------------------
+ * Preparing: the parameter blocks (docs/SPEC.md §3.1) to Prepared's layouts.
+ */
+void l5_infer_prepare(void *prepared, const double *params) {
+    Prepared *pw = prepared;
+    const int kk = L5_CONV_KERNEL_CELLS;
+    memset(pw, 0, sizeof *pw); /* also the padding lanes of w4 and b4 */
+    for (int co = 0; co < L5_CONV1_MAPS; co++)
+        for (int k = 0; k < kk; k++) pw->w1[k][co] = params[L5_OFF_W1 + co * kk + k];
+    for (int ci = 0; ci < L5_CONV1_MAPS; ci++)
+        for (int co = 0; co < L5_CONV2_MAPS; co++)
+            for (int k = 0; k < kk; k++)
+                pw->w2[ci][k][co] = params[L5_OFF_W2 + (ci * L5_CONV2_MAPS + co) * kk + k];
+    for (int ci = 0; ci < L5_CONV2_MAPS; ci++)
+        for (int co = 0; co < L5_CONV3_MAPS; co++)
+            for (int k = 0; k < kk; k++)
+                pw->w3[co / CONV3_OUT_B][ci * kk + k][co % CONV3_OUT_B] =
+                    params[L5_OFF_W3 + (ci * L5_CONV3_MAPS + co) * kk + k];
+    for (int u = 0; u < L5_CONV3_MAPS; u++)
+        for (int j = 0; j < L5_N_CLASSES; j++) pw->w4[u][j] = params[L5_OFF_W4 + u * L5_N_CLASSES + j];
+    memcpy(pw->b1, params + L5_OFF_B1, sizeof pw->b1);
+    memcpy(pw->b2, params + L5_OFF_B2, sizeof pw->b2);
+    memcpy(pw->b3, params + L5_OFF_B3, sizeof pw->b3);
+    memcpy(pw->b4, params + L5_OFF_B4, sizeof(double) * L5_B4_SIZE);
+    pw->magic = PREPARED_MAGIC;
+}
+
+int l5_infer_is_prepared(const void *prepared) {
+    return ((const Prepared *)prepared)->magic == PREPARED_MAGIC;
+}
+
+/* ---------------------------------------------------------------------------
+ * The layer passes of one image.
+ */
+
+/*
+ * conv1 (docs/SPEC.md §5.2) for output row r, columns c0 .. c0 + 4*VECS - 1
+ * of all 6 maps: lanes are neighbouring columns, and each input load feeds
+ * the 6 maps while each weight broadcast feeds the VECS column vectors.
+ * Every lane adds its 25 terms in kernel-row, kernel-column order from +0.
+ */
+static inline __attribute__((always_inline)) void
+conv1_block(double *layer1, const double *input, const Prepared *pw, int r, int c0, const int VECS) {
+    v4d acc[L5_CONV1_MAPS][2];
+    for (int co = 0; co < L5_CONV1_MAPS; co++)
+        for (int v = 0; v < VECS; v++) acc[co][v] = splat(0.0);
+    for (int kr = 0; kr < L5_CONV_KERNEL; kr++)
+        for (int kc = 0; kc < L5_CONV_KERNEL; kc++) {
+            const double *x = input + (r + kr) * L5_INPUT_SIZE + c0 + kc;
+            const double *w = pw->w1[kr * L5_CONV_KERNEL + kc];
+            v4d xv[2];
+            for (int v = 0; v < VECS; v++) xv[v] = load4(x + v * LANES);
+#pragma GCC unroll 8
+            for (int co = 0; co < L5_CONV1_MAPS; co++) {
+                v4d wv = splat(w[co]);
+                for (int v = 0; v < VECS; v++) acc[co][v] = acc[co][v] + xv[v] * wv;
+            }
+        }
+    for (int co = 0; co < L5_CONV1_MAPS; co++)
+        for (int v = 0; v < VECS; v++)
+            store4(layer1 + (co * L5_CONV1_SIZE + r) * L5_CONV1_SIZE + c0 + v * LANES,
+                   relu4(acc[co][v] + splat(pw->b1[co])));
+}
+
+static void conv1_forward(double *layer1, const double *input, const Prepared *pw) {
+    for (int r = 0; r < L5_CONV1_SIZE; r++) {
+        int c0 = 0;
+        for (; c0 + 2 * LANES <= L5_CONV1_SIZE; c0 += 2 * LANES) conv1_block(layer1, input, pw, r, c0, 2);
+        conv1_block(layer1, input, pw, r, c0, 1); /* the last 4 columns */
+    }
+}
+
+/*
+ * pool1 (docs/SPEC.md §5.3): 4 pooled columns per vector.  The 8 input
+ * columns split into even and odd lanes give each pooled cell's left and
+ * right cells, scanned in the reference's row-major order.  The last vector
+ * overlaps the one before it; the overlap is computed twice, alike.
+ */
+static void pool1_forward(double *layer2, const double *layer1) {
+    const int w = L5_CONV1_SIZE, ow = L5_POOL1_SIZE;
+    for (int m = 0; m < L5_CONV1_MAPS; m++)
+        for (int r = 0; r < ow; r++)
+            for (int q0 = 0; q0 < ow; q0 += LANES) {
+                int q = q0 + LANES <= ow ? q0 : ow - LANES;
+                const double *top = layer1 + (m * w + 2 * r) * w + 2 * q, *bottom = top + w;
+                v4d t0 = load4(top), t1 = load4(top + LANES);
+                v4d b0 = load4(bottom), b1 = load4(bottom + LANES);
+                v4d best = EVEN_LANES(t0, t1);
+                best = take_greater(best, ODD_LANES(t0, t1));
+                best = take_greater(best, EVEN_LANES(b0, b1));
+                best = take_greater(best, ODD_LANES(b0, b1));
+                store4(layer2 + (m * ow + r) * ow + q, best);
+            }
+}
+
+/*
+ * conv2 (docs/SPEC.md §5.2) for output row r, columns c0 .. c0 + CELLS - 1:
+ * lanes are output maps, 4 vectors hold all 16; each weight vector load feeds
+ * the CELLS cells, each input broadcast the 4 map vectors.  Every lane adds
+ * its 150 terms in input-map, kernel-row, kernel-column order from +0.
+ * Writes layer3 map-last.
+ */
+static inline __attribute__((always_inline)) void
+conv2_block(double *layer3, const double *layer2, const Prepared *pw, int r, int c0, const int CELLS) {
+    enum { V = L5_CONV2_MAPS / LANES };
+    const int w = L5_POOL1_SIZE;
+    v4d acc[CONV2_CELLS_B][V];
+    for (int j = 0; j < CELLS; j++)
+        for (int v = 0; v < V; v++) acc[j][v] = splat(0.0);
+    for (int ci = 0; ci < L5_CONV1_MAPS; ci++)
+        for (int kr = 0; kr < L5_CONV_KERNEL; kr++) {
+            const double *x = layer2 + (ci * w + r + kr) * w + c0;
+            for (int kc = 0; kc < L5_CONV_KERNEL; kc++) {
+                const double *wt = pw->w2[ci][kr * L5_CONV_KERNEL + kc];
+                v4d wv[V];
+                for (int v = 0; v < V; v++) wv[v] = load4(wt + v * LANES);
+#pragma GCC unroll 4
+                for (int j = 0; j < CELLS; j++) {
+                    v4d xv = splat(x[j + kc]);
+                    for (int v = 0; v < V; v++) acc[j][v] = acc[j][v] + xv * wv[v];
+                }
+            }
+        }
+    for (int j = 0; j < CELLS; j++)
+        for (int v = 0; v < V; v++)
+            store4(layer3 + (r * L5_CONV2_SIZE + c0 + j) * L5_CONV2_MAPS + v * LANES,
+                   relu4(acc[j][v] + load4(pw->b2 + v * LANES)));
+}
+
+static void conv2_forward(double *layer3, const double *layer2, const Prepared *pw) {
+    for (int r = 0; r < L5_CONV2_SIZE; r++)
+        for (int c0 = 0; c0 < L5_CONV2_SIZE; c0 += CONV2_CELLS_B)
+            conv2_block(layer3, layer2, pw, r, c0, CONV2_CELLS_B);
+}
+
+/* pool2 (docs/SPEC.md §5.3) on map-last maps: lanes are 4 maps, the four
+ * cells of each window scanned in row-major order. */
+static void pool2_forward(double *layer4, const double *layer3) {
+    const int w = L5_CONV2_SIZE, ow = L5_POOL2_SIZE, maps = L5_CONV2_MAPS;
+    for (int r = 0; r < ow; r++)
+        for (int q = 0; q < ow; q++)
+            for (int m = 0; m < maps; m += LANES) {
+                const double *x = layer3 + ((2 * r) * w + 2 * q) * maps + m;
+                v4d best = load4(x);
+                best = take_greater(best, load4(x + maps));
+                best = take_greater(best, load4(x + w * maps));
+                best = take_greater(best, load4(x + (w + 1) * maps));
+                store4(layer4 + (r * ow + q) * maps + m, best);
+            }
+}
+
+/*
+ * conv3 (docs/SPEC.md §5.2), a dense layer over 400 inputs: lanes are
+ * outputs, CONV3_OUT_B per pass.  Each output adds its terms in the flat
+ * input order u = 25 * ci + 5 * kr + kc from +0; layer4 is map-last, so
+ * input u sits at layer4[k * 16 + ci].
+ */
+static void conv3_forward(double *layer5, const double *layer4, const Prepared *pw) {
+    enum { V = CONV3_OUT_B / LANES };
+    for (int b = 0; b < L5_CONV3_MAPS / CONV3_OUT_B; b++) {
+        v4d acc[V];
+        for (int v = 0; v < V; v++) acc[v] = splat(0.0);
+        for (int ci = 0; ci < L5_CONV2_MAPS; ci++)
+            for (int k = 0; k < L5_CONV_KERNEL_CELLS; k++) {
+                v4d xv = splat(layer4[k * L5_CONV2_MAPS + ci]);
+                const double *wt = pw->w3[b][ci * L5_CONV_KERNEL_CELLS + k];
+#pragma GCC unroll 10
+                for (int v = 0; v < V; v++) acc[v] = acc[v] + xv * load4(wt + v * LANES);
+            }
+        for (int v = 0; v < V; v++) {
+            int co = b * CONV3_OUT_B + v * LANES;
+            store4(layer5 + co, relu4(acc[v] + load4(pw->b3 + co)));
+        }
+    }
+}
+
+/* fc (docs/SPEC.md §5.4): lanes are outputs; each adds its 120 terms in
+ * input order from +0.  output has FC_OUT_PAD cells; the last two are spare. */
+static void fc_forward(double *output, const double *layer5, const Prepared *pw) {
+    enum { V = FC_OUT_PAD / LANES };
+    v4d acc[V];
+    for (int v = 0; v < V; v++) acc[v] = splat(0.0);
+    for (int u = 0; u < L5_CONV3_MAPS; u++) {
+        v4d xv = splat(layer5[u]);
+        for (int v = 0; v < V; v++) acc[v] = acc[v] + xv * load4(pw->w4[u] + v * LANES);
+    }
+    for (int v = 0; v < V; v++)
+        store4(output + v * LANES, relu4(acc[v] + load4(pw->b4 + v * LANES)));
+}
+
+/* The forward pass of one image: s->output[0..9] are its ReLU-ed outputs. */
+static void forward_image(Scratch *s, const Prepared *pw, const uint8_t *pixels) {
+    l5_normalize_image(s->input, pixels);
+    conv1_forward(s->layer1, s->input, pw);
+    pool1_forward(s->layer2, s->layer1);
+    conv2_forward(s->layer3, s->layer2, pw);
+    pool2_forward(s->layer4, s->layer3);
+    conv3_forward(s->layer5, s->layer4, pw);
+    fc_forward(s->output, s->layer5, pw);
+}
+
+/* Image i's outputs to out (if given) and its class to pred (if given). */
+static void infer_image(Scratch *s, const Prepared *pw, const uint8_t *images, int64_t i,
+                        double *out, int32_t *pred) {
+    forward_image(s, pw, images + i * L5_IMAGE_PIXELS);
+    if (out) memcpy(out + i * L5_N_CLASSES, s->output, sizeof(double) * L5_N_CLASSES);
+    if (pred) pred[i] = l5_argmax10(s->output);
+}
+
+/* ---------------------------------------------------------------------------
+ * What the entry points call (core.h).  The caller has checked every argument.
+ */
+void l5_infer_images(const void *prepared, const uint8_t *images, int64_t n,
+                     double *out, int32_t *pred, int threads) {
+    const Prepared *pw = prepared;
+    int team = n < TEAM_MIN ? 1 : l5_resolve_threads(threads);
+    if (team == 1) { /* the calling thread alone: no team to wake */
+        Scratch s;
+        for (int64_t i = 0; i < n; i++) infer_image(&s, pw, images, i, out, pred);
+        return;
+    }
+    if (team > n) team = (int)n;
+#pragma omp parallel num_threads(team)
+    {
+        Scratch s; /* one per thread, on its own stack */
+#pragma omp for schedule(static)
+        for (int64_t i = 0; i < n; i++) infer_image(&s, pw, images, i, out, pred);
+    }
+}
