@@ -18,6 +18,9 @@ if TYPE_CHECKING:  # for type checkers and editors; at run time __getattr__ impo
     # "X as X" marks a re-export (the linters cannot read the __all__ built below).
     from .data import DataError as DataError
     from .data import load_split as load_split
+    from .images import ImageError as ImageError
+    from .images import load_image as load_image
+    from .images import preprocess as preprocess
     from .loop import TrainConfig as TrainConfig
     from .model import Evaluation as Evaluation
     from .model import FitResult as FitResult
@@ -30,6 +33,7 @@ _EXPORTS = {
     "LeNet5": "model", "Evaluation": "model", "FitResult": "model", "Interrupted": "model",
     "ModelFileError": "params", "TrainConfig": "loop",
     "DataError": "data", "load_split": "data",
+    "preprocess": "images", "load_image": "images", "ImageError": "images",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -8,6 +8,7 @@ COMMANDS = f"""lenet5 {__version__} ({DISTRIBUTION}): an exact, fast LeNet-5 for
   python -m lenet5.train        (lenet5-train)       train; defaults: the reference program's run; --help
   python -m lenet5.experiment   (lenet5-experiment)  the loss-and-sign experiment: four runs, a figure, a table
   python -m lenet5.evaluate M   (lenet5-evaluate)    test accuracy and confusion matrix of a model file
+  python -m lenet5.predict IMG  (lenet5-predict)     the digit in image files (photos, scans, .npy)
   python benchmarks/bench.py                         the C core against NumPy (and PyTorch), from a checkout
 """
 
