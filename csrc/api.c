@@ -88,6 +88,13 @@ int l5_image_gradient(const double *params, int64_t n_params,
     return l5_ref_image_gradient(params, image, label, loss, grad, loss_value);
 }
 
+int l5_forward_activations(const double *params, int64_t n_params, const uint8_t *image,
+                           double *layer1, double *layer3, double *output) {
+    if (!params || !image || !layer1 || !layer3 || !output) return L5_ERR_NULL;
+    if (n_params != L5_N_PARAMS) return L5_ERR_SIZE;
+    return l5_ref_forward_activations(params, image, layer1, layer3, output);
+}
+
 int l5_normalize(const uint8_t *image, double *input_32x32) {
     if (!image || !input_32x32) return L5_ERR_NULL;
     l5_normalize_image(input_32x32, image);

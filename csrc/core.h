@@ -66,6 +66,8 @@
  * order W1 W2 W3 W4 b1 b2 b3 b4, and fill the array exactly.
  */
 _Static_assert(L5_IMAGE_PIXELS == L5_IMAGE_SIZE * L5_IMAGE_SIZE, "L5_IMAGE_PIXELS is not 28 x 28");
+_Static_assert(L5_LAYER1_VALUES == L5_LAYER1_CELLS && L5_LAYER3_VALUES == L5_LAYER3_CELLS,
+               "lenet5.h's activation sizes do not match the layer shapes");
 _Static_assert(L5_OFF_W1 == 0, "W1 must open the parameter array");
 _Static_assert(L5_OFF_W2 == L5_OFF_W1 + L5_W1_SIZE, "L5_OFF_W2 does not follow W1");
 _Static_assert(L5_OFF_W3 == L5_OFF_W2 + L5_W2_SIZE, "L5_OFF_W3 does not follow W2");
@@ -112,6 +114,8 @@ int l5_ref_train_batch(double *params, const uint8_t *images, const uint8_t *lab
 int l5_ref_forward(const double *params, const uint8_t *images, int64_t n, double *out);
 int l5_ref_image_gradient(const double *params, const uint8_t *image, int label, int loss,
                           double *grad, double *loss_value);
+int l5_ref_forward_activations(const double *params, const uint8_t *image,
+                               double *layer1, double *layer3, double *output);
 
 /* ---------------------------------------------------------------------------
  * fast.c: the fast kernels, the same bits.  The caller has checked every argument.

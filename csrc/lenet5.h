@@ -93,6 +93,17 @@ int l5_image_gradient(const double *params, int64_t n_params,
                       const uint8_t *image, int label, int loss,
                       double *grad, double *loss_value);
 
+/*
+ * What one image looks like inside the network (reference kernels): the
+ * first convolution's 6 maps of 28 x 28 and the second's 16 maps of 10 x 10,
+ * both after their ReLU (docs/SPEC.md §5.2), and the 10 outputs.
+ * layer1: L5_LAYER1_VALUES doubles, layer3: L5_LAYER3_VALUES, output: 10.
+ */
+#define L5_LAYER1_VALUES 4704 /* 6 x 28 x 28 */
+#define L5_LAYER3_VALUES 1600 /* 16 x 10 x 10 */
+int l5_forward_activations(const double *params, int64_t n_params, const uint8_t *image,
+                           double *layer1, double *layer3, double *output);
+
 /* Normalise one image to the 32 x 32 padded network input (docs/SPEC.md §4). */
 int l5_normalize(const uint8_t *image, double *input_32x32);
 

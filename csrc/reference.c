@@ -262,6 +262,23 @@ int l5_ref_forward(const double *params, const uint8_t *images, int64_t n, doubl
     return L5_OK;
 }
 
+/*
+ * One image's activations for people to look at: the two convolutions' maps
+ * after their ReLU (layer1, layer3) and the 10 outputs.  The same forward
+ * pass as l5_ref_forward, so the outputs carry the same bits.
+ */
+int l5_ref_forward_activations(const double *params, const uint8_t *image,
+                               double *layer1, double *layer3, double *output) {
+    Activations *a = malloc(sizeof(Activations));
+    if (!a) return L5_ERR_NOMEM;
+    forward_image(a, params, image);
+    memcpy(layer1, a->layer1, sizeof(double) * L5_LAYER1_CELLS);
+    memcpy(layer3, a->layer3, sizeof(double) * L5_LAYER3_CELLS);
+    memcpy(output, a->output, sizeof(double) * L5_N_CLASSES);
+    free(a);
+    return L5_OK;
+}
+
 /* One image's gradient buffer G (L5_N_PARAMS doubles) and its loss. */
 int l5_ref_image_gradient(const double *params, const uint8_t *image, int label, int loss,
                           double *grad, double *loss_value) {

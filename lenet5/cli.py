@@ -58,6 +58,15 @@ sign_value = _arg_type(_sign_text, core.check_sign, "+1 or -1")
 thread_count = _arg_type(int, core.check_threads, "a whole number")
 
 
+def _check_port(value: int, name: Optional[str]) -> int:
+    if not 0 <= value <= 65535:
+        raise ValueError(f"{name + ' ' if name else ''}must be between 0 and 65535, not {value}")
+    return value
+
+
+port_number = _arg_type(int, _check_port, "a whole number")
+
+
 def add_engine_options(p: argparse.ArgumentParser) -> None:
     """--engine, --kernel, --threads: which engine runs the work."""
     p.add_argument("--engine", choices=engines.NAMES, default="c",
@@ -109,3 +118,20 @@ def run(prog: str, body: Callable[[], int]) -> int:
     except KeyboardInterrupt as e:
         say(f"{prog}: {e or 'interrupted'}")
         return 130
+
+
+def load_model(path: Optional[str]) -> Any:
+    """The LeNet5 at path, else the shipped pretrained one; Stop says what is
+    wrong (exit 1) or missing (exit 2)."""
+    from .model import LeNet5  # loads the compiled core: only when a command needs a model
+    from .params import ModelFileError
+    if path is not None:
+        try:
+            return LeNet5.load(path)
+        except ModelFileError as e:
+            raise Stop(str(e), 1) from None
+    pretrained = getattr(LeNet5, "pretrained", None)
+    if pretrained is None:
+        raise Stop("no model to use: give one with --model PATH (a .npz or .dat file from "
+                   "python -m lenet5.train --save PATH); this version ships no pretrained model", 2)
+    return pretrained()

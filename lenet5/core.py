@@ -259,6 +259,24 @@ def image_gradient(params: np.ndarray, image: np.ndarray, label: int, loss: str)
     return grad, float(value[0])
 
 
+def forward_activations(params: np.ndarray, image: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One (28, 28) uint8 image inside the network (reference kernels): the
+    first convolution's maps (6, 28, 28) and the second's (16, 10, 10), both
+    after their ReLU (docs/SPEC.md §5.2), and the 10 outputs (§5.4)."""
+    check_params(params)
+    if not isinstance(image, np.ndarray) or image.shape != (28, 28):
+        raise ValueError("image must be a numpy array of shape (28, 28)")
+    check_images(image.reshape(1, 28, 28), name="image")
+    image = np.ascontiguousarray(image)
+    layer1 = np.empty((6, 28, 28), dtype=np.float64)
+    layer3 = np.empty((16, 10, 10), dtype=np.float64)
+    output = np.empty(N_CLASSES, dtype=np.float64)
+    _call(lib.l5_forward_activations(_ptr("double *", params), N_PARAMS, _ptr("uint8_t *", image),
+                                     _ptr("double *", layer1), _ptr("double *", layer3),
+                                     _ptr("double *", output)))
+    return layer1, layer3, output
+
+
 def normalize(image: np.ndarray) -> np.ndarray:
     """The 32 x 32 network input of one 28 x 28 uint8 image (docs/SPEC.md §4)."""
     if not isinstance(image, np.ndarray) or image.shape != (28, 28):

@@ -14,16 +14,17 @@ line that says why.
 """
 from __future__ import annotations
 
+import io
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, BinaryIO, Union
 
 import numpy as np
 
 from ._version import install_hint
 
-__all__ = ["ImageError", "preprocess", "as_is", "load_image", "MAX_PIXELS"]
+__all__ = ["ImageError", "preprocess", "as_is", "load_image", "decode_image", "MAX_PIXELS"]
 
 #: The largest image decoded: a photo of 4,000 x 4,000 pixels is 16 M; a
 #: file that claims more could be a decompression bomb (a few KB that
@@ -227,6 +228,14 @@ def load_image(path: PathLike) -> np.ndarray:
         raise ImageError(f"{shown}: cannot read it ({e.strerror or e})") from None
 
 
+def decode_image(data: bytes, shown: str = "the image") -> np.ndarray:
+    """The pixels of an image file's bytes (PNG, JPEG, ...) through Pillow, as
+    ``load_image`` gives them; ImageError names ``shown`` and what is wrong."""
+    if not data:
+        raise ImageError(f"{shown}: empty")
+    return _load_picture(io.BytesIO(data), shown)
+
+
 def _load_npy(path: Path, shown: str) -> np.ndarray:
     try:
         array = np.load(path, mmap_mode="r", allow_pickle=False)
@@ -240,7 +249,7 @@ def _load_npy(path: Path, shown: str) -> np.ndarray:
     return np.array(array)
 
 
-def _load_picture(path: Path, shown: str) -> np.ndarray:
+def _load_picture(path: Union[Path, BinaryIO], shown: str) -> np.ndarray:
     Image = _pillow()
     with warnings.catch_warnings():
         # Pillow only warns between its own limit and twice it: refuse those too.

@@ -180,6 +180,15 @@ class LeNet5:
         """Softmax of the outputs, shape (N, 10); each row sums to 1 (docs/SPEC.md §6.4)."""
         return softmax(self.forward(images, threads))
 
+    def activations(self, image: np.ndarray) -> Dict[str, np.ndarray]:
+        """What one (28, 28) uint8 image looks like inside the network: the
+        feature maps of the two convolutions after their ReLU ("conv1" (6, 28,
+        28), "conv2" (16, 10, 10)), the 10 "outputs" and their softmax
+        "probabilities" (docs/SPEC.md §5.2, §6.4)."""
+        conv1, conv2, outputs = core.forward_activations(self._params, image)
+        return {"conv1": conv1, "conv2": conv2, "outputs": outputs,
+                "probabilities": softmax(outputs[None])[0]}
+
     def evaluate(self, images: ImagesLike, labels: Any, threads: Optional[int] = None) -> Evaluation:
         """Accuracy and confusion matrix on labelled images."""
         images = _as_images(images)

@@ -1,0 +1,120 @@
+// The draw-a-digit page: strokes on #pad go to POST /api/predict as a PNG
+// while one draws; the answer fills the digit, the bars, the input the
+// network received and its feature maps.  No libraries: plain DOM and canvas.
+"use strict";
+
+const pad = document.getElementById("pad");
+const ink = pad.getContext("2d");
+const status = document.getElementById("status");
+const digit = document.getElementById("digit");
+const bars = document.getElementById("bars");
+
+// One bar per digit, made once.
+const barFor = [];
+for (let d = 0; d < 10; d++) {
+  const li = document.createElement("li");
+  li.id = "bar-" + d;
+  li.innerHTML = '<span class="d">' + d + '</span><span class="track"><span class="bar"></span></span>' +
+                 '<span class="pct">0%</span>';
+  bars.appendChild(li);
+  barFor.push(li);
+}
+
+// Feature-map canvases, made once: 6 of 28 x 28 and 16 of 10 x 10.
+function makeMaps(id, count, side) {
+  const box = document.getElementById(id);
+  const maps = [];
+  for (let i = 0; i < count; i++) {
+    const c = document.createElement("canvas");
+    c.width = side; c.height = side;
+    c.title = id + " map " + (i + 1);
+    box.appendChild(c);
+    maps.push(c);
+  }
+  return maps;
+}
+const conv1 = makeMaps("conv1", 6, 28);
+const conv2 = makeMaps("conv2", 16, 10);
+
+function clearPad() {
+  ink.fillStyle = "#fff";
+  ink.fillRect(0, 0, pad.width, pad.height);
+  ink.lineCap = "round";
+  ink.lineJoin = "round";
+  ink.strokeStyle = "#000";
+  ink.lineWidth = pad.width / 14;  // a pen stroke of about 2 MNIST pixels
+}
+
+// Strokes: pointer events cover mouse, pen and touch alike.
+let drawing = false, last = null, dirty = false;
+function at(event) {
+  const r = pad.getBoundingClientRect();
+  return [(event.clientX - r.left) * pad.width / r.width, (event.clientY - r.top) * pad.height / r.height];
+}
+pad.addEventListener("pointerdown", (e) => {
+  drawing = true; last = at(e); pad.setPointerCapture(e.pointerId);
+  ink.beginPath(); ink.arc(last[0], last[1], ink.lineWidth / 2, 0, 2 * Math.PI); ink.fillStyle = "#000"; ink.fill();
+  dirty = true; ask();
+});
+pad.addEventListener("pointermove", (e) => {
+  if (!drawing) return;
+  const p = at(e);
+  ink.beginPath(); ink.moveTo(last[0], last[1]); ink.lineTo(p[0], p[1]); ink.stroke();
+  last = p; dirty = true; ask();
+});
+function endStroke() { if (drawing) { drawing = false; dirty = true; ask(); } }
+pad.addEventListener("pointerup", endStroke);
+pad.addEventListener("pointercancel", endStroke);
+
+// At most one request in flight; the newest drawing is sent when it returns.
+let inFlight = false;
+function ask() {
+  if (inFlight || !dirty) return;
+  dirty = false; inFlight = true;
+  pad.toBlob((png) => {
+    fetch("api/predict", {method: "POST", headers: {"Content-Type": "image/png"}, body: png})
+      .then((r) => r.json().then((body) => ({ok: r.ok, body: body})))
+      .then(({ok, body}) => { if (ok) show(body); else status.textContent = body.error; })
+      .catch((err) => { status.textContent = "no answer from the server (" + err + ")"; })
+      .finally(() => { inFlight = false; if (dirty) ask(); });
+  }, "image/png");
+}
+
+function show(answer) {
+  digit.textContent = answer.digit;
+  status.textContent = "It reads " + answer.digit + ", " + Math.round(100 * answer.probabilities[answer.digit]) + "% sure.";
+  answer.probabilities.forEach((p, d) => {
+    const li = barFor[d];
+    li.querySelector(".bar").style.width = (100 * p).toFixed(1) + "%";
+    li.querySelector(".pct").textContent = Math.round(100 * p) + "%";
+    li.classList.toggle("best", d === answer.digit);
+  });
+  paint(document.getElementById("input"), answer.input, 255);
+  answer.feature_maps.conv1.forEach((m, i) => paint(conv1[i], m, null));
+  answer.feature_maps.conv2.forEach((m, i) => paint(conv2[i], m, null));
+}
+
+// Rows of values onto a canvas as grey levels; scale null: each map by its own maximum.
+function paint(canvas, rows, scale) {
+  const g = canvas.getContext("2d");
+  const img = g.createImageData(canvas.width, canvas.height);
+  let top = scale;
+  if (top === null) { top = 0; rows.forEach((row) => row.forEach((v) => { if (v > top) top = v; })); }
+  rows.forEach((row, y) => row.forEach((v, x) => {
+    const level = top > 0 ? Math.round(255 * Math.min(1, v / top)) : 0;
+    const k = 4 * (y * canvas.width + x);
+    img.data[k] = img.data[k + 1] = img.data[k + 2] = level;
+    img.data[k + 3] = 255;
+  }));
+  g.putImageData(img, 0, 0);
+}
+
+document.getElementById("clear").addEventListener("click", () => {
+  clearPad();
+  digit.textContent = "\u2013";
+  status.textContent = "Draw with a mouse, a pen or a finger.";
+  barFor.forEach((li) => { li.querySelector(".bar").style.width = "0"; li.querySelector(".pct").textContent = "0%";
+                           li.classList.remove("best"); });
+});
+
+clearPad();
