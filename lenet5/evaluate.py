@@ -7,12 +7,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import List, Optional
 
 from . import cli
 from .data import DataError, load_split
 from .files import write_text_atomic
-from .model import LeNet5, ModelFileError
 
 PROG = "lenet5.evaluate"
 
@@ -21,7 +21,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The command's options."""
     p = argparse.ArgumentParser(prog="python -m lenet5.evaluate",
                                 description="Accuracy and confusion matrix of a model file on MNIST.")
-    p.add_argument("model", help="model file (.npz or .dat)")
+    p.add_argument("model", nargs="?", default=None,
+                   help="model file (.npz or .dat; default: the pretrained model, if this version ships one)")
     cli.add_data_option(p)
     p.add_argument("--split", choices=["test", "train"], default="test",
                    help="which MNIST images to score: the 10,000 test images (default) "
@@ -30,6 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="threads of the C core (default: OMP_NUM_THREADS, else all cores)")
     p.add_argument("--json", metavar="PATH",
                    help="also write accuracy and confusion matrix as JSON (default: none)")
+    p.add_argument("--figures", metavar="DIR",
+                   help="also draw confusion.png, mistakes.png, filters.png and feature_maps.png into DIR "
+                        "(needs matplotlib; default: none)")
     return p
 
 
@@ -40,18 +44,22 @@ def main(argv: Optional[List[str]] = None) -> int:
     cli.check_output(p, "--json", args.json)
 
     def body() -> int:
+        net = cli.load_model(args.model)
         try:
-            net = LeNet5.load(args.model)
             images, labels = load_split(args.split, args.data_dir)
-        except (ModelFileError, DataError) as e:
+        except DataError as e:
             raise cli.Stop(str(e), 1) from None
         result = net.evaluate(images, labels, threads=args.threads)
-        print(f"{args.model} on the {len(labels)} {args.split} images:")
+        print(f"{args.model or 'the pretrained model'} on the {len(labels)} {args.split} images:")
         print(result)
         if args.json:
             write_text_atomic(args.json, json.dumps(
                 {"accuracy": result.accuracy, "correct": result.correct, "total": result.total,
                  "confusion": result.confusion.tolist()}, indent=1) + "\n")
+        if args.figures:
+            from .figures import write_figures
+            for line in write_figures(net, images, labels, result, Path(args.figures)):
+                cli.say(line)
         return 0
 
     return cli.run(PROG, body)
