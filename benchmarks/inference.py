@@ -9,9 +9,12 @@ same thing out, the predicted digits: each normalises the image (docs/SPEC.md
 with the reference program; PyTorch and onnxruntime compute in float32.
 Two figures per engine, on 1 thread unless the row says otherwise:
 
-- single-image latency: the median of many calls with one 28 x 28 image,
+- single-image latency: the median of 2,000 calls with one 28 x 28 image,
   after a warm-up (lenet5: ``LeNet5.predict(image)``, the public call);
-- the 10,000 test images in one call (the median of a few runs).
+- the 10,000 test images in one call (the median of 15 runs).
+
+The engines take turns, in 5 rounds, so that a change in the machine's load
+falls on all of them alike.
 
 PyTorch runs in eval mode under ``torch.inference_mode()`` with
 ``torch.set_num_threads``; onnxruntime runs a graph this file builds with
@@ -26,12 +29,15 @@ import os
 import statistics
 import sys
 import time
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
 from lenet5 import LeNet5, core
 from lenet5.data import load_split
+
+#: Rounds in which the engines take turns (see run).
+ROUNDS = 5
 
 
 def cpu_model() -> str:
@@ -47,27 +53,14 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def latency_us(call: Callable[[], Any], calls: int, warmup: int) -> float:
-    """The median time of one call, in microseconds, after warmup calls."""
-    for _ in range(warmup):
-        call()
+def call_times(call: Callable[[], Any], calls: int) -> List[float]:
+    """The times of calls consecutive calls, in seconds."""
     times = []
     for _ in range(calls):
         start = time.perf_counter()
         call()
         times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e6
-
-
-def batch_seconds(call: Callable[[], Any], repeats: int) -> float:
-    """The median time of repeats calls, after one warm-up call."""
-    call()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return times
 
 
 def conv_weights(params: np.ndarray, name: str) -> np.ndarray:
@@ -167,44 +160,55 @@ def run(quick: bool = False) -> Dict[str, Any]:
     test_x, _ = load_split("test", progress=False)
     images = test_x[:600] if quick else test_x
     one = np.ascontiguousarray(test_x[0])  # one (28, 28) image
-    calls, warmup, repeats = (200, 50, 1) if quick else (2000, 300, 3)
+    calls, warmup, repeats = (200, 50, ROUNDS) if quick else (2000, 300, 3 * ROUNDS)
     net = LeNet5.init(seed=0)
     params = np.array(net.params)
     all_threads = core.default_threads()
     expect = net.predict(images)
-    rows: List[Dict[str, Any]] = []
-
-    def add(engine: str, threads: int, predict_one: Callable[[], Any],
-            predict_all: Optional[Callable[[], np.ndarray]]) -> None:
-        row: Dict[str, Any] = {"engine": engine, "threads": threads,
-                               "latency_us": latency_us(predict_one, calls, warmup)}
-        if predict_all is not None:
-            row["batch_seconds"] = batch_seconds(predict_all, repeats)
-            row["agreement"] = float(np.mean(predict_all() == expect))
-        rows.append(row)
-        print(f"  measured {engine} ({threads} thread{'s' * (threads > 1)})", file=sys.stderr)
-
-    add("lenet5 float64", 1, lambda: net.predict(one, threads=1), lambda: net.predict(images, threads=1))
+    # (engine, threads, one image, all images); a latency of None: not measured
+    # (one image never wakes a thread team, so only 1-thread rows have one).
+    engines: List[Tuple[str, int, Optional[Callable[[], Any]], Callable[[], np.ndarray]]] = [
+        ("lenet5 float64", 1, lambda: net.predict(one, threads=1), lambda: net.predict(images, threads=1))]
     if all_threads > 1:
-        rows_before = len(rows)
-        add("lenet5 float64", all_threads, lambda: net.predict(one),
-            lambda: net.predict(images, threads=all_threads))
-        rows[rows_before]["latency_us"] = None  # one image never wakes the team: same as 1 thread
+        engines.append(("lenet5 float64", all_threads, None, lambda: net.predict(images, threads=all_threads)))
     try:
         torch = TorchPeer(params, 1)
-        add("PyTorch float32", 1, lambda: torch.predict(one), lambda: torch.predict(images))
+        engines.append(("PyTorch float32", 1, lambda: torch.predict(one), lambda: torch.predict(images)))
         if all_threads > 1:
-            torch_all = TorchPeer(params, all_threads)
-            add("PyTorch float32", all_threads, lambda: torch_all.predict(one), lambda: torch_all.predict(images))
-            rows[-1]["latency_us"] = None
-            torch_all.torch.set_num_threads(1)
+            def torch_all() -> np.ndarray:  # the thread count is global to PyTorch: set it per call
+                torch.torch.set_num_threads(all_threads)
+                try:
+                    return torch.predict(images)
+                finally:
+                    torch.torch.set_num_threads(1)
+            engines.append(("PyTorch float32", all_threads, None, torch_all))
     except ImportError:
         pass
     try:
         ort = OnnxPeer(params)
-        add("onnxruntime float32", 1, lambda: ort.predict(one), lambda: ort.predict(images))
+        engines.append(("onnxruntime float32", 1, lambda: ort.predict(one), lambda: ort.predict(images)))
     except ImportError:
         pass
+    # The machine's load changes from second to second, so the engines take
+    # turns: ROUNDS rounds, each giving every engine its share of the calls.
+    single: Dict[int, List[float]] = {k: [] for k in range(len(engines))}
+    batch: Dict[int, List[float]] = {k: [] for k in range(len(engines))}
+    for _, _, one_call, all_call in engines:  # warm up
+        if one_call is not None:
+            call_times(one_call, warmup)
+        all_call()
+    for _ in range(ROUNDS):
+        for k, (_, _, one_call, all_call) in enumerate(engines):
+            if one_call is not None:
+                single[k] += call_times(one_call, calls // ROUNDS)
+            batch[k] += call_times(all_call, max(1, repeats // ROUNDS))
+    rows: List[Dict[str, Any]] = []
+    for k, (engine, threads, one_call, all_call) in enumerate(engines):
+        rows.append({"engine": engine, "threads": threads,
+                     "latency_us": statistics.median(single[k]) * 1e6 if one_call is not None else None,
+                     "batch_seconds": statistics.median(batch[k]),
+                     "agreement": float(np.mean(all_call() == expect))})
+        print(f"  measured {engine} ({threads} thread{'s' * (threads > 1)})", file=sys.stderr)
     return {"machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "numpy": np.__version__},
             "quick": quick, "images": len(images), "single_image_calls": calls, "rows": rows}
 

@@ -293,20 +293,21 @@ class Prepared:
     ``prepare(params)``: a read-only copy, so it keeps answering for the
     parameters it was made from whatever happens to them later."""
 
-    __slots__ = ("buffer",)
+    __slots__ = ("buffer", "pointer")
 
     def __init__(self, buffer: np.ndarray) -> None:
         self.buffer = buffer
+        self.pointer = _ptr("void *", buffer)  # made once: a single image's call is short
 
     def __repr__(self) -> str:
         return f"Prepared({PREPARED_BYTES} bytes)"
 
 
-def check_prepared(prepared: Any, name: str = "prepared") -> np.ndarray:
-    """A Prepared made by prepare(); returns its buffer."""
+def check_prepared(prepared: Any, name: str = "prepared") -> Any:
+    """A Prepared made by prepare(); returns the pointer to its buffer."""
     if not isinstance(prepared, Prepared):
         _refuse(TypeError, name, f"must be made by lenet5.core.prepare(params), not {type(prepared).__name__}")
-    return prepared.buffer
+    return prepared.pointer
 
 
 def prepare(params: np.ndarray) -> Prepared:
@@ -322,21 +323,21 @@ def prepare(params: np.ndarray) -> Prepared:
 def forward_prepared(prepared: Prepared, images: np.ndarray, *, threads: Optional[int] = None) -> np.ndarray:
     """forward() from prepared weights: the same bits, shape (N, 10) (docs/SPEC.md §9.6).
     Fewer than 16 images run on the calling thread; the GIL is released meanwhile."""
-    buffer = check_prepared(prepared)
+    pointer = check_prepared(prepared)
     n = check_images(images)
     t = check_threads(threads)
     out = np.empty((n, N_CLASSES), dtype=np.float64)
-    _call(lib.l5_forward_prepared(_ptr("void *", buffer), PREPARED_BYTES, _ptr("uint8_t *", images), n,
+    _call(lib.l5_forward_prepared(pointer, PREPARED_BYTES, _ptr("uint8_t *", images), n,
                                   _ptr("double *", out), t))
     return out
 
 
 def predict_prepared(prepared: Prepared, images: np.ndarray, *, threads: Optional[int] = None) -> np.ndarray:
     """predict() from prepared weights: the same digits, int32 (N,) (docs/SPEC.md §5.5, §9.6)."""
-    buffer = check_prepared(prepared)
+    pointer = check_prepared(prepared)
     n = check_images(images)
     t = check_threads(threads)
     pred = np.empty(n, dtype=np.int32)
-    _call(lib.l5_predict_prepared(_ptr("void *", buffer), PREPARED_BYTES, _ptr("uint8_t *", images), n,
+    _call(lib.l5_predict_prepared(pointer, PREPARED_BYTES, _ptr("uint8_t *", images), n,
                                   _ptr("int32_t *", pred), t))
     return pred

@@ -58,7 +58,7 @@ class ImageError(ValueError):
 
 
 def _grey(array: Any) -> np.ndarray:
-    """A 2-D float64 grey image in 0..255 from (H, W), (H, W, 3) or (H, W, 4).
+    """A 2-D float32 grey image in 0..255 from (H, W), (H, W, 3) or (H, W, 4).
 
     Integers must lie in 0..255; floats are taken as 0..1 if none exceeds 1,
     else as 0..255.  Colour becomes grey with ITU-R 601 weights (as Pillow's
@@ -75,33 +75,43 @@ def _grey(array: Any) -> np.ndarray:
         raise ImageError(f"image is empty (shape {array.shape})")
     if array.shape[0] * array.shape[1] > MAX_PIXELS:
         raise ImageError(f"image too large: {array.shape[1]} x {array.shape[0]} pixels (the limit is {MAX_PIXELS:,})")
-    x = array.astype(np.float64)
-    if not np.isfinite(x).all():
+    if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
         raise ImageError("image holds NaN or infinite values")
-    low, high = float(x.min()), float(x.max())
+    low, high = float(array.min()), float(array.max())
+    scale = 1.0
     if np.issubdtype(array.dtype, np.floating):
         if low < 0 or high > 255:
             raise ImageError(f"float pixels must lie in 0..1 or 0..255, not {low:g}..{high:g}")
-        if high <= 1.0:
-            x = x * 255.0
+        scale = 255.0 if high <= 1.0 else 1.0
     elif low < 0 or high > 255:
         raise ImageError(f"integer pixels must lie in 0..255, not {low:g}..{high:g}")
-    if x.ndim == 2:
-        return x
-    alpha = x[:, :, 3] / 255.0 if x.shape[2] == 4 else None
-    grey = x[:, :, 0] if x.shape[2] == 1 else 0.299 * x[:, :, 0] + 0.587 * x[:, :, 1] + 0.114 * x[:, :, 2]
-    return grey if alpha is None else grey * alpha + 255.0 * (1.0 - alpha)
+
+    # float32 holds 0..255 exactly; one channel at a time keeps a large
+    # photo's memory small until it is averaged down (WORK_SIDE).
+    def channel(i: int) -> np.ndarray:
+        plane = array if array.ndim == 2 else array[:, :, i]
+        return plane.astype(np.float32) * np.float32(scale)
+
+    if array.ndim == 2 or array.shape[2] == 1:
+        return channel(0)
+    grey = np.float32(0.299) * channel(0)
+    grey += np.float32(0.587) * channel(1)
+    grey += np.float32(0.114) * channel(2)
+    if array.shape[2] == 4:  # over white paper
+        alpha = channel(3) / np.float32(255.0 * scale)
+        grey = grey * alpha + np.float32(255.0) * (np.float32(1.0) - alpha)
+    return grey
 
 
 def _reduce(x: np.ndarray, side: int) -> np.ndarray:
     """Average blocks of f x f pixels so that the longer side is at most about side."""
     f = -(-max(x.shape) // side)  # ceil
     if f <= 1:
-        return x
+        return x.astype(np.float64)
     h, w = x.shape[0] // f * f, x.shape[1] // f * f
     if h == 0 or w == 0:  # a strip thinner than one block: keep it as it is
-        return x
-    return x[:h, :w].reshape(h // f, f, w // f, f).mean(axis=(1, 3))
+        return x.astype(np.float64)
+    return x[:h, :w].reshape(h // f, f, w // f, f).mean(axis=(1, 3), dtype=np.float64)
 
 
 def _median3(x: np.ndarray) -> np.ndarray:

@@ -144,6 +144,16 @@ class LeNet5:
         check_finite(params)
         self._adopt(params)
 
+    def __getstate__(self) -> Dict[str, Any]:
+        """What pickle and copy keep: the parameters and metadata (the prepared
+        weights are made again on the way back)."""
+        return {"params": self._params, "meta": self.meta}
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        params = core.check_params(np.array(state["params"], dtype=np.float64, copy=True))
+        self.meta = dict(state["meta"])
+        self._adopt(params)
+
     def _adopt(self, params: np.ndarray) -> None:
         """Own params (a private, checked array), lock it and prepare it."""
         params.flags.writeable = False

@@ -265,3 +265,19 @@ def test_public_names():
     import lenet5
     assert lenet5.preprocess is preprocess and lenet5.load_image is load_image
     assert core.N_CLASSES == 10
+
+
+def test_preprocess_from_28_to_4000_pixels_a_side(mnist_test, net):
+    """The same digit as a 4,000 x 4,000 grainy photo (dark ink, tinted paper)
+    and as a tiny 28 x 28 picture of dark ink on white."""
+    digit, label = mnist_test[0][11], int(mnist_test[1][11])
+    assert net.predict(digit) == label
+    big = np.asarray(Image.fromarray(255 - digit).resize((2000, 2000), Image.BICUBIC)).astype(np.float32)
+    grain = np.random.default_rng(0).standard_normal((4000, 4000), dtype=np.float32) * 8
+    photo = np.empty((4000, 4000, 3), np.uint8)
+    for c, paper in enumerate((232, 226, 205)):
+        plane = np.full((4000, 4000), np.float32(paper))
+        plane[1200:3200, 900:2900] = paper * big / 255.0 * 0.95
+        photo[:, :, c] = np.clip(plane + grain, 0, 255)
+    assert net.predict(preprocess(photo)) == label
+    assert net.predict(preprocess(255 - digit)) == label

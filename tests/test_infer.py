@@ -6,6 +6,8 @@ counts; its checks against bad buffers; the GIL released around the call;
 several Python threads at once giving what serial calls give; and a LeNet5
 whose predictions follow its parameters through every public way to change them.
 """
+import copy
+import pickle
 import threading
 import time
 
@@ -209,3 +211,12 @@ def test_predictions_follow_every_public_change_of_parameters(mnist_train, mnist
     loaded = LeNet5.load(tmp_path / "m.npz")
     expect_follows(loaded, images)
     assert np.array_equal(loaded.predict(images), net.predict(images))
+
+
+def test_copied_and_pickled_models_are_prepared_and_locked(mnist_test):
+    net = LeNet5(random_model(11), {"note": "x"})
+    images = np.ascontiguousarray(mnist_test[0][:50])
+    for twin in (copy.deepcopy(net), copy.copy(net), pickle.loads(pickle.dumps(net))):
+        assert twin.meta == {"note": "x"} and not twin.params.flags.writeable
+        assert np.array_equal(bits(twin.params), bits(net.params))
+        expect_follows(twin, images)
