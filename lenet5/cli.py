@@ -10,10 +10,13 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 from . import core, engines
 from .files import OutputPathError, check_writable
+
+if TYPE_CHECKING:
+    from .model import LeNet5
 
 
 class Stop(Exception):
@@ -120,7 +123,7 @@ def run(prog: str, body: Callable[[], int]) -> int:
         return 130
 
 
-def load_model(path: Optional[str]) -> Any:
+def load_model(path: Optional[str]) -> LeNet5:
     """The LeNet5 at path, else the shipped pretrained one; Stop says what is
     wrong (exit 1) or missing (exit 2)."""
     from .model import LeNet5  # loads the compiled core: only when a command needs a model
@@ -134,4 +137,5 @@ def load_model(path: Optional[str]) -> Any:
     if pretrained is None:
         raise Stop("no model to use: give one with --model PATH (a .npz or .dat file from "
                    "python -m lenet5.train --save PATH); this version ships no pretrained model", 2)
-    return pretrained()
+    net: LeNet5 = pretrained()
+    return net

@@ -19,13 +19,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
 from . import cli
 from .images import ImageError, as_is, load_image, preprocess
-from .model import LeNet5, ModelFileError
 
 PROG = "lenet5.predict"
 
@@ -47,20 +46,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def load_model(path: Optional[str]) -> LeNet5:
-    """The model at path, else the shipped pretrained one; Stop says what is missing."""
-    if path is not None:
-        try:
-            return LeNet5.load(path)
-        except ModelFileError as e:
-            raise cli.Stop(str(e), 1) from None
-    pretrained: Optional[Callable[[], LeNet5]] = getattr(LeNet5, "pretrained", None)
-    if pretrained is None:
-        raise cli.Stop("no model to use: give one with --model PATH (a .npz or .dat file from "
-                       "python -m lenet5.train --save PATH); this version ships no pretrained model", 2)
-    return pretrained()
-
-
 def read_digit(path: str, prepare: bool) -> np.ndarray:
     """One file to a (28, 28) uint8 image; ImageError (or ImportError) says why not."""
     pixels = load_image(path)
@@ -75,7 +60,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
 
     def body() -> int:
-        net = load_model(args.model)
+        net = cli.load_model(args.model)
         digits: List[Tuple[str, np.ndarray]] = []
         errors: Dict[str, str] = {}
         for path in args.images:
