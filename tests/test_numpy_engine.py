@@ -51,6 +51,7 @@ def test_flat_image_and_forward(mnist_test):
                        rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.slow
 def test_one_epoch_accuracy_matches_c(tmp_path):
     """The same experiment on both engines, through the trainer command."""
     result = {}

@@ -67,14 +67,19 @@ pad.addEventListener("pointerup", endStroke);
 pad.addEventListener("pointercancel", endStroke);
 
 // At most one request in flight; the newest drawing is sent when it returns.
-let inFlight = false;
+// Clear starts a new drawing: an answer about an older one is dropped.
+let inFlight = false, drawingNumber = 0;
 function ask() {
   if (inFlight || !dirty) return;
   dirty = false; inFlight = true;
+  const asked = drawingNumber;
   pad.toBlob((png) => {
     fetch("api/predict", {method: "POST", headers: {"Content-Type": "image/png"}, body: png})
       .then((r) => r.json().then((body) => ({ok: r.ok, body: body})))
-      .then(({ok, body}) => { if (ok) show(body); else status.textContent = body.error; })
+      .then(({ok, body}) => {
+        if (asked !== drawingNumber) return;
+        if (ok) show(body); else status.textContent = body.error;
+      })
       .catch((err) => { status.textContent = "no answer from the server (" + err + ")"; })
       .finally(() => { inFlight = false; if (dirty) ask(); });
   }, "image/png");
@@ -110,6 +115,7 @@ function paint(canvas, rows, scale) {
 }
 
 document.getElementById("clear").addEventListener("click", () => {
+  drawingNumber++; dirty = false;
   clearPad();
   digit.textContent = "\u2013";
   status.textContent = "Draw with a mouse, a pen or a finger.";
