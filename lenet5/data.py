@@ -5,15 +5,16 @@ dimensions against the file's size, and, for the four standard files, the
 SHA-256 of the decompressed bytes.  Anything wrong raises ``DataError`` with
 one line naming the file and what is wrong.
 
-Where the files are looked for, in order (the first folder holding all four
-wins):
+Where a split's two files are looked for, in order (the first folder holding
+both wins; a folder the user named, 1 or 2, is the only one used):
   1. the ``data_dir`` argument (``--data-dir`` on the command line);
   2. the ``LENET5_DATA`` environment variable;
   3. the repository's ``data/`` (beside the package in a source checkout),
      then ``./data`` in the current folder;
   4. the per-user cache, ``$XDG_CACHE_HOME/lenet5`` or ``~/.cache/lenet5``.
-If none holds them, they are downloaded into the first of 1, 2 that was given,
-else into the cache, from several public mirrors tried in turn.
+If none holds them, they are downloaded into the folder the user named, else
+into the cache, from several public mirrors tried in turn; only the split's
+own two files are read or fetched.
 
 The format, the checks and the search are docs/SPEC.md §11.1, §11.2 and §11.3.
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import math
 import os
 import urllib.error
 import urllib.request
@@ -57,58 +59,96 @@ class DataError(Exception):
     """A data file is missing, corrupt or not what it claims; one line."""
 
 
-def _read_bytes(path: PathLike) -> bytes:
-    """The bytes of a file, decompressed if they are gzip (docs/SPEC.md §11.1)."""
+#: The largest IDX file read: MNIST's training images (47,040,016 bytes) with room;
+#: a header announcing more is refused before anything else is read.
+MAX_IDX_BYTES = 64 << 20
+
+
+def _idx_size(head: bytes, source: str, magic: Optional[int]) -> int:
+    """The whole file's size that an IDX header announces, checked: magic
+    number, complete header, a size within MAX_IDX_BYTES (docs/SPEC.md §11.1)."""
+    if len(head) < 4:
+        raise DataError(f"{source}: too short to be an IDX file ({len(head)} bytes)")
+    found = int.from_bytes(head[:4], "big")
+    if head[0] != 0 or head[1] != 0 or head[2] != 0x08 or not 1 <= head[3] <= 4:
+        raise DataError(f"{source}: not an IDX file of bytes (magic number {found:#010x})")
+    if magic is not None and found != magic:
+        raise DataError(f"{source}: wrong magic number {found} (expected {magic})")
+    header = 4 + 4 * head[3]
+    if len(head) < header:
+        raise DataError(f"{source}: truncated header ({len(head)} bytes)")
+    dims = [int.from_bytes(head[4 + 4 * i:8 + 4 * i], "big") for i in range(head[3])]
+    expected = header + math.prod(dims)  # Python integers: no overflow
+    if expected > MAX_IDX_BYTES:
+        raise DataError(f"{source}: dimensions {dims} announce {expected:,} bytes, more than "
+                        f"any MNIST file ({MAX_IDX_BYTES:,} at most)")
+    return expected
+
+
+def _read_bytes(path: PathLike, magic: Optional[int] = None) -> bytes:
+    """The bytes of an IDX file, decompressed if they are gzip (docs/SPEC.md §11.1).
+    The header is checked first, and no more than the size it announces (plus
+    one byte, to see trailing bytes) is read or decompressed: a sparse or
+    gzip-bombed file costs no more memory than a valid one."""
     path = Path(path)
     try:
-        raw = path.read_bytes()
+        with open(path, "rb") as raw:
+            zipped = raw.read(2) == b"\x1f\x8b"
+            raw.seek(0)
+            stream: BinaryIO = gzip.GzipFile(fileobj=raw, mode="rb") if zipped else raw  # type: ignore[assignment]
+            try:
+                head = stream.read(4)
+                if len(head) == 4 and 1 <= head[3] <= 4:
+                    head += stream.read(4 * head[3])
+                expected = _idx_size(head, str(path), magic)
+                return head + stream.read(expected - len(head) + 1)
+            except (EOFError, zlib.error, gzip.BadGzipFile) as e:
+                raise DataError(f"{path}: corrupt gzip data ({e})") from None
     except OSError as e:
         raise DataError(f"{path}: cannot read ({e.strerror or e})") from None
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            return gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as e:
-            raise DataError(f"{path}: corrupt gzip data ({e})") from None
-    return raw
 
 
 def parse_idx(data: bytes, source: str = "<bytes>", magic: Optional[int] = None) -> np.ndarray:
     """An IDX file's bytes -> uint8 array of its dimensions, with every check
     (docs/SPEC.md §11.1, §11.2)."""
-    if len(data) < 4:
-        raise DataError(f"{source}: too short to be an IDX file ({len(data)} bytes)")
-    found = int.from_bytes(data[:4], "big")
-    if data[0] != 0 or data[1] != 0 or data[2] != 0x08 or not 1 <= data[3] <= 4:
-        raise DataError(f"{source}: not an IDX file of bytes (magic number {found:#010x})")
-    if magic is not None and found != magic:
-        raise DataError(f"{source}: wrong magic number {found} (expected {magic})")
-    ndim = data[3]
-    header = 4 + 4 * ndim
-    if len(data) < header:
-        raise DataError(f"{source}: truncated header ({len(data)} bytes)")
-    dims = [int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim)]
-    expected = header + int(np.prod(dims, dtype=np.int64))
+    expected = _idx_size(data[:4 + 4 * data[3]] if len(data) >= 4 else data, source, magic)
     if len(data) != expected:
         what = "truncated" if len(data) < expected else "has trailing bytes"
-        raise DataError(f"{source}: {what}: {len(data)} bytes, dimensions {dims} need {expected}")
-    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims)
+        raise DataError(f"{source}: {what}: {len(data)} bytes, dimensions {dims_of(data)} need {expected}")
+    header = 4 + 4 * data[3]
+    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims_of(data))
+
+
+def dims_of(data: bytes) -> List[int]:
+    """The dimensions an IDX header lists (the header already checked)."""
+    return [int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(data[3])]
 
 
 def read_idx(path: PathLike, magic: Optional[int] = None, sha256: Optional[str] = None) -> np.ndarray:
     """Read an IDX file (gzip or raw); check its checksum when one is given
     (docs/SPEC.md §11.2)."""
-    data = _read_bytes(path)
+    data = _read_bytes(path, magic)
     array = parse_idx(data, str(path), magic)  # structure first: it says more than a checksum
     if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
         raise DataError(f"{path}: checksum mismatch (not the standard MNIST file, or damaged)")
     return array
 
 
+def shown(path: PathLike, width: int = 120) -> str:
+    """path for a message: whole, or its start and end around '...' if longer than width."""
+    text = str(path)
+    return text if len(text) <= width else f"{text[:width // 2]}...{text[-(width // 2 - 3):]}"
+
+
 def _file_in(folder: PathLike, name: str) -> Optional[Path]:
-    """The path of name or name.gz in folder, or None."""
+    """The path of name or name.gz in folder, or None; a folder name the
+    system cannot even look up (too long, ...) is a DataError."""
     for candidate in (Path(folder) / name, Path(folder) / (name + ".gz")):
-        if candidate.is_file():
-            return candidate
+        try:
+            if candidate.is_file():
+                return candidate
+        except OSError as e:
+            raise DataError(f"{shown(folder)}: cannot look for {name} there ({e.strerror or e})") from None
     return None
 
 
@@ -132,21 +172,44 @@ def candidate_dirs(data_dir: Optional[PathLike] = None) -> List[Tuple[Path, str]
 
 
 def find_data_dir(data_dir: Optional[PathLike] = None, download: bool = True, progress: bool = True,
-                  mirrors: Sequence[str] = MIRRORS) -> Path:
-    """The folder holding all four MNIST files, downloading them if need be
-    (docs/SPEC.md §11.3)."""
+                  mirrors: Sequence[str] = MIRRORS, split: Optional[str] = None) -> Path:
+    """The folder holding the split's two MNIST files (all four if split is
+    None), downloading them if need be (docs/SPEC.md §11.3).  A folder the
+    user named (data_dir, else LENET5_DATA) is the one used, or the error
+    says what is wrong with it: never silently replaced by another."""
+    names = SPLITS[split] if split else tuple(FILES)
     dirs = candidate_dirs(data_dir)
+    folder, how = dirs[0]
+    if how in ("--data-dir", "LENET5_DATA"):
+        try:
+            not_folder = folder.exists() and not folder.is_dir()
+        except OSError as e:
+            raise DataError(f"{how} {shown(folder)}: {e.strerror or e}") from None
+        if not_folder:
+            raise DataError(f"{how} {shown(folder)}: is a file, not a folder of MNIST files")
+        missing = [n for n in names if not _file_in(folder, n)]
+        if missing and not download:
+            raise DataError(f"{how} {shown(folder)}: has no {missing[0]} (nor {missing[0]}.gz)")
+        for name in missing:
+            try:
+                download_file(name, folder, mirrors=mirrors, progress=progress)
+            except DataError as e:
+                raise DataError(f"{how} {shown(folder)}: has no {name}, and {e}") from None
+        return folder
     for folder, _ in dirs:
-        if all(_file_in(folder, name) for name in FILES):
+        if all(_file_in(folder, n) for n in names):
             return folder
-    target = dirs[0][0] if dirs[0][1] in ("--data-dir", "LENET5_DATA") else cache_dir()
+    searched = ", ".join(shown(d) for d, _ in dirs)
+    hint = "give the folder holding them with --data-dir DIR or LENET5_DATA=DIR"
     if not download:
-        searched = ", ".join(str(d) for d, _ in dirs)
-        raise DataError(f"MNIST not found (searched {searched})")
-    for name in FILES:
-        if not _file_in(target, name):
-            download_file(name, target, mirrors=mirrors, progress=progress)
-    return target
+        raise DataError(f"MNIST not found (searched {searched}); {hint}")
+    try:
+        for name in names:
+            if not _file_in(cache_dir(), name):
+                download_file(name, cache_dir(), mirrors=mirrors, progress=progress)
+    except DataError as e:
+        raise DataError(f"MNIST not found (searched {searched}) and {e}; {hint}") from None
+    return cache_dir()
 
 
 def download_file(name: str, folder: PathLike, mirrors: Sequence[str] = MIRRORS, progress: bool = True,
@@ -232,7 +295,7 @@ def load_split(split: str = "train", data_dir: Optional[PathLike] = None, downlo
     """(images uint8 (N, 28, 28), labels uint8 (N,)) of 'train' or 'test'."""
     if split not in SPLITS:
         raise ValueError(f"split must be 'train' or 'test', not {split!r}")
-    folder = find_data_dir(data_dir, download=download, progress=progress)
+    folder = find_data_dir(data_dir, download=download, progress=progress, split=split)
     image_name, label_name = SPLITS[split]
     images_path, labels_path = _file_in(folder, image_name), _file_in(folder, label_name)
     if images_path is None or labels_path is None:  # removed since find_data_dir saw it

@@ -15,6 +15,7 @@ over it.
 """
 from __future__ import annotations
 
+import signal
 from dataclasses import dataclass
 from typing import Any, Dict, Optional, Tuple, Union
 
@@ -22,7 +23,7 @@ import numpy as np
 
 from . import core, engines
 from .checkpoint import Checkpoint, save_checkpoint
-from .files import PathLike
+from .files import PathLike, save_or_rescue
 from .loop import BatchReport, History, InterruptRequest, Position, Stopped, TrainConfig, batches_per_epoch, train
 from .numpy_engine import softmax
 from .params import Meta, ModelFileError, check_finite, init_params, read_params, write_params
@@ -92,16 +93,19 @@ class FitResult:
 
 
 class Interrupted(KeyboardInterrupt):
-    """fit() stopped at a batch boundary on Ctrl-C; a checkpoint, if one was
-    asked for, holds the position to resume from."""
+    """fit() stopped at a batch boundary on Ctrl-C, SIGTERM or SIGHUP
+    (``signum``); a checkpoint, if one was asked for, holds the position to resume from."""
 
-    def __init__(self, position: Position, batches_per_epoch: int, checkpoint: Optional[PathLike]) -> None:
+    def __init__(self, position: Position, batches_per_epoch: int, checkpoint: Optional[PathLike],
+                 signum: Optional[int] = None) -> None:
         where = (f"epoch {position.epoch + 1}, after batch {position.batch} of {batches_per_epoch}"
                  if position.batch else f"the end of epoch {position.epoch}")
         saved = (f"; checkpoint written to {checkpoint}" if checkpoint
                  else "; no checkpoint was asked for, nothing saved")
-        super().__init__(f"interrupted at {where}{saved}")
-        self.position, self.checkpoint = position, checkpoint
+        signum = signal.SIGINT if signum is None else signum  # exit status 128 + signum
+        by = "" if signum == signal.SIGINT else f" by {signal.Signals(signum).name}"
+        super().__init__(f"interrupted{by} at {where}{saved}")
+        self.position, self.checkpoint, self.signum = position, checkpoint, signum
 
 
 ImagesLike = np.ndarray
@@ -227,9 +231,11 @@ class LeNet5:
         checkpoint writes model and position there every checkpoint_every
         batches (default: each epoch); resume continues a loaded Checkpoint
         (its settings win; the model's parameters are replaced by its own).
-        Ctrl-C stops at the next batch boundary, writes the checkpoint and
-        raises ``Interrupted``; a loss that turns NaN or infinite raises
-        ``lenet5.loop.Diverged`` at once.
+        Ctrl-C, SIGTERM or SIGHUP stops at the next batch boundary, writes the
+        checkpoint and raises ``Interrupted`` (a second one: ``SignalStop`` at
+        once); a loss that turns NaN or infinite raises ``lenet5.loop.Diverged``
+        at once.  A checkpoint that cannot be written (a full disk) is written
+        elsewhere and raises ``lenet5.files.WrittenElsewhere`` saying where.
         """
         images = _as_images(images)
         labels = core.check_labels(np.asarray(labels), len(images))
@@ -254,8 +260,9 @@ class LeNet5:
         show = Progress(progress)
 
         def save_at(position: Position) -> None:
-            if checkpoint:
-                save_checkpoint(checkpoint, Checkpoint(params, config, position, history, extra))
+            if checkpoint:  # a failed write lands elsewhere and stops the run (WrittenElsewhere)
+                state = Checkpoint(params, config, position, history, extra)
+                save_or_rescue(checkpoint, lambda path: save_checkpoint(path, state))
 
         def score_test() -> None:
             if test is not None:
@@ -283,13 +290,14 @@ class LeNet5:
         if start.epoch < config.epochs:
             show.start_epoch(start.epoch + 1, config.epochs, per_epoch, start.batch)
         try:
-            with InterruptRequest() as stop:
-                train(eng, params, images, labels, config, start=start, history=history,
-                      on_batch=on_batch, on_epoch=on_epoch, should_stop=stop)
-        except Stopped as s:
-            show.close()
-            save_at(s.position)
-            raise Interrupted(s.position, per_epoch, checkpoint) from None
+            with InterruptRequest() as stop:  # also while the last checkpoint is saved
+                try:
+                    train(eng, params, images, labels, config, start=start, history=history,
+                          on_batch=on_batch, on_epoch=on_epoch, should_stop=stop)
+                except Stopped as s:
+                    show.close()
+                    save_at(s.position)
+                    raise Interrupted(s.position, per_epoch, checkpoint, stop.signum) from None
         finally:
             show.close()
             self._adopt(params)  # whatever training reached, interrupted or diverged too

@@ -6,22 +6,28 @@ the reference program: mse loss, sign +1, lr 0.5, batch 300, one epoch,
 images in file order, a final partial batch dropped.
 
 Exit status: 0 done; 1 a data or model file is bad; 2 a bad argument;
-3 the loss became NaN or infinite (no model written); 130 interrupted.
+3 the loss became NaN or infinite (no model written); 128 + the number of the signal
+that stopped it (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
+import shlex
+import signal
 import sys
-from typing import Any, Dict, List, Optional, Tuple
+import tempfile
+from typing import Any, Dict, List, NoReturn, Optional, Tuple
 
 import numpy as np
 
 from . import cli
 from .checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from .data import DataError, load_split
-from .files import write_text_atomic
-from .loop import DEFAULT_LR, DESCENDING_SIGN, Diverged, TrainConfig
+from .files import WrittenElsewhere, save_or_rescue, write_text_atomic
+from .loop import DEFAULT_LR, DESCENDING_SIGN, Diverged, InterruptRequest, TrainConfig
 from .model import FitResult, Interrupted, LeNet5
 from .params import ModelFileError
 
@@ -77,6 +83,51 @@ def build_parser() -> argparse.ArgumentParser:
 RUN_EXTRAS = ("train_limit", "init")
 
 
+#: Output options a checkpoint records; a resumed run writes them unless given others.
+OUTPUTS = ("save", "json", "plot")
+
+
+def check_extras(args: argparse.Namespace, outputs: Any) -> None:
+    """Check what a checkpoint adds to TrainConfig (the field named if wrong),
+    and take its recorded outputs where no other was given (docs/SPEC.md §8.4).
+    The checkpoint being resumed is the one the run goes on updating."""
+    def bad(name: str, value: Any, rule: str) -> NoReturn:
+        raise cli.Stop(f"cannot resume: {args.resume}: not a usable checkpoint: field {name!r} "
+                       f"must be {rule}, not {value!r}", 1)
+    limit = args.train_limit
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        bad("train_limit", limit, "a whole number >= 1 or null")
+    if args.init is not None and not isinstance(args.init, str):
+        bad("init", args.init, "a path or null")
+    if outputs is None:
+        outputs = {}
+    if not isinstance(outputs, dict) or not all(isinstance(v, str) or v is None for v in outputs.values()):
+        bad("outputs", outputs, "an object of paths")
+    for name in OUTPUTS:
+        if getattr(args, name) is None:
+            setattr(args, name, outputs.get(name))
+    if args.checkpoint is None:
+        args.checkpoint = args.resume
+
+
+def run_extras(args: argparse.Namespace) -> Dict[str, Any]:
+    """What the checkpoint records beyond TrainConfig: the data selection and
+    the outputs (as absolute paths, so a resume from another folder finds them)."""
+    extra: Dict[str, Any] = {k: getattr(args, k) for k in RUN_EXTRAS}
+    extra["outputs"] = {k: os.path.abspath(getattr(args, k)) if getattr(args, k) else None for k in OUTPUTS}
+    return extra
+
+
+def resume_command(args: argparse.Namespace) -> str:
+    """The whole command that continues this run from its checkpoint."""
+    cmd = ["python", "-m", "lenet5.train", "--resume", str(args.checkpoint)]
+    for name in ("data_dir", "engine", "kernel", "threads", "checkpoint_every"):
+        value = getattr(args, name)
+        if value is not None and not (name == "engine" and value == "c"):
+            cmd += [f"--{name.replace('_', '-')}", str(value)]
+    return shlex.join(cmd + (["--quiet"] if args.quiet else []))
+
+
 def resolve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Tuple[TrainConfig, Optional[Checkpoint]]:
     """The run's settings, from the options or the checkpoint being resumed,
     and the checkpoint; output paths are checked before any work."""
@@ -93,6 +144,7 @@ def resolve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Tuple[
                 parser.error(f"--{name.replace('_', '-')} {given} differs from the checkpoint's "
                              f"{fixed.get(name)}; leave it out to resume")
             setattr(args, name, fixed.get(name))
+        check_extras(args, fixed.get("outputs"))
         config = resume.config
     else:
         try:
@@ -105,6 +157,8 @@ def resolve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Tuple[
     cli.check_output(parser, "--checkpoint", args.checkpoint, (".npz",))
     cli.check_output(parser, "--plot", args.plot, (".png",))
     cli.check_output(parser, "--json", args.json)
+    cli.check_distinct(parser, {"--save": args.save, "--checkpoint": args.checkpoint,
+                                "--plot": args.plot, "--json": args.json})
     return config, resume
 
 
@@ -144,31 +198,69 @@ def fit(net: LeNet5, args: argparse.Namespace, config: TrainConfig, resume: Opti
         return net.fit(*train, **config.to_dict(), engine=args.engine, kernel=args.kernel,
                        threads=args.threads, test=test, progress=not args.quiet,
                        checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every,
-                       resume=resume, checkpoint_extra={k: getattr(args, k) for k in RUN_EXTRAS})
+                       resume=resume, checkpoint_extra=run_extras(args))
     except Diverged as e:
-        raise cli.Stop(
-            f"{e}. The likely cause: a sign that climbs the loss (--loss {config.loss} descends "
-            f"with --sign {DESCENDING_SIGN[config.loss]:+d}) or a learning rate too large "
-            f"(--lr {DEFAULT_LR[config.loss]}). No model was written.", 3) from None
+        what = (f"the loss is {e.loss}" if not math.isfinite(e.loss)
+                else "the parameters became NaN or infinite")
+        cause = (f"the learning rate {config.lr} is too large (--loss {config.loss} trains well with "
+                 f"--lr {DEFAULT_LR[config.loss]})" if config.descends else
+                 f"--sign {config.sign:+d} climbs the loss (--loss {config.loss} descends with "
+                 f"--sign {DESCENDING_SIGN[config.loss]:+d})")
+        raise cli.Stop(f"training diverged at epoch {e.position.epoch + 1}, batch {e.position.batch}: {what}. "
+                       f"The likely cause: {cause}. No model was written.", 3) from None
+    except WrittenElsewhere as e:  # a checkpoint could not be written: the run stops there, not lost
+        args.checkpoint = str(e.written)
+        raise cli.Stop(f"--checkpoint {e.wanted}: {e.reason.strerror or e.reason}; the run stopped and its "
+                       f"checkpoint was saved to {e.written} instead; resume with: {resume_command(args)}",
+                       1) from None
+    except OSError as e:
+        raise cli.Stop(f"--checkpoint {args.checkpoint}: {e.strerror or e}; nor could it be saved in "
+                       f"{os.getcwd()} or {tempfile.gettempdir()}; the run stopped", 1) from None
     except Interrupted as e:
-        raise cli.Stop(f"{e}" + (" (resume with --resume)" if args.checkpoint else ""), 130) from None
+        raise cli.Stop(f"{e}" + (f"; resume with: {resume_command(args)}" if args.checkpoint else ""),
+                       128 + e.signum) from None
+
+
+def save_model(args: argparse.Namespace, net: LeNet5) -> Optional[cli.Stop]:
+    """Write --save; if that fails the trained model is saved elsewhere, never
+    lost, and the Stop to end with says where (docs/SPEC.md §10.4)."""
+    try:
+        save_or_rescue(args.save, net.save)
+    except WrittenElsewhere as e:
+        args.save = str(e.written)
+        return cli.Stop(f"--save {e.wanted}: {e.reason.strerror or e.reason}; the trained model "
+                        f"was saved to {e.written} instead", 1)
+    except OSError as e:
+        where = f"{args.save}, {os.getcwd()} or {tempfile.gettempdir()}"
+        args.save = None
+        return cli.Stop(f"--save: the trained model could not be saved in {where} ({e.strerror or e})", 1)
+    return None
 
 
 def report(args: argparse.Namespace, net: LeNet5, result: FitResult) -> None:
-    """The summary line, then the files asked for."""
+    """The model first (the run's most costly result), the summary line, then
+    the other files asked for."""
     s = result.summary()
+    failed = save_model(args, net) if args.save else None
     print(f"test accuracy {100 * s['test_accuracy']:.2f}% ({s['test_correct']}/{s['test_images']}) | "
           f"train {s['train_seconds']:.2f} s | {s['images_per_second'] or 0:,.0f} images/s | "
           f"{s['loss']} sign {s['sign']:+d} lr {s['lr']} batch {s['batch_size']}"
           + (f" | saved {args.save}" if args.save else ""), flush=True)
-    if args.save:
-        net.save(args.save)
+    if failed:
+        raise failed
     if args.json:
-        write_text_atomic(args.json, json.dumps(s, indent=1) + "\n")
+        try:
+            write_text_atomic(args.json, json.dumps(s, indent=1) + "\n")
+        except OSError as e:
+            raise cli.Stop(f"--json {args.json}: {e.strerror or e}"
+                           + (f" (the model is saved in {args.save})" if args.save else ""), 1) from None
     if args.plot:
         from .plots import plot_training
-        cli.say(plot_training(result.history.to_dict(), args.plot,
-                              title=f"{s['loss']}, sign {s['sign']:+d}, lr {s['lr']}"))
+        try:
+            cli.say(plot_training(result.history.to_dict(), args.plot,
+                                  title=f"{s['loss']}, sign {s['sign']:+d}, lr {s['lr']}"))
+        except OSError as e:
+            raise cli.Stop(f"--plot {args.plot}: {e.strerror or e}", 1) from None
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -191,12 +283,18 @@ def main(argv: Optional[List[str]] = None) -> int:
             if position.batch >= per_epoch:
                 raise cli.Stop(f"cannot resume: {args.resume}: field 'batch' is {position.batch}, past the "
                                f"end of an epoch of {per_epoch} batches", 1)
-            cli.say(f"resuming at epoch {position.epoch + 1}, batch {position.batch} of {per_epoch}")
+            writes = [f"--{k} {getattr(args, k)}" for k in (*OUTPUTS, "checkpoint") if getattr(args, k)]
+            cli.say(f"resuming at epoch {position.epoch + 1}, batch {position.batch} of {per_epoch}; "
+                    f"writing {', '.join(writes)}")
         warning = config.climb_warning()
         if warning:
             cli.say(f"warning: --{warning}")
         result = fit(net, args, config, resume, train, test)
-        report(args, net, result)
+        with InterruptRequest() as stop:  # a first signal now waits until the trained model is written
+            report(args, net, result)
+        if stop.signum is not None:
+            raise cli.Stop(f"{signal.Signals(stop.signum).name} while writing the results; all were written",
+                           128 + stop.signum)
         return 0
 
     return cli.run(PROG, body)
