@@ -1,4 +1,5 @@
-"""python -m lenet5.evaluate MODEL: test accuracy and confusion matrix of a model.
+"""python -m lenet5.evaluate [MODEL]: test accuracy and confusion matrix of a
+model (without MODEL: the pretrained one shipped with the package).
 
 Exit status: 0 done; 1 a data or model file is bad; 2 a bad argument.
 """
@@ -21,7 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The command's options."""
     p = argparse.ArgumentParser(prog="python -m lenet5.evaluate",
                                 description="Accuracy and confusion matrix of a model file on MNIST.")
-    p.add_argument("model", help="model file (.npz or .dat)")
+    p.add_argument("model", nargs="?", default=None,
+                   help="model file (.npz or .dat); default: the pretrained model shipped with lenet5")
     cli.add_data_option(p)
     p.add_argument("--split", choices=["test", "train"], default="test",
                    help="which MNIST images to score: the 10,000 test images (default) "
@@ -41,12 +43,12 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     def body() -> int:
         try:
-            net = LeNet5.load(args.model)
+            net = LeNet5.load(args.model) if args.model else LeNet5.pretrained()
             images, labels = load_split(args.split, args.data_dir)
         except (ModelFileError, DataError) as e:
             raise cli.Stop(str(e), 1) from None
         result = net.evaluate(images, labels, threads=args.threads)
-        print(f"{args.model} on the {len(labels)} {args.split} images:")
+        print(f"{args.model or 'the pretrained model'} on the {len(labels)} {args.split} images:")
         print(result)
         if args.json:
             write_text_atomic(args.json, json.dumps(

@@ -16,6 +16,7 @@ over it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Dict, Optional, Tuple, Union
 
 import numpy as np
@@ -117,6 +118,11 @@ class Interrupted(KeyboardInterrupt):
 
 ImagesLike = np.ndarray
 
+#: The shipped model (package data) and the one command that rebuilds it, byte for byte.
+PRETRAINED_PATH = Path(__file__).parent / "pretrained" / "lenet5_best_seed0.npz"
+PRETRAINED_COMMAND = ("python -m lenet5.train --preset best --seed 0 "
+                      "--save lenet5/pretrained/lenet5_best_seed0.npz")
+
 
 def _as_images(images: Any) -> np.ndarray:
     """Accept (28, 28), (N, 28, 28) or (N, 784) uint8; copy if not contiguous."""
@@ -144,6 +150,13 @@ class LeNet5:
     def init(cls, seed: int = 0) -> LeNet5:
         """A fresh model from a seed (docs/SPEC.md §3.2)."""
         return cls(init_params(seed), {"seed": seed})
+
+    @classmethod
+    def pretrained(cls) -> LeNet5:
+        """The model shipped with the package: ``--preset best`` from seed 0 on
+        all 60,000 training images (README "A pretrained model"; rebuilt
+        byte for byte by ``PRETRAINED_COMMAND``)."""
+        return cls.load(PRETRAINED_PATH)
 
     @classmethod
     def load(cls, path: PathLike) -> LeNet5:
