@@ -104,12 +104,18 @@ static void warp_image(uint8_t *out, const uint8_t *image, uint64_t key,
     }
 }
 
+/* Below this many images a thread team costs more than it saves: one image
+ * takes about 15 us, a team's start and barrier as much again, far more when
+ * the cores are shared and a team member waits to be scheduled. */
+#define L5_AUGMENT_MIN_PARALLEL 512
+
 /* Warp n images, image i keyed by (seed, epoch, index[i]).  Images are
  * independent, so any split over threads gives the same bytes. */
 void l5_augment_batch(const uint8_t *images, const int64_t *index, int64_t n,
                       uint64_t seed, int64_t epoch, double max_shift,
                       double max_rotate, double max_scale, uint8_t *out, int threads) {
-#pragma omp parallel for schedule(static) num_threads(l5_resolve_threads(threads))
+#pragma omp parallel for schedule(static) num_threads(l5_resolve_threads(threads)) \
+    if (n >= L5_AUGMENT_MIN_PARALLEL)
     for (int64_t i = 0; i < n; i++)
         warp_image(out + i * L5_IMAGE_PIXELS, images + i * L5_IMAGE_PIXELS,
                    image_key(seed, epoch, index[i]), max_shift, max_rotate, max_scale);

@@ -37,6 +37,15 @@ def test_c_warp_equals_numpy_twin_byte_for_byte(mnist_train, ranges, threads):
         assert not np.array_equal(c, images[index])
 
 
+def test_a_threaded_warp_of_many_images_equals_the_twin(mnist_train):
+    """From 512 images on the C core splits the work over threads (csrc/augment.c)."""
+    images = mnist_train[0][:600]
+    index = np.arange(600) * 97
+    runs = [core.augment(images, index, seed=11, epoch=5, threads=t, **AUGMENT_RANGES).tobytes() for t in (1, 2, 3)]
+    twin = augment_numpy(images, index, seed=11, epoch=5, **AUGMENT_RANGES)
+    assert runs[0] == runs[1] == runs[2] == twin.tobytes()
+
+
 def test_zero_ranges_leave_the_images_unchanged(mnist_train):
     images = mnist_train[0][:50]
     out = core.augment(images, np.arange(50), seed=1, epoch=1, shift=0.0, rotate=0.0, scale=0.0)
