@@ -131,7 +131,10 @@ class TorchEngine:
         x = F.relu(F.conv2d(x, w[4], w[5])).flatten(1)
         return F.relu(x @ w[6] + w[7])
 
-    def train_batch(self, params, images, labels, *, loss, sign, lr):
+    def train_batch(self, params, images, labels, *, loss, sign, lr, velocity=None, momentum=0.0,
+                    weight_decay=0.0, nesterov=False):
+        """Plain SGD, or with a velocity the update of docs/SPEC.md §8.5 in this
+        engine's precision (the velocity is kept in the caller's float64 array)."""
         if (loss, sign) != ("xent", -1):
             raise ValueError("the PyTorch engine trains cross-entropy with sign -1 only")
         t = self.torch
@@ -140,8 +143,16 @@ class TorchEngine:
         value = t.nn.functional.cross_entropy(out, t.tensor(labels, dtype=t.long), reduction="sum")
         value.backward()
         with t.no_grad():
-            for p in w:
-                p -= (lr / len(images)) * p.grad
+            if velocity is None:
+                for p in w:
+                    p -= (lr / len(images)) * p.grad
+            else:
+                v = self._weights(velocity)
+                for p, vp in zip(w, v):
+                    g = -(p.grad / len(images)) - weight_decay * p
+                    vp.mul_(momentum).add_(g)
+                    p += lr * (g + momentum * vp) if nesterov else lr * vp
+                self._store(velocity, v)
         self._store(params, w)
         return float(value.detach()), int((out.detach().argmax(1).numpy() == labels).sum())
 

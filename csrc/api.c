@@ -35,10 +35,10 @@ static int check_labels(const uint8_t *labels, int64_t n) {
     return L5_OK;
 }
 
-int l5_train_batch(double *params, int64_t n_params,
-                   const uint8_t *images, const uint8_t *labels, int64_t n,
-                   int loss, int sign, double lr, int kernel, int threads,
-                   double *loss_sum, int64_t *n_correct) {
+/* The checks of a training batch, sgd or not; returns L5_OK or an error code. */
+static int check_train(const double *params, int64_t n_params, const uint8_t *images,
+                       const uint8_t *labels, int64_t n, int loss, int sign, double lr,
+                       int kernel, int threads, const double *loss_sum, const int64_t *n_correct) {
     int err = check_common(params, n_params, images, n, kernel, threads);
     if (err) return err;
     if (!loss_sum || !n_correct) return L5_ERR_NULL;
@@ -46,10 +46,72 @@ int l5_train_batch(double *params, int64_t n_params,
     if (loss != L5_LOSS_MSE && loss != L5_LOSS_XENT) return L5_ERR_LOSS;
     if (sign != 1 && sign != -1) return L5_ERR_SIGN;
     if (!(lr > 0.0) || !isfinite(lr)) return L5_ERR_LR;
-    if (kernel == L5_KERNEL_REFERENCE)
-        return l5_ref_train_batch(params, images, labels, n, loss, sign, lr, loss_sum, n_correct);
-    return l5_fast_train_batch(params, images, labels, n, loss, sign, lr, threads,
+    return L5_OK;
+}
+
+/* One batch step with a checked update, in the chosen kernel set.  The
+ * reference kernels stay single-threaded, the update included. */
+static int run_batch(double *params, const uint8_t *images, const uint8_t *labels, int64_t n,
+                     int loss, L5Update *update, int kernel, int threads,
+                     double *loss_sum, int64_t *n_correct) {
+    if (kernel == L5_KERNEL_REFERENCE) {
+        update->threads = 1;
+        return l5_ref_train_batch(params, images, labels, n, loss, update, loss_sum, n_correct);
+    }
+    update->threads = threads;
+    return l5_fast_train_batch(params, images, labels, n, loss, update, threads,
                                loss_sum, n_correct);
+}
+
+int l5_train_batch(double *params, int64_t n_params,
+                   const uint8_t *images, const uint8_t *labels, int64_t n,
+                   int loss, int sign, double lr, int kernel, int threads,
+                   double *loss_sum, int64_t *n_correct) {
+    int err = check_train(params, n_params, images, labels, n, loss, sign, lr, kernel, threads,
+                          loss_sum, n_correct);
+    if (err) return err;
+    L5Update update = {sign, lr, 0.0, 0.0, 0, NULL, threads};
+    return run_batch(params, images, labels, n, loss, &update, kernel, threads, loss_sum, n_correct);
+}
+
+int l5_train_batch_sgd(double *params, double *velocity, int64_t n_params,
+                       const uint8_t *images, const uint8_t *labels, int64_t n,
+                       int loss, int sign, double lr, double momentum,
+                       double weight_decay, int nesterov, int kernel, int threads,
+                       double *loss_sum, int64_t *n_correct) {
+    int err = check_train(params, n_params, images, labels, n, loss, sign, lr, kernel, threads,
+                          loss_sum, n_correct);
+    if (err) return err;
+    if (!velocity) return L5_ERR_NULL;
+    /* mu >= 1 never forgets a step: the velocity grows without bound. */
+    if (!(momentum >= 0.0 && momentum < 1.0)) return L5_ERR_MOMENTUM;
+    if (nesterov != 0 && nesterov != 1) return L5_ERR_MOMENTUM;
+    if (!(weight_decay >= 0.0) || !isfinite(weight_decay)) return L5_ERR_DECAY;
+    L5Update update = {sign, lr, momentum, weight_decay, nesterov, velocity, threads};
+    return run_batch(params, images, labels, n, loss, &update, kernel, threads, loss_sum, n_correct);
+}
+
+/* Ranges past these would warp a digit out of its 28 x 28 frame, or turn it
+ * over (a 6 into a 9): refused as mistakes. */
+#define L5_AUGMENT_MAX_SHIFT 14.0
+#define L5_AUGMENT_MAX_ROTATE 90.0
+#define L5_AUGMENT_MAX_SCALE 0.5
+#define L5_AUGMENT_MAX_INDEX ((int64_t)1 << 53)
+
+int l5_augment(const uint8_t *images, const int64_t *index, int64_t n,
+               uint64_t seed, int64_t epoch, double max_shift, double max_rotate,
+               double max_scale, uint8_t *out, int threads) {
+    if (!images || !index || !out) return L5_ERR_NULL;
+    if (n < 1) return L5_ERR_COUNT;
+    if (threads < 0 || threads > L5_MAX_THREADS) return L5_ERR_THREADS;
+    if (!(max_shift >= 0.0 && max_shift <= L5_AUGMENT_MAX_SHIFT)) return L5_ERR_AUGMENT;
+    if (!(max_rotate >= 0.0 && max_rotate <= L5_AUGMENT_MAX_ROTATE)) return L5_ERR_AUGMENT;
+    if (!(max_scale >= 0.0 && max_scale <= L5_AUGMENT_MAX_SCALE)) return L5_ERR_AUGMENT;
+    if (epoch < 0) return L5_ERR_AUGMENT;
+    for (int64_t i = 0; i < n; i++)
+        if (index[i] < 0 || index[i] > L5_AUGMENT_MAX_INDEX) return L5_ERR_AUGMENT;
+    l5_augment_batch(images, index, n, seed, epoch, max_shift, max_rotate, max_scale, out, threads);
+    return L5_OK;
 }
 
 int l5_forward(const double *params, int64_t n_params,

@@ -28,7 +28,7 @@ from cffi import FFI
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 # In dependency order (core.h says why): helpers, the kernel sets, entry points.
-SOURCES = ["common.c", "reference.c", "fast.c", "infer.c", "api.c"]
+SOURCES = ["common.c", "augment.c", "reference.c", "fast.c", "infer.c", "api.c"]
 HEADERS = ["lenet5.h", "core.h"]
 # The one C function the module adds to lenet5.h's API (defined in the preamble).
 HASH_CDEF = "const char *l5_build_sources_hash(void);\n"

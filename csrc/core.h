@@ -6,6 +6,7 @@
  *
  *   common.c     helpers both kernel sets use: normalisation, output error,
  *                argmax, the update, the thread count
+ *   augment.c    the seeded affine warp of training images   (uses common.c)
  *   reference.c  the plain kernels and the batch step made of them   (uses common.c)
  *   fast.c       the fast kernels and their batch step              (uses common.c)
  *   infer.c      prepared inference: one image at a time, vectorised
@@ -97,19 +98,43 @@ double l5_output_error(double *d, const double *z, int label, int loss);
  * (docs/SPEC.md §5.5). */
 int l5_argmax10(const double *z);
 
-/* params[i] = params[i] +/- (lr / batch) * sum[i] for i < count (docs/SPEC.md §8.2). */
+/*
+ * How a batch step turns its sum S into new parameters.  velocity NULL: the
+ * reference's update w +/- (lr / B) * S (docs/SPEC.md §8.2); else SGD with
+ * momentum and L2 weight decay on the caller's velocity buffer of
+ * L5_N_PARAMS doubles (docs/SPEC.md §8.5).  api.c has checked every field.
+ */
+typedef struct {
+    int sign;             /* +1 or -1: which way S moves the weights */
+    double lr;            /* this batch's learning rate, > 0 */
+    double momentum;      /* mu in [0, 1) */
+    double weight_decay;  /* lambda >= 0: always pulls toward zero */
+    int nesterov;         /* 1: Nesterov's look-ahead step, 0: heavy ball */
+    double *velocity;     /* NULL for the reference's update */
+    int threads;          /* team size for the elementwise loop (0: default) */
+} L5Update;
+
+/* Update params[0..count) from the batch sum of `batch` images (docs/SPEC.md §8.2, §8.5). */
 void l5_apply_update(double *params, const double *sum, int64_t count,
-                     int sign, double lr, int64_t batch);
+                     const L5Update *update, int64_t batch);
 
 /* The team size for a thread count the caller gave, 0 for OpenMP's default
  * (docs/SPEC.md §9.1). */
 int l5_resolve_threads(int threads);
 
 /* ---------------------------------------------------------------------------
+ * augment.c: the training-image warp (docs/SPEC.md §8.6).  The caller has
+ * checked every argument.
+ */
+void l5_augment_batch(const uint8_t *images, const int64_t *index, int64_t n,
+                      uint64_t seed, int64_t epoch, double max_shift,
+                      double max_rotate, double max_scale, uint8_t *out, int threads);
+
+/* ---------------------------------------------------------------------------
  * reference.c: the plain kernels.  The caller has checked every argument.
  */
 int l5_ref_train_batch(double *params, const uint8_t *images, const uint8_t *labels,
-                       int64_t n, int loss, int sign, double lr,
+                       int64_t n, int loss, const L5Update *update,
                        double *loss_sum, int64_t *n_correct);
 int l5_ref_forward(const double *params, const uint8_t *images, int64_t n, double *out);
 int l5_ref_image_gradient(const double *params, const uint8_t *image, int label, int loss,
@@ -121,7 +146,7 @@ int l5_ref_forward_activations(const double *params, const uint8_t *image,
  * fast.c: the fast kernels, the same bits.  The caller has checked every argument.
  */
 int l5_fast_train_batch(double *params, const uint8_t *images, const uint8_t *labels,
-                        int64_t n, int loss, int sign, double lr, int threads,
+                        int64_t n, int loss, const L5Update *update, int threads,
                         double *loss_sum, int64_t *n_correct);
 int l5_fast_forward(const double *params, const uint8_t *images, int64_t n,
                     double *out, int threads);

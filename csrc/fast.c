@@ -670,7 +670,7 @@ static void forward_tile_work(Tile *t, int64_t first, int count, void *args) {
  */
 
 int l5_fast_train_batch(double *params, const uint8_t *images, const uint8_t *labels,
-                        int64_t n, int loss, int sign, double lr, int threads,
+                        int64_t n, int loss, const L5Update *update, int threads,
                         double *loss_sum, int64_t *n_correct) {
     int64_t rows = n < CHUNK ? n : CHUNK;
     ChunkBuffers cb;
@@ -706,7 +706,7 @@ int l5_fast_train_batch(double *params, const uint8_t *images, const uint8_t *la
                 for (int k = 0; k < kk; k++)
                     sum_full[L5_OFF_W3 + (ci * L5_CONV3_MAPS + co) * kk + k] =
                         sum_w3t[(ci * kk + k) * L5_CONV3_MAPS + co];
-        l5_apply_update(params, sum_full, L5_N_PARAMS, sign, lr, n);
+        l5_apply_update(params, sum_full, L5_N_PARAMS, update, n);
         *loss_sum = total;
         *n_correct = correct;
     }

@@ -55,6 +55,9 @@
 #define L5_ERR_THREADS -9     /* thread count < 0 or > L5_MAX_THREADS */
 #define L5_ERR_NOMEM -10      /* allocation failed */
 #define L5_ERR_PREPARED -11   /* a prepared buffer: wrong size, misaligned or never prepared */
+#define L5_ERR_MOMENTUM -12   /* momentum not in [0, 1), or nesterov not 0/1 */
+#define L5_ERR_DECAY -13      /* weight decay not finite and >= 0 */
+#define L5_ERR_AUGMENT -14    /* an augmentation range or image index out of bounds */
 
 /*
  * Train on one batch of n images (docs/SPEC.md §8.1, §8.2): forward and
@@ -71,6 +74,32 @@ int l5_train_batch(double *params, int64_t n_params,
                    const uint8_t *images, const uint8_t *labels, int64_t n,
                    int loss, int sign, double lr, int kernel, int threads,
                    double *loss_sum, int64_t *n_correct);
+
+/*
+ * l5_train_batch with SGD momentum and L2 weight decay (docs/SPEC.md §8.5):
+ * the same batch sum S, then per element
+ *     g = sign * (S / n) - weight_decay * w,   v = momentum * v + g,
+ *     w = w + lr * v               (nesterov 0: heavy ball)
+ *     w = w + lr * (g + momentum * v)   (nesterov 1)
+ * velocity: n_params doubles the caller owns and keeps between batches
+ * (zeros before the first); it is updated in place.
+ */
+int l5_train_batch_sgd(double *params, double *velocity, int64_t n_params,
+                       const uint8_t *images, const uint8_t *labels, int64_t n,
+                       int loss, int sign, double lr, double momentum,
+                       double weight_decay, int nesterov, int kernel, int threads,
+                       double *loss_sum, int64_t *n_correct);
+
+/*
+ * The seeded affine warp of n training images (docs/SPEC.md §8.6): image i
+ * is turned by up to +/- max_rotate degrees, scaled by up to +/- max_scale
+ * (a fraction) and shifted by up to +/- max_shift pixels, each drawn from
+ * (seed, epoch, index[i]) alone, then resampled bilinearly and rounded back
+ * to bytes.  images, out: n * 784 bytes; index: n values in 0..2^53.
+ */
+int l5_augment(const uint8_t *images, const int64_t *index, int64_t n,
+               uint64_t seed, int64_t epoch, double max_shift, double max_rotate,
+               double max_scale, uint8_t *out, int threads);
 
 /* Forward n images to the 10 ReLU-ed outputs (out: n * 10 doubles). */
 int l5_forward(const double *params, int64_t n_params,

@@ -224,7 +224,7 @@ static void backward_image(double *grad, const Activations *a, const double *d,
  * then the update (docs/SPEC.md §8.2).
  */
 int l5_ref_train_batch(double *params, const uint8_t *images, const uint8_t *labels,
-                       int64_t n, int loss, int sign, double lr,
+                       int64_t n, int loss, const L5Update *update,
                        double *loss_sum, int64_t *n_correct) {
     Activations *a = malloc(sizeof(Activations));
     double *grad = malloc(sizeof(double) * L5_N_PARAMS);
@@ -243,7 +243,7 @@ int l5_ref_train_batch(double *params, const uint8_t *images, const uint8_t *lab
         backward_image(grad, a, d, params);
         for (int j = 0; j < L5_N_PARAMS; j++) sum[j] = sum[j] + grad[j];
     }
-    l5_apply_update(params, sum, L5_N_PARAMS, sign, lr, n);
+    l5_apply_update(params, sum, L5_N_PARAMS, update, n);
     *loss_sum = total;
     *n_correct = correct;
     free(a); free(grad); free(sum);

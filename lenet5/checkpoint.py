@@ -4,7 +4,9 @@
 A checkpoint is an .npz model whose metadata has a "checkpoint" object:
 the position (epoch from 0, next batch), the run's settings (the
 ``TrainConfig`` fields, plus whatever the caller adds, such as the command
-line's ``train_limit`` and ``init``) and the history so far.  Every field is
+line's ``train_limit`` and ``init``) and the history so far.  A run with
+momentum or weight decay also stores its velocity buffer, as the array
+``velocity`` beside the parameter blocks.  Every field is
 checked on reading: an edited or damaged checkpoint is refused with a
 message naming the field, never half trusted.
 """
@@ -12,13 +14,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 import numpy as np
 
+from . import core
 from .files import PathLike
 from .loop import History, Position, TrainConfig
-from .params import ModelFileError, read_params, write_params
+from .params import ModelFileError, read_extra_array, read_params, write_params
 
 
 class CheckpointError(ValueError):
@@ -34,6 +37,7 @@ class Checkpoint:
     position: Position
     history: History
     extra: Dict[str, Any] = field(default_factory=dict)  # caller's settings (e.g. train_limit, init)
+    velocity: Optional[np.ndarray] = None  # the momentum buffer, if config.uses_velocity
 
 
 def save_checkpoint(path: PathLike, ck: Checkpoint) -> None:
@@ -42,7 +46,10 @@ def save_checkpoint(path: PathLike, ck: Checkpoint) -> None:
         raise CheckpointError(f"{path}: a checkpoint is an .npz file")
     position = {"epoch": ck.position.epoch, "batch": ck.position.batch,
                 "settings": dict(ck.extra, **ck.config.to_dict()), "history": ck.history.to_dict()}
-    write_params(path, ck.params, {"checkpoint": position})
+    if ck.config.uses_velocity != (ck.velocity is not None):
+        raise CheckpointError("a checkpoint holds a velocity exactly when its run has momentum or weight decay")
+    write_params(path, ck.params, {"checkpoint": position},
+                 None if ck.velocity is None else {"velocity": ck.velocity})
 
 
 def _whole(state: Dict[str, Any], name: str) -> int:
@@ -74,8 +81,26 @@ def load_checkpoint(path: PathLike) -> Checkpoint:
             history = History.from_dict(state.get("history", {}))
         except (TypeError, ValueError) as e:
             raise CheckpointError(f"field 'history': {e}") from None
+        velocity = _velocity(path, config)
     except CheckpointError as e:
         raise CheckpointError(f"{path}: not a usable checkpoint: {e}") from None
     assert isinstance(settings, dict)
     extra = {k: v for k, v in settings.items() if k not in config.to_dict()}
-    return Checkpoint(params, config, position, history, extra)
+    return Checkpoint(params, config, position, history, extra, velocity)
+
+
+def _velocity(path: PathLike, config: TrainConfig) -> Optional[np.ndarray]:
+    """The checkpoint's velocity: there exactly when its settings use one, and well formed."""
+    try:
+        velocity = read_extra_array(path, "velocity")
+    except ModelFileError as e:
+        raise CheckpointError(str(e)) from None
+    if velocity is None:
+        if config.uses_velocity:
+            raise CheckpointError("array 'velocity' is missing, but the settings have momentum or weight decay")
+        return None
+    if not config.uses_velocity:
+        raise CheckpointError("array 'velocity' is there, but the settings have no momentum or weight decay")
+    if velocity.dtype != np.float64 or velocity.shape != (core.N_PARAMS,) or not np.isfinite(velocity).all():
+        raise CheckpointError(f"array 'velocity' must be {core.N_PARAMS} finite float64 values")
+    return np.array(velocity)

@@ -64,6 +64,9 @@ seed_int = _arg_type(int, lambda v, name: core.check_count(v, name, minimum=0), 
 learning_rate = _arg_type(float, core.check_lr, "a number")
 sign_value = _arg_type(_sign_text, core.check_sign, "+1 or -1")
 thread_count = _arg_type(int, core.check_threads, "a whole number")
+momentum_value = _arg_type(float, core.check_momentum, "a number")
+decay_value = _arg_type(float, core.check_weight_decay, "a number")
+count_or_zero = _arg_type(int, lambda v, name: core.check_count(v, name, minimum=0), "a whole number")
 
 
 def _check_port(value: int, name: Optional[str]) -> int:

@@ -59,7 +59,14 @@ _ERRORS: Dict[int, str] = {
     lib.L5_ERR_KERNEL: "unknown kernel",
     lib.L5_ERR_THREADS: "thread count must be >= 0",
     lib.L5_ERR_PREPARED: "the prepared buffer is the wrong size, misaligned or was never prepared",
+    lib.L5_ERR_MOMENTUM: "momentum must lie in [0, 1)",
+    lib.L5_ERR_DECAY: "weight decay must be finite and >= 0",
+    lib.L5_ERR_AUGMENT: "an augmentation range or image index is out of bounds",
 }
+
+#: The largest augmentation ranges the core takes (docs/SPEC.md §8.6): beyond
+#: them a digit leaves its frame or turns over.
+AUGMENT_LIMITS: Dict[str, float] = {"shift": 14.0, "rotate": 90.0, "scale": 0.5}
 
 
 def have_openmp() -> bool:
@@ -159,6 +166,24 @@ def check_lr(lr: Any, name: Optional[str] = "lr") -> float:
     return float(lr)
 
 
+def check_momentum(momentum: Any, name: Optional[str] = "momentum") -> float:
+    """A momentum mu in [0, 1) (docs/SPEC.md §8.5); 0 keeps no memory of past steps."""
+    if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real):
+        _refuse(TypeError, name, f"must be a number, not {type(momentum).__name__}")
+    if not 0.0 <= float(momentum) < 1.0:
+        _refuse(ValueError, name, f"must be at least 0 and below 1, not {momentum!r}")
+    return float(momentum)
+
+
+def check_weight_decay(decay: Any, name: Optional[str] = "weight_decay") -> float:
+    """A finite L2 weight decay >= 0 (docs/SPEC.md §8.5)."""
+    if isinstance(decay, bool) or not isinstance(decay, numbers.Real):
+        _refuse(TypeError, name, f"must be a number, not {type(decay).__name__}")
+    if not math.isfinite(decay) or decay < 0:
+        _refuse(ValueError, name, f"must be finite and >= 0, not {decay!r}")
+    return float(decay)
+
+
 def check_count(value: Any, name: Optional[str], minimum: int = 1) -> int:
     """A whole number >= minimum (batch size, epochs, image counts, seeds)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
@@ -192,26 +217,82 @@ def _ptr(ctype: str, array: np.ndarray) -> Any:
     return ffi.cast(ctype, ffi.from_buffer(array))
 
 
+def check_velocity(velocity: Any) -> np.ndarray:
+    """The momentum buffer: like params, float64 of N_PARAMS values, writable."""
+    return check_params(velocity, writable=True, name="velocity")
+
+
 def train_batch(params: np.ndarray, images: np.ndarray, labels: np.ndarray, *, loss: str, sign: int,
-                lr: float, kernel: str = "fast", threads: Optional[int] = None) -> Tuple[float, int]:
+                lr: float, kernel: str = "fast", threads: Optional[int] = None,
+                velocity: Optional[np.ndarray] = None, momentum: float = 0.0,
+                weight_decay: float = 0.0, nesterov: bool = False) -> Tuple[float, int]:
     """Train on one batch in place; returns (summed loss, number correct).
 
     The loss and the count are those of the forward pass, before the update
-    (docs/SPEC.md §6.3). The update is ``params = params + sign * (lr / N) * S``
-    where S sums the per-image output-error gradients (mse: negative gradient;
-    xent: positive) (docs/SPEC.md §8.1, §8.2).
+    (docs/SPEC.md §6.3). S sums the per-image output-error gradients (mse:
+    negative gradient; xent: positive) (docs/SPEC.md §8.1). Without velocity
+    the update is the reference's ``params = params + sign * (lr / N) * S``
+    (docs/SPEC.md §8.2); with a velocity buffer (zeros before the first batch,
+    kept by the caller) it is SGD with momentum, Nesterov's or heavy ball, and
+    L2 weight decay (docs/SPEC.md §8.5), and velocity is updated in place.
     """
     check_params(params, writable=True)
     n = check_images(images)
     labels = check_labels(labels, n)
-    args = (check_loss(loss), check_sign(sign), check_lr(lr), check_kernel(kernel),
-            check_threads(threads))
+    args = (check_loss(loss), check_sign(sign), check_lr(lr))
+    where = (check_kernel(kernel), check_threads(threads))
     loss_sum = ffi.new("double *")
     correct = ffi.new("int64_t *")
-    _call(lib.l5_train_batch(_ptr("double *", params), N_PARAMS,
-                             _ptr("uint8_t *", images), _ptr("uint8_t *", labels), n,
-                             *args, loss_sum, correct))
+    batch = (_ptr("uint8_t *", images), _ptr("uint8_t *", labels), n)
+    if velocity is None:
+        if momentum != 0.0 or weight_decay != 0.0 or nesterov:
+            raise ValueError("momentum, weight_decay and nesterov need a velocity buffer")
+        _call(lib.l5_train_batch(_ptr("double *", params), N_PARAMS, *batch, *args, *where,
+                                 loss_sum, correct))
+    else:
+        check_velocity(velocity)
+        if not isinstance(nesterov, bool):
+            raise TypeError(f"nesterov must be True or False, not {nesterov!r}")
+        sgd = (check_momentum(momentum), check_weight_decay(weight_decay), int(nesterov))
+        _call(lib.l5_train_batch_sgd(_ptr("double *", params), _ptr("double *", velocity), N_PARAMS,
+                                     *batch, *args, *sgd, *where, loss_sum, correct))
     return float(loss_sum[0]), int(correct[0])
+
+
+def check_augment_range(value: Any, name: str) -> float:
+    """One augmentation range (shift in pixels, rotate in degrees, scale as a
+    fraction): a number from 0 to its AUGMENT_LIMITS entry (docs/SPEC.md §8.6)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        _refuse(TypeError, name, f"must be a number, not {type(value).__name__}")
+    limit = AUGMENT_LIMITS[name]
+    if not 0.0 <= float(value) <= limit:
+        _refuse(ValueError, name, f"must lie in 0..{limit}, not {value!r}")
+    return float(value)
+
+
+def augment(images: np.ndarray, index: np.ndarray, *, seed: int, epoch: int, shift: float,
+            rotate: float, scale: float, threads: Optional[int] = None) -> np.ndarray:
+    """The seeded affine warp of each image (docs/SPEC.md §8.6), as new uint8 images of the same shape.
+
+    Image i is turned by up to +/- rotate degrees, scaled by up to +/- scale
+    and shifted by up to +/- shift pixels, drawn from (seed, epoch, index[i])
+    alone, then resampled bilinearly and rounded to bytes.
+    """
+    n = check_images(images)
+    if not isinstance(index, np.ndarray) or index.shape != (n,) or not np.issubdtype(index.dtype, np.integer):
+        raise ValueError(f"index must be an integer numpy array of shape ({n},), one per image")
+    if index.min() < 0:
+        raise ValueError("index must hold image positions >= 0")
+    index = np.ascontiguousarray(index, dtype=np.int64)
+    ranges = [check_augment_range(v, k) for k, v in (("shift", shift), ("rotate", rotate), ("scale", scale))]
+    seed = check_count(seed, "seed", minimum=0)
+    epoch = check_count(epoch, "epoch", minimum=0)
+    if seed >= 2 ** 64:
+        raise ValueError(f"seed must be below 2**64, not {seed}")
+    out = np.empty_like(images)
+    _call(lib.l5_augment(_ptr("uint8_t *", images), _ptr("int64_t *", index), n, seed, epoch,
+                         *ranges, _ptr("uint8_t *", out), check_threads(threads)))
+    return out
 
 
 def forward(params: np.ndarray, images: np.ndarray, *, kernel: str = "fast",

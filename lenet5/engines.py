@@ -22,9 +22,13 @@ class Engine(Protocol):
     name: str
 
     def train_batch(self, params: np.ndarray, images: np.ndarray, labels: np.ndarray, *,
-                    loss: str, sign: int, lr: float) -> Tuple[float, int]:
+                    loss: str, sign: int, lr: float, velocity: Optional[np.ndarray] = None,
+                    momentum: float = 0.0, weight_decay: float = 0.0,
+                    nesterov: bool = False) -> Tuple[float, int]:
         """Train on one batch, updating params in place (docs/SPEC.md §8.1, §8.2);
-        returns (summed loss, number correct) of the forward pass."""
+        with a velocity buffer, SGD with momentum and weight decay (§8.5),
+        updating velocity in place too; returns (summed loss, number correct)
+        of the forward pass."""
         ...
 
     def forward(self, params: np.ndarray, images: np.ndarray) -> np.ndarray:
@@ -47,10 +51,13 @@ class CEngine:
         self.kernel, self.threads = kernel, threads
 
     def train_batch(self, params: np.ndarray, images: np.ndarray, labels: np.ndarray, *,
-                    loss: str, sign: int, lr: float) -> Tuple[float, int]:
-        """Train on one batch with the C core (docs/SPEC.md §8.1, §8.2); see ``Engine.train_batch``."""
+                    loss: str, sign: int, lr: float, velocity: Optional[np.ndarray] = None,
+                    momentum: float = 0.0, weight_decay: float = 0.0,
+                    nesterov: bool = False) -> Tuple[float, int]:
+        """Train on one batch with the C core (docs/SPEC.md §8.1, §8.2, §8.5); see ``Engine.train_batch``."""
         return core.train_batch(params, images, labels, loss=loss, sign=sign, lr=lr,
-                                kernel=self.kernel, threads=self.threads)
+                                kernel=self.kernel, threads=self.threads, velocity=velocity,
+                                momentum=momentum, weight_decay=weight_decay, nesterov=nesterov)
 
     def forward(self, params: np.ndarray, images: np.ndarray) -> np.ndarray:
         """The 10 ReLU-ed outputs of each image, shape (N, 10), from the C core."""

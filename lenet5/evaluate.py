@@ -1,4 +1,5 @@
-"""python -m lenet5.evaluate MODEL: test accuracy and confusion matrix of a model.
+"""python -m lenet5.evaluate [MODEL]: test accuracy and confusion matrix of a
+model (without MODEL: the pretrained one shipped with the package).
 
 Exit status: 0 done; 1 a data or model file is bad; 2 a bad argument.
 """
@@ -22,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m lenet5.evaluate",
                                 description="Accuracy and confusion matrix of a model file on MNIST.")
     p.add_argument("model", nargs="?", default=None,
-                   help="model file (.npz or .dat; default: the pretrained model, if this version ships one)")
+                   help="model file (.npz or .dat); default: the pretrained model shipped with lenet5")
     cli.add_data_option(p)
     p.add_argument("--split", choices=["test", "train"], default="test",
                    help="which MNIST images to score: the 10,000 test images (default) "

@@ -23,7 +23,7 @@ import signal
 import threading
 import time
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -34,6 +34,22 @@ from .engines import Engine
 DEFAULT_LR = {"mse": 0.5, "xent": 0.1}
 #: The sign that descends each loss: mse's error is the negative gradient, xent's the positive.
 DESCENDING_SIGN = {"mse": +1, "xent": -1}
+#: Learning-rate schedules (docs/SPEC.md §8.7).
+SCHEDULES = ("constant", "step", "cosine")
+#: The ranges of the training-image warp (docs/SPEC.md §8.6): up to +/- 3 pixels
+#: of shift, 12 degrees of rotation and 10 % of scale.
+AUGMENT_RANGES = {"shift": 3.0, "rotate": 12.0, "scale": 0.1}
+#: Named settings for ``--preset`` (docs/SPEC.md §8.9); explicit options override them.
+#: "best" was chosen on a validation hold-out of the training set, never on the test set.
+PRESETS: Dict[str, Dict[str, Any]] = {
+    "best": {"loss": "xent", "lr": 0.05, "batch_size": 64, "epochs": 20, "shuffle": True,
+             "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4, "schedule": "cosine",
+             "warmup": 1, "augment": True},
+}
+#: Fields added after the first checkpoints: a checkpoint without them ran
+#: with these values (the reference's plain update, no warp, no hold-out).
+ADDED_FIELDS = {"momentum": 0.0, "nesterov": False, "weight_decay": 0.0, "schedule": "constant",
+                "warmup": 0, "augment": False, "val": 0}
 
 
 @dataclass(frozen=True)
@@ -48,6 +64,13 @@ class TrainConfig:
     epochs: int = 1
     shuffle: bool = False
     seed: int = 0
+    momentum: float = 0.0          # SGD momentum mu (docs/SPEC.md §8.5)
+    nesterov: bool = False         # Nesterov's step instead of heavy ball
+    weight_decay: float = 0.0      # L2 decay lambda, always toward zero
+    schedule: str = "constant"     # lr over the run (docs/SPEC.md §8.7)
+    warmup: int = 0                # epochs of linear warm-up
+    augment: bool = False          # warp each training image (docs/SPEC.md §8.6)
+    val: int = 0                   # training images held out for validation (§8.8)
 
     def __post_init__(self) -> None:
         core.check_loss(self.loss)
@@ -58,8 +81,46 @@ class TrainConfig:
         object.__setattr__(self, "batch_size", core.check_count(self.batch_size, "batch_size"))
         object.__setattr__(self, "epochs", core.check_count(self.epochs, "epochs"))
         object.__setattr__(self, "seed", core.check_count(self.seed, "seed", minimum=0))
-        if not isinstance(self.shuffle, bool):
-            raise TypeError(f"shuffle must be True or False, not {self.shuffle!r}")
+        for flag in ("shuffle", "nesterov", "augment"):
+            if not isinstance(getattr(self, flag), bool):
+                raise TypeError(f"{flag} must be True or False, not {getattr(self, flag)!r}")
+        object.__setattr__(self, "momentum", core.check_momentum(self.momentum))
+        object.__setattr__(self, "weight_decay", core.check_weight_decay(self.weight_decay))
+        if self.nesterov and self.momentum == 0.0:
+            raise ValueError("nesterov needs a momentum above 0")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {list(SCHEDULES)}, not {self.schedule!r}")
+        object.__setattr__(self, "warmup", core.check_count(self.warmup, "warmup", minimum=0))
+        if self.warmup >= self.epochs:
+            raise ValueError(f"warmup ({self.warmup} epochs) must be shorter than the run ({self.epochs})")
+        object.__setattr__(self, "val", core.check_count(self.val, "val", minimum=0))
+
+    @property
+    def uses_velocity(self) -> bool:
+        """True if the update is SGD with momentum or decay, which keeps a
+        velocity buffer (docs/SPEC.md §8.5); False for the reference's."""
+        return self.momentum > 0.0 or self.weight_decay > 0.0
+
+    def batch_lr(self, epoch: int, batch: int, per_epoch: int) -> float:
+        """The learning rate of one batch (docs/SPEC.md §8.7): a function of
+        its position alone, so a resumed run uses the same rates.
+
+        With i = epoch * per_epoch + batch, T = epochs * per_epoch batches in
+        all and W = warmup * per_epoch of warm-up: lr * (i + 1) / W while
+        i < W; then constant: lr; step: lr * 0.1 ** (3 * epoch // epochs),
+        a tenth after each third of the run; cosine:
+        lr * 0.5 * (1 + cos(pi * (i - W) / (T - W))).
+        """
+        lr = self.lr
+        assert lr is not None  # __post_init__ filled it in
+        i, total, warm = epoch * per_epoch + batch, self.epochs * per_epoch, self.warmup * per_epoch
+        if i < warm:
+            return lr * (i + 1) / warm
+        if self.schedule == "step":
+            return lr * 0.1 ** (3 * epoch // self.epochs)
+        if self.schedule == "cosine":
+            return lr * 0.5 * (1.0 + math.cos(math.pi * (i - warm) / (total - warm)))
+        return lr
 
     @property
     def descends(self) -> bool:
@@ -87,10 +148,10 @@ class TrainConfig:
         if not isinstance(values, dict):
             raise ValueError(f"settings must be a JSON object, not {type(values).__name__}")
         names = [f.name for f in fields(cls)]
-        missing = [n for n in names if n not in values]
+        missing = [n for n in names if n not in values and n not in ADDED_FIELDS]
         if missing:
             raise ValueError(f"settings lack {', '.join(missing)}")
-        return cls(**{n: values[n] for n in names})
+        return cls(**{n: values.get(n, ADDED_FIELDS.get(n)) for n in names})
 
 
 @dataclass(frozen=True)
@@ -109,6 +170,7 @@ class History:
     batch_accuracy: List[float] = field(default_factory=list)    # correct / batch size
     running_accuracy: List[float] = field(default_factory=list)  # over the epoch so far
     test_accuracy: List[float] = field(default_factory=list)     # one per epoch, if evaluated
+    val_accuracy: List[float] = field(default_factory=list)      # one per epoch, with a hold-out
     train_seconds: float = 0.0
     diverged_at: Optional[int] = None  # first batch (counted from 1) whose loss was not finite
 
@@ -169,8 +231,23 @@ def epoch_order(n: int, epoch: int, seed: int, shuffle: bool) -> Optional[np.nda
     return np.random.default_rng([seed, epoch]).permutation(n)
 
 
+#: The generator stream of the validation split, apart from the shuffles' [seed, epoch].
+VAL_STREAM = 2 ** 32 - 1
+
+
+def validation_split(n: int, val: int, seed: int) -> Tuple[np.ndarray, np.ndarray]:
+    """(training rows, validation rows) of n images with val held out
+    (docs/SPEC.md §8.8): the first val of the permutation fixed by
+    default_rng([seed, VAL_STREAM]), each part in file order."""
+    if val >= n:
+        raise ValueError(f"val {val} leaves no training images of the {n}")
+    order = np.random.default_rng([seed, VAL_STREAM]).permutation(n)
+    return np.sort(order[val:]), np.sort(order[:val])
+
+
 def train(engine: Engine, params: np.ndarray, images: np.ndarray, labels: np.ndarray,
           config: TrainConfig, *, start: Position = Position(), history: Optional[History] = None,
+          velocity: Optional[np.ndarray] = None, file_index: Optional[np.ndarray] = None,
           max_batches: Optional[int] = None,
           on_batch: Optional[Callable[[BatchReport], None]] = None,
           on_epoch: Optional[Callable[[int], None]] = None,
@@ -186,14 +263,29 @@ def train(engine: Engine, params: np.ndarray, images: np.ndarray, labels: np.nda
     ``Diverged`` at once; with stop_on_divergence=False it is only recorded in
     ``history.diverged_at`` and training goes on (the experiment shows the
     collapse).  Returns the history, extended in place if one was given.
+
+    velocity is the momentum buffer a config with momentum or weight decay
+    needs (zeros to start; the caller keeps it, e.g. for checkpoints).
+    file_index[r] is row r's index in the training file, which keys its
+    augmentation (default: r itself).
     """
     n = core.check_images(images)
+    if config.uses_velocity and velocity is None:
+        raise ValueError("momentum or weight decay needs a velocity buffer (np.zeros(N_PARAMS) to start)")
+    sgd: Dict[str, Any] = {}
+    if config.uses_velocity:
+        sgd = dict(velocity=core.check_velocity(velocity), momentum=config.momentum,
+                   weight_decay=config.weight_decay, nesterov=config.nesterov)
+    ids = np.arange(n, dtype=np.int64) if file_index is None else np.asarray(file_index, dtype=np.int64)
+    if ids.shape != (n,):
+        raise ValueError(f"file_index must hold one index per image ({n}), not shape {ids.shape}")
     per_epoch = batches_per_epoch(n, config.batch_size)
     if not (0 <= start.epoch and 0 <= start.batch < per_epoch):
         raise ValueError(f"start position {start} is outside the run's {per_epoch} batches per epoch")
     history = History() if history is None else history
-    sign, lr = config.sign, config.lr
-    assert sign is not None and lr is not None  # TrainConfig.__post_init__ filled them in
+    sign = config.sign
+    assert sign is not None  # TrainConfig.__post_init__ filled it in
+    threads = getattr(engine, "threads", None)
     b_size, done = config.batch_size, 0
     epoch, first = start.epoch, start.batch
     # A run that is allowed to diverge overflows on purpose: no warnings for it.
@@ -206,8 +298,13 @@ def train(engine: Engine, params: np.ndarray, images: np.ndarray, labels: np.nda
             for b in range(first, per_epoch):
                 rows = slice(b * b_size, (b + 1) * b_size) if order is None else order[b * b_size:(b + 1) * b_size]
                 t0 = time.perf_counter()
-                loss_sum, correct = engine.train_batch(params, images[rows], labels[rows],
-                                                       loss=config.loss, sign=sign, lr=lr)
+                batch = images[rows]
+                if config.augment:
+                    batch = core.augment(np.ascontiguousarray(batch), ids[rows], seed=config.seed,
+                                         epoch=epoch, threads=threads, **AUGMENT_RANGES)
+                loss_sum, correct = engine.train_batch(params, batch, labels[rows], loss=config.loss,
+                                                       sign=sign, lr=config.batch_lr(epoch, b, per_epoch),
+                                                       **sgd)
                 history.train_seconds += time.perf_counter() - t0
                 position = Position(epoch, b + 1)
                 if not (math.isfinite(loss_sum) and np.isfinite(params).all()):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import signal
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Dict, Optional, Tuple, Union
 
 import numpy as np
@@ -24,7 +25,17 @@ import numpy as np
 from . import core, engines
 from .checkpoint import Checkpoint, save_checkpoint
 from .files import PathLike, save_or_rescue
-from .loop import BatchReport, History, InterruptRequest, Position, Stopped, TrainConfig, batches_per_epoch, train
+from .loop import (
+    BatchReport,
+    History,
+    InterruptRequest,
+    Position,
+    Stopped,
+    TrainConfig,
+    batches_per_epoch,
+    train,
+    validation_split,
+)
 from .numpy_engine import softmax
 from .params import Meta, ModelFileError, check_finite, init_params, read_params, write_params
 from .progress import Progress
@@ -89,6 +100,7 @@ class FitResult:
             **self.config.to_dict(),
             "engine": self.engine, "kernel": self.kernel, "threads": self.threads,
             "epoch_test_accuracy": list(h.test_accuracy),
+            **({"epoch_val_accuracy": list(h.val_accuracy)} if self.config.val else {}),
         }
 
 
@@ -109,6 +121,11 @@ class Interrupted(KeyboardInterrupt):
 
 
 ImagesLike = np.ndarray
+
+#: The shipped model (package data) and the one command that rebuilds it, byte for byte.
+PRETRAINED_PATH = Path(__file__).parent / "pretrained" / "lenet5_best_seed0.npz"
+PRETRAINED_COMMAND = ("python -m lenet5.train --preset best --seed 0 "
+                      "--save lenet5/pretrained/lenet5_best_seed0.npz")
 
 
 def _as_images(images: Any) -> np.ndarray:
@@ -170,6 +187,13 @@ class LeNet5:
         return cls(init_params(seed), {"seed": seed})
 
     @classmethod
+    def pretrained(cls) -> LeNet5:
+        """The model shipped with the package: ``--preset best`` from seed 0 on
+        all 60,000 training images (README "A pretrained model"; rebuilt
+        byte for byte by ``PRETRAINED_COMMAND``)."""
+        return cls.load(PRETRAINED_PATH)
+
+    @classmethod
     def load(cls, path: PathLike) -> LeNet5:
         """A model from a .npz or .dat file; ModelFileError says what is wrong."""
         params, meta = read_params(path)
@@ -215,7 +239,9 @@ class LeNet5:
 
     def fit(self, images: ImagesLike, labels: Any, *, loss: str = "mse", sign: Optional[int] = None,
             lr: Optional[float] = None, batch_size: int = 300, epochs: int = 1, shuffle: bool = False,
-            seed: int = 0, engine: str = "c", kernel: Optional[str] = None,
+            seed: int = 0, momentum: float = 0.0, nesterov: bool = False, weight_decay: float = 0.0,
+            schedule: str = "constant", warmup: int = 0, augment: bool = False, val: int = 0,
+            engine: str = "c", kernel: Optional[str] = None,
             threads: Optional[int] = None, test: Optional[Tuple[np.ndarray, np.ndarray]] = None,
             progress: bool = True, checkpoint: Optional[PathLike] = None,
             checkpoint_every: Optional[int] = None, resume: Optional[Checkpoint] = None,
@@ -225,8 +251,14 @@ class LeNet5:
         The options are the command line's (``python -m lenet5.train --help``):
         loss 'mse' or 'xent'; sign and lr default to the ones that descend the
         loss; epochs of whole batches in file order, or shuffled by (seed,
-        epoch).  engine 'c' (kernel 'fast' or 'reference', threads) or
-        'numpy'.  test=(images, labels) is evaluated after every epoch.
+        epoch).  momentum (with nesterov) and weight_decay make the update
+        SGD with momentum and L2 decay (docs/SPEC.md §8.5); schedule
+        'constant', 'step' or 'cosine' after warmup epochs of linear warm-up
+        sets each batch's lr (§8.7); augment warps each training image by a
+        draw from (seed, epoch, index) (§8.6); val holds out that many
+        training images, seeded, and scores them after every epoch (§8.8).
+        engine 'c' (kernel 'fast' or 'reference', threads) or 'numpy'.
+        test=(images, labels) is evaluated after every epoch.
         progress shows a bar on a terminal and a line per epoch elsewhere.
         checkpoint writes model and position there every checkpoint_every
         batches (default: each epoch); resume continues a loaded Checkpoint
@@ -245,8 +277,19 @@ class LeNet5:
             params[...] = resume.params
         else:
             config = TrainConfig(loss=loss, sign=sign, lr=lr, batch_size=batch_size,
-                                 epochs=epochs, shuffle=shuffle, seed=seed)
+                                 epochs=epochs, shuffle=shuffle, seed=seed, momentum=momentum,
+                                 nesterov=nesterov, weight_decay=weight_decay, schedule=schedule,
+                                 warmup=warmup, augment=augment, val=val)
             start, history = Position(), History()
+        velocity = None
+        if config.uses_velocity:
+            velocity = np.zeros(core.N_PARAMS) if resume is None or resume.velocity is None \
+                else np.array(resume.velocity)
+        file_index = np.arange(len(images))
+        if config.val:
+            file_index, val_rows = validation_split(len(images), config.val, config.seed)
+            val_x, val_y = images[val_rows], labels[val_rows]
+            images, labels = images[file_index], labels[file_index]
         eng = engines.get(engine, kernel=kernel, threads=threads)
         per_epoch = batches_per_epoch(len(images), config.batch_size)
         every = core.check_count(checkpoint_every, "checkpoint_every") if checkpoint_every else per_epoch
@@ -261,7 +304,7 @@ class LeNet5:
 
         def save_at(position: Position) -> None:
             if checkpoint:  # a failed write lands elsewhere and stops the run (WrittenElsewhere)
-                state = Checkpoint(params, config, position, history, extra)
+                state = Checkpoint(params, config, position, history, extra, velocity)
                 save_or_rescue(checkpoint, lambda path: save_checkpoint(path, state))
 
         def score_test() -> None:
@@ -277,6 +320,9 @@ class LeNet5:
         def on_epoch(done: int) -> None:
             score_test()
             line = f"epoch {done}/{config.epochs}: "
+            if config.val:
+                history.val_accuracy.append(float((eng.predict(params, val_x) == val_y).mean()))
+                line += f"validation accuracy {100 * history.val_accuracy[-1]:.2f}%, "
             if result.test_accuracy is not None:
                 history.test_accuracy.append(result.test_accuracy)
                 line += f"test accuracy {100 * result.test_accuracy:.2f}%, "
@@ -293,7 +339,8 @@ class LeNet5:
             with InterruptRequest() as stop:  # also while the last checkpoint is saved
                 try:
                     train(eng, params, images, labels, config, start=start, history=history,
-                          on_batch=on_batch, on_epoch=on_epoch, should_stop=stop)
+                          velocity=velocity, file_index=file_index, on_batch=on_batch, on_epoch=on_epoch,
+                          should_stop=stop)
                 except Stopped as s:
                     show.close()
                     save_at(s.position)

@@ -8,7 +8,7 @@ about 1e-13 rather than to the bit (docs/SPEC.md §1); the tests hold it to that
 """
 from __future__ import annotations
 
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -151,6 +151,24 @@ def batch_gradient(params: np.ndarray, images: np.ndarray, labels: np.ndarray,
     return g, losses, a["output"].argmax(axis=1)
 
 
+def sgd_update(params: np.ndarray, velocity: np.ndarray, s: np.ndarray, n: int, *, sign: int,
+               lr: float, momentum: float, weight_decay: float, nesterov: bool) -> None:
+    """SGD with momentum and L2 weight decay from the batch sum S of n images,
+    in place (docs/SPEC.md §8.5).  A line-by-line transcription of the C
+    core's momentum_update (csrc/common.c): each NumPy operation rounds each
+    element once, in the same order, so given the same S it gives the same
+    bytes (the tests hold it to that)."""
+    g = s / float(n)
+    if sign < 0:
+        g = -g
+    g = g - weight_decay * params
+    velocity[...] = momentum * velocity + g
+    if nesterov:
+        params[...] = params + lr * (g + momentum * velocity)
+    else:
+        params[...] = params + lr * velocity
+
+
 class NumpyEngine:
     """Trains and predicts like the C engine, in NumPy."""
 
@@ -158,8 +176,11 @@ class NumpyEngine:
     chunk = 500  # images per forward pass when predicting: bounds the im2col memory
 
     def train_batch(self, params: np.ndarray, images: np.ndarray, labels: np.ndarray, *,
-                    loss: str, sign: int, lr: float) -> Tuple[float, int]:
-        """Train on one batch in place, w + sign * lr/B * S (docs/SPEC.md §8.2);
+                    loss: str, sign: int, lr: float, velocity: Optional[np.ndarray] = None,
+                    momentum: float = 0.0, weight_decay: float = 0.0,
+                    nesterov: bool = False) -> Tuple[float, int]:
+        """Train on one batch in place, w + sign * lr/B * S (docs/SPEC.md §8.2),
+        or with a velocity buffer SGD with momentum and weight decay (§8.5);
         returns (summed loss, number correct) of the forward pass."""
         core.check_params(params, writable=True)
         n = core.check_images(images)
@@ -167,8 +188,15 @@ class NumpyEngine:
         core.check_loss(loss)
         sign, lr = core.check_sign(sign), core.check_lr(lr)
         s, losses, pred = batch_gradient(params, images.reshape(n, 28, 28), labels, loss)
-        k = lr / n
-        params += sign * (k * s)
+        if velocity is None:
+            if momentum != 0.0 or weight_decay != 0.0 or nesterov:
+                raise ValueError("momentum, weight_decay and nesterov need a velocity buffer")
+            k = lr / n
+            params += sign * (k * s)
+        else:
+            core.check_velocity(velocity)
+            sgd_update(params, velocity, s, n, sign=sign, lr=lr, momentum=core.check_momentum(momentum),
+                       weight_decay=core.check_weight_decay(weight_decay), nesterov=bool(nesterov))
         return float(losses.sum()), int((pred == labels).sum())
 
     def forward(self, params: np.ndarray, images: np.ndarray) -> np.ndarray:

@@ -149,9 +149,21 @@ def _read_npz(path: Path) -> Tuple[np.ndarray, Meta]:
     return params, meta
 
 
-def write_params(path: PathLike, params: np.ndarray, meta: Optional[Meta] = None) -> None:
-    """Write params (and, for .npz, metadata) atomically to a .dat or .npz file
-    (docs/SPEC.md §10.1, §10.2, §10.4)."""
+def read_extra_array(path: PathLike, name: str) -> Optional[np.ndarray]:
+    """An extra member of an .npz model (a checkpoint's velocity, docs/SPEC.md
+    §10.3), or None if it has none; read_params has checked the file."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            return f[name] if name in f.files else None
+    except Exception as e:  # zipfile, numpy format and OS errors alike
+        raise ModelFileError(f"{path}: not a readable .npz model ({e})") from None
+
+
+def write_params(path: PathLike, params: np.ndarray, meta: Optional[Meta] = None,
+                 extra: Optional[Dict[str, np.ndarray]] = None) -> None:
+    """Write params (and, for .npz, metadata and any extra arrays, such as a
+    checkpoint's velocity) atomically to a .dat or .npz file
+    (docs/SPEC.md §10.1, §10.2, §10.3, §10.4)."""
     core.check_params(params)
     suffix = model_format(path)
     if suffix == ".dat":
@@ -159,4 +171,5 @@ def write_params(path: PathLike, params: np.ndarray, meta: Optional[Meta] = None
     else:
         meta = dict(meta or {}, format_version=FORMAT_VERSION)
         blocks = {name: core.block(params, name).copy() for name in core.BLOCKS}
+        blocks.update(extra or {})
         atomic_write(path, lambda f: np.savez(f, meta=np.array(json.dumps(meta)), **blocks))

@@ -96,3 +96,23 @@ def plot_experiment(runs: Sequence[Mapping[str, Any]], path: PathLike, batch_siz
     ax_loss.grid(alpha=0.3)
     _save(fig, path, plt)
     return f"figure written to {path}"
+
+
+def plot_augmented(images: Any, labels: Sequence[int], warped: Sequence[Any], path: PathLike) -> str:
+    """A grid of training images (top row) and warped copies of them (rows
+    below, one per epoch), each titled with its label: the labels must still
+    fit (docs/SPEC.md §8.6).  Returns a sentence saying what was written."""
+    plt = _pyplot()
+    if plt is None:
+        return MISSING
+    rows, cols = 1 + len(warped), len(labels)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.1 * cols, 1.2 * rows))
+    for c in range(cols):
+        for r, grid in enumerate([images] + list(warped)):
+            ax = axes[r][c]
+            ax.imshow(grid[c], cmap="gray_r", vmin=0, vmax=255)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(str(labels[c]) if r == 0 else f"{labels[c]}, epoch {r - 1}", fontsize=7)
+    _save(fig, path, plt)
+    return f"wrote {path}"

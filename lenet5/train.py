@@ -27,7 +27,7 @@ from . import cli
 from .checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from .data import DataError, load_split
 from .files import WrittenElsewhere, save_or_rescue, write_text_atomic
-from .loop import DEFAULT_LR, DESCENDING_SIGN, Diverged, InterruptRequest, TrainConfig
+from .loop import DEFAULT_LR, DESCENDING_SIGN, PRESETS, SCHEDULES, Diverged, InterruptRequest, TrainConfig
 from .model import FitResult, Interrupted, LeNet5
 from .params import ModelFileError
 
@@ -59,6 +59,26 @@ def build_parser() -> argparse.ArgumentParser:
                    help="shuffle the training images each epoch, by (--seed, epoch) (default: file order)")
     p.add_argument("--seed", type=cli.seed_int, default=None,
                    help="seed of the initial weights and of the shuffle (default 0)")
+    p.add_argument("--momentum", type=cli.momentum_value, default=None, metavar="MU",
+                   help="SGD momentum in [0, 1); the update keeps a velocity (default 0: the reference's update)")
+    p.add_argument("--nesterov", action="store_true", default=None,
+                   help="Nesterov's momentum step instead of heavy ball (needs --momentum)")
+    p.add_argument("--weight-decay", type=cli.decay_value, default=None, metavar="L",
+                   help="L2 weight decay, always toward zero whatever --sign says (default 0)")
+    p.add_argument("--schedule", choices=SCHEDULES, default=None,
+                   help="learning rate over the run: constant (default), step (a tenth after each "
+                        "third), cosine")
+    p.add_argument("--warmup", type=cli.count_or_zero, default=None, metavar="EPOCHS",
+                   help="epochs of linear learning-rate warm-up (default 0)")
+    p.add_argument("--augment", action="store_true", default=None,
+                   help="warp each training image by a random shift, turn and scale drawn from "
+                        "(--seed, epoch, image index) (default: off)")
+    p.add_argument("--val", type=cli.count_or_zero, default=None, metavar="N",
+                   help="hold out N training images (by --seed) and report their accuracy each epoch "
+                        "(default 0)")
+    p.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                   help="named settings; options given explicitly override them. best: "
+                        + ", ".join(f"{k} {v}" for k, v in PRESETS["best"].items()))
     p.add_argument("--init", metavar="PATH",
                    help="start from this model file (.npz or .dat) instead of a seeded new one")
     p.add_argument("--save", metavar="PATH",
@@ -131,6 +151,10 @@ def resume_command(args: argparse.Namespace) -> str:
 def resolve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Tuple[TrainConfig, Optional[Checkpoint]]:
     """The run's settings, from the options or the checkpoint being resumed,
     and the checkpoint; output paths are checked before any work."""
+    # The settings asked for: the preset's, overridden by each option given.
+    requested: Dict[str, Any] = dict(PRESETS[args.preset]) if args.preset else {}
+    requested.update({name: getattr(args, name) for name in list(TrainConfig().to_dict()) + list(RUN_EXTRAS)
+                      if getattr(args, name) is not None})
     resume = None
     if args.resume:
         try:
@@ -139,18 +163,15 @@ def resolve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Tuple[
             raise cli.Stop(f"cannot resume: {e}", 1) from None
         fixed: Dict[str, Any] = dict(resume.extra, **resume.config.to_dict())
         for name in list(resume.config.to_dict()) + list(RUN_EXTRAS):
-            given = getattr(args, name)
-            if given is not None and given != fixed.get(name):
-                parser.error(f"--{name.replace('_', '-')} {given} differs from the checkpoint's "
+            if name in requested and requested[name] != fixed.get(name):
+                parser.error(f"--{name.replace('_', '-')} {requested[name]} differs from the checkpoint's "
                              f"{fixed.get(name)}; leave it out to resume")
             setattr(args, name, fixed.get(name))
         check_extras(args, fixed.get("outputs"))
         config = resume.config
     else:
         try:
-            config = TrainConfig(loss=args.loss or "mse", sign=args.sign, lr=args.lr,
-                                 batch_size=args.batch_size or 300, epochs=args.epochs or 1,
-                                 shuffle=bool(args.shuffle), seed=args.seed or 0)
+            config = TrainConfig(**{k: v for k, v in requested.items() if k not in RUN_EXTRAS})
         except (TypeError, ValueError) as e:  # the argument types checked each value already
             parser.error(str(e))
     cli.check_output(parser, "--save", args.save, (".npz", ".dat"))
@@ -162,9 +183,9 @@ def resolve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Tuple[
     return config, resume
 
 
-def load_data(args: argparse.Namespace, batch_size: int) -> Tuple[Tuple[np.ndarray, np.ndarray],
-                                                                  Tuple[np.ndarray, np.ndarray]]:
-    """The training images (up to --train-limit) and the test set."""
+def load_data(args: argparse.Namespace, batch_size: int,
+              val: int = 0) -> Tuple[Tuple[np.ndarray, np.ndarray], Tuple[np.ndarray, np.ndarray]]:
+    """The training images (up to --train-limit, --val of them to be held out) and the test set."""
     try:
         train_x, train_y = load_split("train", args.data_dir, progress=not args.quiet)
         test = load_split("test", args.data_dir, progress=not args.quiet)
@@ -174,8 +195,10 @@ def load_data(args: argparse.Namespace, batch_size: int) -> Tuple[Tuple[np.ndarr
         if args.train_limit > len(train_x):
             raise cli.Stop(f"--train-limit {args.train_limit} exceeds the {len(train_x)} training images", 2)
         train_x, train_y = train_x[:args.train_limit], train_y[:args.train_limit]
-    if batch_size > len(train_x):
-        raise cli.Stop(f"--batch-size {batch_size} is larger than the {len(train_x)} training images", 2)
+    if val >= len(train_x):
+        raise cli.Stop(f"--val {val} leaves none of the {len(train_x)} training images to train on", 2)
+    if batch_size > len(train_x) - val:
+        raise cli.Stop(f"--batch-size {batch_size} is larger than the {len(train_x) - val} training images", 2)
     return (train_x, train_y), test
 
 
@@ -276,10 +299,10 @@ def main(argv: Optional[List[str]] = None) -> int:
             if not have_matplotlib():  # said now, not after an hour of training
                 cli.say(f"--plot {args.plot}: {MISSING}")
                 args.plot = None
-        train, test = load_data(args, config.batch_size)
+        train, test = load_data(args, config.batch_size, config.val)
         net = starting_model(args, config, resume)
         if resume is not None:
-            position, per_epoch = resume.position, len(train[0]) // config.batch_size
+            position, per_epoch = resume.position, (len(train[0]) - config.val) // config.batch_size
             if position.batch >= per_epoch:
                 raise cli.Stop(f"cannot resume: {args.resume}: field 'batch' is {position.batch}, past the "
                                f"end of an epoch of {per_epoch} batches", 1)
