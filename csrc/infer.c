@@ -7,7 +7,7 @@
  * pays for training and big batches, but a lone image leaves three lanes
  * idle, and every call lays the weights out again.  Here the 4 lanes of a
  * vector are 4 different output cells of the same image:
- *   conv1    4 neighbouring output columns of one map
+ *   conv1    4 neighbouring output columns of one map (7 vectors a row)
  *   conv2    4 output maps of one cell
  *   conv3    4 of its 120 outputs
  *   fc       4 of its 10 outputs (padded to 12 with zero weights)
@@ -44,7 +44,9 @@ enum { FC_OUT_PAD = 12 };
 enum { CONV3_OUT_B = 40 };
 /* conv2 output cells (columns) per pass, each with all 16 maps (4 vectors). */
 enum { CONV2_CELLS_B = 2 };
-_Static_assert(L5_CONV1_SIZE % (2 * LANES) == LANES, "conv1 rows: blocks of 8 columns, then 4");
+/* conv1's output row in vectors: 7 of them. */
+enum { CONV1_VECS = L5_CONV1_SIZE / LANES };
+_Static_assert(L5_CONV1_SIZE % LANES == 0, "conv1's rows must fill whole vectors");
 _Static_assert(L5_CONV2_MAPS % LANES == 0, "conv2's maps must fill whole vectors");
 _Static_assert(L5_CONV2_SIZE % CONV2_CELLS_B == 0, "CONV2_CELLS_B must divide conv2's columns");
 _Static_assert(L5_CONV3_MAPS % CONV3_OUT_B == 0 && CONV3_OUT_B % LANES == 0, "CONV3_OUT_B");
@@ -153,40 +155,30 @@ int l5_infer_is_prepared(const void *prepared) {
  */
 
 /*
- * conv1 (docs/SPEC.md §5.2) for output row r, columns c0 .. c0 + 4*VECS - 1
- * of all 6 maps: lanes are neighbouring columns, and each input load feeds
- * the 6 maps while each weight broadcast feeds the VECS column vectors.
+ * conv1 (docs/SPEC.md §5.2), one output row of one map per pass: lanes are
+ * neighbouring columns, and CONV1_VECS vectors cover the whole row, so each
+ * weight broadcast feeds them all.  (Measured: faster than blocking several
+ * maps, whose extra broadcasts cost more than the shared input loads save.)
  * Every lane adds its 25 terms in kernel-row, kernel-column order from +0.
  */
-static inline __attribute__((always_inline)) void
-conv1_block(double *layer1, const double *input, const Prepared *pw, int r, int c0, const int VECS) {
-    v4d acc[L5_CONV1_MAPS][2];
-    for (int co = 0; co < L5_CONV1_MAPS; co++)
-        for (int v = 0; v < VECS; v++) acc[co][v] = splat(0.0);
+static void conv1_row(double *layer1, const double *input, const Prepared *pw, int co, int r) {
+    v4d acc[CONV1_VECS];
+    for (int v = 0; v < CONV1_VECS; v++) acc[v] = splat(0.0);
     for (int kr = 0; kr < L5_CONV_KERNEL; kr++)
         for (int kc = 0; kc < L5_CONV_KERNEL; kc++) {
-            const double *x = input + (r + kr) * L5_INPUT_SIZE + c0 + kc;
-            const double *w = pw->w1[kr * L5_CONV_KERNEL + kc];
-            v4d xv[2];
-            for (int v = 0; v < VECS; v++) xv[v] = load4(x + v * LANES);
+            const double *x = input + (r + kr) * L5_INPUT_SIZE + kc;
+            v4d wv = splat(pw->w1[kr * L5_CONV_KERNEL + kc][co]);
 #pragma GCC unroll 8
-            for (int co = 0; co < L5_CONV1_MAPS; co++) {
-                v4d wv = splat(w[co]);
-                for (int v = 0; v < VECS; v++) acc[co][v] = acc[co][v] + xv[v] * wv;
-            }
+            for (int v = 0; v < CONV1_VECS; v++) acc[v] = acc[v] + load4(x + v * LANES) * wv;
         }
-    for (int co = 0; co < L5_CONV1_MAPS; co++)
-        for (int v = 0; v < VECS; v++)
-            store4(layer1 + (co * L5_CONV1_SIZE + r) * L5_CONV1_SIZE + c0 + v * LANES,
-                   relu4(acc[co][v] + splat(pw->b1[co])));
+    for (int v = 0; v < CONV1_VECS; v++)
+        store4(layer1 + (co * L5_CONV1_SIZE + r) * L5_CONV1_SIZE + v * LANES,
+               relu4(acc[v] + splat(pw->b1[co])));
 }
 
 static void conv1_forward(double *layer1, const double *input, const Prepared *pw) {
-    for (int r = 0; r < L5_CONV1_SIZE; r++) {
-        int c0 = 0;
-        for (; c0 + 2 * LANES <= L5_CONV1_SIZE; c0 += 2 * LANES) conv1_block(layer1, input, pw, r, c0, 2);
-        conv1_block(layer1, input, pw, r, c0, 1); /* the last 4 columns */
-    }
+    for (int co = 0; co < L5_CONV1_MAPS; co++)
+        for (int r = 0; r < L5_CONV1_SIZE; r++) conv1_row(layer1, input, pw, co, r);
 }
 
 /*
