@@ -8,9 +8,10 @@ argument; 3 training diverged; 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Sequence
 
 from . import core, engines
 from .files import OutputPathError, check_writable
@@ -109,6 +110,19 @@ def check_output(parser: argparse.ArgumentParser, flag: str, path: Optional[str]
         check_writable(path)
     except OutputPathError as e:
         parser.error(f"{flag} {e}")
+
+
+def check_distinct(parser: argparse.ArgumentParser, outputs: Dict[str, Optional[str]]) -> None:
+    """Refuse, before any work, two output options naming the same file
+    (``--save m.npz --json m.npz`` would write the JSON over the model)."""
+    seen: Dict[str, str] = {}
+    for flag, path in outputs.items():
+        if not path:
+            continue
+        key = os.path.realpath(path)
+        if key in seen:
+            parser.error(f"{flag} {path}: the same file as {seen[key]}; give each output its own name")
+        seen[key] = f"{flag} {path}"
 
 
 def run(prog: str, body: Callable[[], int]) -> int:

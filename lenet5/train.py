@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import tempfile
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
@@ -20,7 +22,7 @@ import numpy as np
 from . import cli
 from .checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from .data import DataError, load_split
-from .files import write_text_atomic
+from .files import WrittenElsewhere, save_or_rescue, write_text_atomic
 from .loop import DEFAULT_LR, DESCENDING_SIGN, Diverged, TrainConfig
 from .model import FitResult, Interrupted, LeNet5
 from .params import ModelFileError
@@ -105,6 +107,8 @@ def resolve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Tuple[
     cli.check_output(parser, "--checkpoint", args.checkpoint, (".npz",))
     cli.check_output(parser, "--plot", args.plot, (".png",))
     cli.check_output(parser, "--json", args.json)
+    cli.check_distinct(parser, {"--save": args.save, "--checkpoint": args.checkpoint,
+                                "--plot": args.plot, "--json": args.json})
     return config, resume
 
 
@@ -154,21 +158,46 @@ def fit(net: LeNet5, args: argparse.Namespace, config: TrainConfig, resume: Opti
         raise cli.Stop(f"{e}" + (" (resume with --resume)" if args.checkpoint else ""), 130) from None
 
 
+def save_model(args: argparse.Namespace, net: LeNet5) -> Optional[cli.Stop]:
+    """Write --save; if that fails the trained model is saved elsewhere, never
+    lost, and the Stop to end with says where (docs/SPEC.md §10.4)."""
+    try:
+        save_or_rescue(args.save, net.save)
+    except WrittenElsewhere as e:
+        args.save = str(e.written)
+        return cli.Stop(f"--save {e.wanted}: {e.reason.strerror or e.reason}; the trained model "
+                        f"was saved to {e.written} instead", 1)
+    except OSError as e:
+        where = f"{args.save}, {os.getcwd()} or {tempfile.gettempdir()}"
+        args.save = None
+        return cli.Stop(f"--save: the trained model could not be saved in {where} ({e.strerror or e})", 1)
+    return None
+
+
 def report(args: argparse.Namespace, net: LeNet5, result: FitResult) -> None:
-    """The summary line, then the files asked for."""
+    """The model first (the run's most costly result), the summary line, then
+    the other files asked for."""
     s = result.summary()
+    failed = save_model(args, net) if args.save else None
     print(f"test accuracy {100 * s['test_accuracy']:.2f}% ({s['test_correct']}/{s['test_images']}) | "
           f"train {s['train_seconds']:.2f} s | {s['images_per_second'] or 0:,.0f} images/s | "
           f"{s['loss']} sign {s['sign']:+d} lr {s['lr']} batch {s['batch_size']}"
           + (f" | saved {args.save}" if args.save else ""), flush=True)
-    if args.save:
-        net.save(args.save)
+    if failed:
+        raise failed
     if args.json:
-        write_text_atomic(args.json, json.dumps(s, indent=1) + "\n")
+        try:
+            write_text_atomic(args.json, json.dumps(s, indent=1) + "\n")
+        except OSError as e:
+            raise cli.Stop(f"--json {args.json}: {e.strerror or e}"
+                           + (f" (the model is saved in {args.save})" if args.save else ""), 1) from None
     if args.plot:
         from .plots import plot_training
-        cli.say(plot_training(result.history.to_dict(), args.plot,
-                              title=f"{s['loss']}, sign {s['sign']:+d}, lr {s['lr']}"))
+        try:
+            cli.say(plot_training(result.history.to_dict(), args.plot,
+                                  title=f"{s['loss']}, sign {s['sign']:+d}, lr {s['lr']}"))
+        except OSError as e:
+            raise cli.Stop(f"--plot {args.plot}: {e.strerror or e}", 1) from None
 
 
 def main(argv: Optional[List[str]] = None) -> int:
