@@ -3,18 +3,22 @@ checks (so each rule has one home, ``lenet5.core``), the options several
 commands take, and the way a command ends with one line and an exit status.
 
 Exit status everywhere: 0 done; 1 a bad data or model file; 2 a bad
-argument; 3 training diverged; 130 interrupted.
+argument; 3 training diverged; 128 + the signal's number when stopped by one (130 Ctrl-C,
+143 SIGTERM, 129 SIGHUP).
 """
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Sequence
 
 from . import core, engines
 from .files import OutputPathError, check_writable
+from .loop import STOP_SIGNALS, SignalStop
 
 if TYPE_CHECKING:
     from .model import LeNet5
@@ -125,8 +129,16 @@ def check_distinct(parser: argparse.ArgumentParser, outputs: Dict[str, Optional[
         seen[key] = f"{flag} {path}"
 
 
+def _stop_now(signum: int, frame: Any) -> None:
+    raise SignalStop(signum, f"interrupted by {signal.Signals(signum).name}")
+
+
 def run(prog: str, body: Callable[[], int]) -> int:
-    """Run a command's body; a Stop or Ctrl-C ends it with one line."""
+    """Run a command's body; a Stop, Ctrl-C, SIGTERM or SIGHUP ends it with one
+    line and its status (128 + the signal's number: 130, 143, 129).  Training
+    turns these signals into a stop at a batch boundary (loop.InterruptRequest)."""
+    main = threading.current_thread() is threading.main_thread()
+    previous = {s: signal.signal(s, _stop_now) for s in STOP_SIGNALS if s != signal.SIGINT} if main else {}
     try:
         return body()
     except Stop as e:
@@ -134,7 +146,10 @@ def run(prog: str, body: Callable[[], int]) -> int:
         return e.status
     except KeyboardInterrupt as e:
         say(f"{prog}: {e or 'interrupted'}")
-        return 130
+        return 128 + getattr(e, "signum", signal.SIGINT)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
 
 
 def load_model(path: Optional[str]) -> LeNet5:

@@ -237,29 +237,51 @@ def train(engine: Engine, params: np.ndarray, images: np.ndarray, labels: np.nda
     return history
 
 
+#: The signals that ask a run to stop and save: Ctrl-C, kill/timeout/systemd, a closed terminal.
+STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n))
+
+
+class SignalStop(KeyboardInterrupt):
+    """A stop signal that cannot wait for the batch boundary (the second one,
+    or one outside training); ``signum`` gives the exit status 128 + signum."""
+
+    def __init__(self, signum: int, message: str = "") -> None:
+        super().__init__(message or f"stopped by {signal.Signals(signum).name}")
+        self.signum = signum
+
+
 class InterruptRequest:
-    """Turns Ctrl-C into a request to stop at the next batch boundary: use it
-    as ``should_stop``.  A second Ctrl-C raises KeyboardInterrupt at once.
+    """Turns Ctrl-C, SIGTERM and SIGHUP into a request to stop at the next
+    batch boundary: use it as ``should_stop`` (docs/SPEC.md §8.4).  The first
+    signal's number is ``signum``; a second signal raises ``SignalStop`` at
+    once (an atomic save under way then removes its temporary file).
     Outside the main thread (where signals cannot be caught) it never asks."""
 
     def __init__(self) -> None:
-        self.requested = False
-        self._previous: Any = None
+        self.signum: Optional[int] = None
+        self._previous: Dict[int, Any] = {}
+
+    @property
+    def requested(self) -> bool:
+        """True once a stop signal arrived."""
+        return self.signum is not None
 
     def __enter__(self) -> InterruptRequest:
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+            for signum in STOP_SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._handle)
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
+        if self.signum is not None:
+            raise SignalStop(signum, f"{signal.Signals(signum).name} again while stopping: stopped at once")
+        self.signum = signum
 
     def __call__(self) -> bool:
-        """True once Ctrl-C was pressed: stop at this batch boundary."""
+        """True once a stop signal arrived: stop at this batch boundary."""
         return self.requested
 
     def __exit__(self, *exc: Any) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        for signum, previous in self._previous.items():
+            signal.signal(signum, signal.SIG_DFL if previous is None else previous)
+        self._previous.clear()

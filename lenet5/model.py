@@ -15,6 +15,7 @@ over it.
 """
 from __future__ import annotations
 
+import signal
 from dataclasses import dataclass
 from typing import Any, Dict, Optional, Tuple, Union
 
@@ -92,16 +93,19 @@ class FitResult:
 
 
 class Interrupted(KeyboardInterrupt):
-    """fit() stopped at a batch boundary on Ctrl-C; a checkpoint, if one was
-    asked for, holds the position to resume from."""
+    """fit() stopped at a batch boundary on Ctrl-C, SIGTERM or SIGHUP
+    (``signum``); a checkpoint, if one was asked for, holds the position to resume from."""
 
-    def __init__(self, position: Position, batches_per_epoch: int, checkpoint: Optional[PathLike]) -> None:
+    def __init__(self, position: Position, batches_per_epoch: int, checkpoint: Optional[PathLike],
+                 signum: Optional[int] = None) -> None:
         where = (f"epoch {position.epoch + 1}, after batch {position.batch} of {batches_per_epoch}"
                  if position.batch else f"the end of epoch {position.epoch}")
         saved = (f"; checkpoint written to {checkpoint}" if checkpoint
                  else "; no checkpoint was asked for, nothing saved")
-        super().__init__(f"interrupted at {where}{saved}")
-        self.position, self.checkpoint = position, checkpoint
+        signum = signal.SIGINT if signum is None else signum  # exit status 128 + signum
+        by = "" if signum == signal.SIGINT else f" by {signal.Signals(signum).name}"
+        super().__init__(f"interrupted{by} at {where}{saved}")
+        self.position, self.checkpoint, self.signum = position, checkpoint, signum
 
 
 ImagesLike = np.ndarray
@@ -227,9 +231,10 @@ class LeNet5:
         checkpoint writes model and position there every checkpoint_every
         batches (default: each epoch); resume continues a loaded Checkpoint
         (its settings win; the model's parameters are replaced by its own).
-        Ctrl-C stops at the next batch boundary, writes the checkpoint and
-        raises ``Interrupted``; a loss that turns NaN or infinite raises
-        ``lenet5.loop.Diverged`` at once.
+        Ctrl-C, SIGTERM or SIGHUP stops at the next batch boundary, writes the
+        checkpoint and raises ``Interrupted`` (a second one: ``SignalStop`` at
+        once); a loss that turns NaN or infinite raises ``lenet5.loop.Diverged``
+        at once.
         """
         images = _as_images(images)
         labels = core.check_labels(np.asarray(labels), len(images))
@@ -283,13 +288,14 @@ class LeNet5:
         if start.epoch < config.epochs:
             show.start_epoch(start.epoch + 1, config.epochs, per_epoch, start.batch)
         try:
-            with InterruptRequest() as stop:
-                train(eng, params, images, labels, config, start=start, history=history,
-                      on_batch=on_batch, on_epoch=on_epoch, should_stop=stop)
-        except Stopped as s:
-            show.close()
-            save_at(s.position)
-            raise Interrupted(s.position, per_epoch, checkpoint) from None
+            with InterruptRequest() as stop:  # also while the last checkpoint is saved
+                try:
+                    train(eng, params, images, labels, config, start=start, history=history,
+                          on_batch=on_batch, on_epoch=on_epoch, should_stop=stop)
+                except Stopped as s:
+                    show.close()
+                    save_at(s.position)
+                    raise Interrupted(s.position, per_epoch, checkpoint, stop.signum) from None
         finally:
             show.close()
             self._adopt(params)  # whatever training reached, interrupted or diverged too

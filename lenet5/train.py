@@ -6,16 +6,18 @@ the reference program: mse loss, sign +1, lr 0.5, batch 300, one epoch,
 images in file order, a final partial batch dropped.
 
 Exit status: 0 done; 1 a data or model file is bad; 2 a bad argument;
-3 the loss became NaN or infinite (no model written); 130 interrupted.
+3 the loss became NaN or infinite (no model written); 128 + the number of the signal
+that stopped it (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import shlex
 import sys
 import tempfile
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, NoReturn, Optional, Tuple
 
 import numpy as np
 
@@ -79,6 +81,51 @@ def build_parser() -> argparse.ArgumentParser:
 RUN_EXTRAS = ("train_limit", "init")
 
 
+#: Output options a checkpoint records; a resumed run writes them unless given others.
+OUTPUTS = ("save", "json", "plot")
+
+
+def check_extras(args: argparse.Namespace, outputs: Any) -> None:
+    """Check what a checkpoint adds to TrainConfig (the field named if wrong),
+    and take its recorded outputs where no other was given (docs/SPEC.md §8.4).
+    The checkpoint being resumed is the one the run goes on updating."""
+    def bad(name: str, value: Any, rule: str) -> NoReturn:
+        raise cli.Stop(f"cannot resume: {args.resume}: not a usable checkpoint: field {name!r} "
+                       f"must be {rule}, not {value!r}", 1)
+    limit = args.train_limit
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        bad("train_limit", limit, "a whole number >= 1 or null")
+    if args.init is not None and not isinstance(args.init, str):
+        bad("init", args.init, "a path or null")
+    if outputs is None:
+        outputs = {}
+    if not isinstance(outputs, dict) or not all(isinstance(v, str) or v is None for v in outputs.values()):
+        bad("outputs", outputs, "an object of paths")
+    for name in OUTPUTS:
+        if getattr(args, name) is None:
+            setattr(args, name, outputs.get(name))
+    if args.checkpoint is None:
+        args.checkpoint = args.resume
+
+
+def run_extras(args: argparse.Namespace) -> Dict[str, Any]:
+    """What the checkpoint records beyond TrainConfig: the data selection and
+    the outputs (as absolute paths, so a resume from another folder finds them)."""
+    extra: Dict[str, Any] = {k: getattr(args, k) for k in RUN_EXTRAS}
+    extra["outputs"] = {k: os.path.abspath(getattr(args, k)) if getattr(args, k) else None for k in OUTPUTS}
+    return extra
+
+
+def resume_command(args: argparse.Namespace) -> str:
+    """The whole command that continues this run from its checkpoint."""
+    cmd = ["python", "-m", "lenet5.train", "--resume", str(args.checkpoint)]
+    for name in ("data_dir", "engine", "kernel", "threads", "checkpoint_every"):
+        value = getattr(args, name)
+        if value is not None and not (name == "engine" and value == "c"):
+            cmd += [f"--{name.replace('_', '-')}", str(value)]
+    return shlex.join(cmd + (["--quiet"] if args.quiet else []))
+
+
 def resolve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Tuple[TrainConfig, Optional[Checkpoint]]:
     """The run's settings, from the options or the checkpoint being resumed,
     and the checkpoint; output paths are checked before any work."""
@@ -95,6 +142,7 @@ def resolve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Tuple[
                 parser.error(f"--{name.replace('_', '-')} {given} differs from the checkpoint's "
                              f"{fixed.get(name)}; leave it out to resume")
             setattr(args, name, fixed.get(name))
+        check_extras(args, fixed.get("outputs"))
         config = resume.config
     else:
         try:
@@ -148,14 +196,15 @@ def fit(net: LeNet5, args: argparse.Namespace, config: TrainConfig, resume: Opti
         return net.fit(*train, **config.to_dict(), engine=args.engine, kernel=args.kernel,
                        threads=args.threads, test=test, progress=not args.quiet,
                        checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every,
-                       resume=resume, checkpoint_extra={k: getattr(args, k) for k in RUN_EXTRAS})
+                       resume=resume, checkpoint_extra=run_extras(args))
     except Diverged as e:
         raise cli.Stop(
             f"{e}. The likely cause: a sign that climbs the loss (--loss {config.loss} descends "
             f"with --sign {DESCENDING_SIGN[config.loss]:+d}) or a learning rate too large "
             f"(--lr {DEFAULT_LR[config.loss]}). No model was written.", 3) from None
     except Interrupted as e:
-        raise cli.Stop(f"{e}" + (" (resume with --resume)" if args.checkpoint else ""), 130) from None
+        raise cli.Stop(f"{e}" + (f"; resume with: {resume_command(args)}" if args.checkpoint else ""),
+                       128 + e.signum) from None
 
 
 def save_model(args: argparse.Namespace, net: LeNet5) -> Optional[cli.Stop]:
@@ -220,7 +269,9 @@ def main(argv: Optional[List[str]] = None) -> int:
             if position.batch >= per_epoch:
                 raise cli.Stop(f"cannot resume: {args.resume}: field 'batch' is {position.batch}, past the "
                                f"end of an epoch of {per_epoch} batches", 1)
-            cli.say(f"resuming at epoch {position.epoch + 1}, batch {position.batch} of {per_epoch}")
+            writes = [f"--{k} {getattr(args, k)}" for k in (*OUTPUTS, "checkpoint") if getattr(args, k)]
+            cli.say(f"resuming at epoch {position.epoch + 1}, batch {position.batch} of {per_epoch}; "
+                    f"writing {', '.join(writes)}")
         warning = config.climb_warning()
         if warning:
             cli.say(f"warning: --{warning}")

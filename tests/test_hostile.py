@@ -3,6 +3,7 @@ and sockets, keep the umask's or the replaced file's mode, use short temporary
 names cleaned on failure; the same file named twice; a full disk after
 training that still keeps the model; signals; hostile model files."""
 import os
+import signal
 import socket
 import stat
 import subprocess
@@ -154,3 +155,134 @@ def test_a_full_disk_after_training_saves_the_model_elsewhere(tmp_path, small_tm
     assert LeNet5.load(rescued).meta["images_seen"] == 600
     assert f"saved {rescued}" in r.stdout
     assert os.listdir(small_tmpfs) == []  # no temporary file left on the full disk
+
+
+# -- signals -------------------------------------------------------------------
+
+def checkpoint_state(path):
+    from lenet5.params import read_params
+    return read_params(path)[1]["checkpoint"]
+
+
+def start_and_signal(cmd, ck, signum, cwd):
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd)
+    deadline = time.time() + 120
+    while not ck.exists():
+        assert p.poll() is None, p.communicate()
+        assert time.time() < deadline
+        time.sleep(0.002)
+    p.send_signal(signum)
+    out, err = p.communicate(timeout=120)
+    return p.returncode, out, err
+
+
+RUN = ("--loss", "xent", "--train-limit", 2000, "--batch-size", 50, "--epochs", 2, "--shuffle", "--seed", 3)
+
+
+def test_sigterm_mid_epoch_then_the_printed_resume_command_gives_the_same_bytes(tmp_path):
+    subprocess.run(train_cmd(*RUN, "--save", tmp_path / "whole.dat", "--quiet"), check=True, capture_output=True)
+    ck, out, summary = tmp_path / "ck.npz", tmp_path / "out.dat", tmp_path / "s.json"
+    status, _, err = start_and_signal(train_cmd(*RUN, "--checkpoint", ck, "--checkpoint-every", 2, "--save", out,
+                                                "--json", summary, "--quiet"), ck, signal.SIGTERM, tmp_path)
+    assert status == 128 + signal.SIGTERM, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert "interrupted by SIGTERM at epoch" in err and not out.exists() and not summary.exists()
+    command = err.split("resume with: ")[1].strip()
+    assert command == f"python -m lenet5.train --resume {ck} --checkpoint-every 2 --quiet"
+    stopped = checkpoint_state(ck)
+    assert (stopped["epoch"], stopped["batch"]) < (2, 0)
+    r = subprocess.run([sys.executable, *command.split()[1:]], capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert f"writing --save {out}, --json {summary}, --checkpoint {ck}" in r.stderr
+    assert out.read_bytes() == (tmp_path / "whole.dat").read_bytes()
+    assert summary.exists()
+    end = checkpoint_state(ck)
+    assert (end["epoch"], end["batch"]) == (2, 0)  # the checkpoint is the run's end, not where it stopped
+
+
+def test_sighup_stops_with_a_checkpoint_and_status_129(tmp_path):
+    ck = tmp_path / "ck.npz"
+    status, _, err = start_and_signal(train_cmd(*RUN, "--checkpoint", ck, "--checkpoint-every", 2, "--quiet"),
+                                      ck, signal.SIGHUP, tmp_path)
+    assert status == 128 + signal.SIGHUP, err
+    assert "interrupted by SIGHUP at epoch" in err and "resume with:" in err and "Traceback" not in err
+    assert checkpoint_state(ck)["batch"] > 0 or checkpoint_state(ck)["epoch"] > 0
+
+
+def test_sigterm_outside_training_ends_a_command_with_143_and_one_line(capsys):
+    from lenet5 import cli
+
+    def body():
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # never reached: the handler raises
+        return 0
+    assert cli.run("lenet5.train", body) == 143
+    assert capsys.readouterr().err == "lenet5.train: interrupted by SIGTERM\n"
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+
+
+def test_a_second_signal_while_saving_leaves_the_old_file_whole(tmp_path):
+    from lenet5.loop import InterruptRequest, SignalStop
+    target = tmp_path / "ck.npz"
+    target.write_bytes(b"the last complete checkpoint")
+
+    def interrupted_write(f):
+        f.write(b"half a checkpoint")
+        os.kill(os.getpid(), signal.SIGTERM)  # the second signal, mid-write
+        f.write(b" and the rest")
+
+    with InterruptRequest() as stop:
+        os.kill(os.getpid(), signal.SIGINT)
+        assert stop() and stop.signum == signal.SIGINT
+        with pytest.raises(SignalStop) as e:
+            atomic_write(target, interrupted_write)
+    assert e.value.signum == signal.SIGTERM
+    assert target.read_bytes() == b"the last complete checkpoint" and temp_leftovers(tmp_path) == []
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # handlers restored
+
+
+# -- checkpoints: every field checked ------------------------------------------
+
+@pytest.fixture(scope="module")
+def small_checkpoint(tmp_path_factory):
+    ck = tmp_path_factory.mktemp("ck") / "ck.npz"
+    subprocess.run(train_cmd("--train-limit", 600, "--batch-size", 100, "--checkpoint", ck,
+                             "--checkpoint-every", 2, "--epochs", 2, "--quiet"), check=True, capture_output=True)
+    return ck.read_bytes()
+
+
+@pytest.mark.parametrize("edit,message", [
+    (lambda m: m["checkpoint"]["settings"].update(train_limit=0), "field 'train_limit' must be a whole number >= 1"),
+    (lambda m: m["checkpoint"]["settings"].update(train_limit=-5), "field 'train_limit' must be a whole number >= 1"),
+    (lambda m: m["checkpoint"]["settings"].update(batch_size=-5), "batch_size must be at least 1"),
+    (lambda m: m["checkpoint"]["settings"].update(outputs=["m.npz"]), "field 'outputs' must be an object of paths"),
+    (lambda m: m["checkpoint"]["settings"].update(init=3), "field 'init' must be a path or null"),
+    (lambda m: m.update(format_version="1"), "format version '1' is not a whole number"),
+    (lambda m: m.update(format_version=None), "format version None is not a whole number"),
+    (lambda m: m.update(checkpoint=[1]), "field 'checkpoint' must be an object"),
+    (lambda m: m.update(checkpoint=7), "field 'checkpoint' must be an object"),
+])
+def test_more_edited_checkpoint_fields_are_refused(tmp_path, small_checkpoint, edit, message):
+    import json
+    import zipfile
+    ck = tmp_path / "ck.npz"
+    ck.write_bytes(small_checkpoint)
+    with np.load(ck) as f:
+        arrays = {k: f[k] for k in f.files}
+    meta = json.loads(str(arrays["meta"]))
+    edit(meta)
+    arrays["meta"] = np.array(json.dumps(meta))
+    np.savez(ck, **arrays)
+    assert zipfile.is_zipfile(ck)
+    r = subprocess.run(train_cmd("--resume", ck, "--quiet"), capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1, r.stderr
+    assert "cannot resume" in r.stderr and message in r.stderr and "Traceback" not in r.stderr
+
+
+def test_metadata_that_is_a_list_or_a_number_is_refused(tmp_path):
+    from lenet5.params import ModelFileError
+    for meta in ("[1, 2]", "3"):
+        blocks = {name: np.zeros(shape) for name, (_, shape) in __import__("lenet5.core").core.BLOCKS.items()}
+        np.savez(tmp_path / "m.npz", meta=np.array(meta), **blocks)
+        with pytest.raises(ModelFileError, match="metadata is not a JSON object"):
+            LeNet5.load(tmp_path / "m.npz")

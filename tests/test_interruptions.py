@@ -62,7 +62,7 @@ def test_ctrl_c_stops_at_a_batch_boundary_with_a_checkpoint(tmp_path):
     p.send_signal(signal.SIGINT)
     _, err = p.communicate(timeout=120)
     assert p.returncode == 130, err
-    assert "interrupted at epoch 1, after batch" in err and "resume with --resume" in err
+    assert "interrupted at epoch 1, after batch" in err and "resume with: python -m lenet5.train --resume" in err
     assert "Traceback" not in err and not out.exists()
     stopped_after = int(err.split("after batch ")[1].split()[0])
     assert checkpoint_position(ck)["batch"] == stopped_after < 200
