@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import math
 import os
 import urllib.error
 import urllib.request
@@ -57,47 +58,75 @@ class DataError(Exception):
     """A data file is missing, corrupt or not what it claims; one line."""
 
 
-def _read_bytes(path: PathLike) -> bytes:
-    """The bytes of a file, decompressed if they are gzip (docs/SPEC.md §11.1)."""
+#: The largest IDX file read: MNIST's training images (47,040,016 bytes) with room;
+#: a header announcing more is refused before anything else is read.
+MAX_IDX_BYTES = 64 << 20
+
+
+def _idx_size(head: bytes, source: str, magic: Optional[int]) -> int:
+    """The whole file's size that an IDX header announces, checked: magic
+    number, complete header, a size within MAX_IDX_BYTES (docs/SPEC.md §11.1)."""
+    if len(head) < 4:
+        raise DataError(f"{source}: too short to be an IDX file ({len(head)} bytes)")
+    found = int.from_bytes(head[:4], "big")
+    if head[0] != 0 or head[1] != 0 or head[2] != 0x08 or not 1 <= head[3] <= 4:
+        raise DataError(f"{source}: not an IDX file of bytes (magic number {found:#010x})")
+    if magic is not None and found != magic:
+        raise DataError(f"{source}: wrong magic number {found} (expected {magic})")
+    header = 4 + 4 * head[3]
+    if len(head) < header:
+        raise DataError(f"{source}: truncated header ({len(head)} bytes)")
+    dims = [int.from_bytes(head[4 + 4 * i:8 + 4 * i], "big") for i in range(head[3])]
+    expected = header + math.prod(dims)  # Python integers: no overflow
+    if expected > MAX_IDX_BYTES:
+        raise DataError(f"{source}: dimensions {dims} announce {expected:,} bytes, more than "
+                        f"any MNIST file ({MAX_IDX_BYTES:,} at most)")
+    return expected
+
+
+def _read_bytes(path: PathLike, magic: Optional[int] = None) -> bytes:
+    """The bytes of an IDX file, decompressed if they are gzip (docs/SPEC.md §11.1).
+    The header is checked first, and no more than the size it announces (plus
+    one byte, to see trailing bytes) is read or decompressed: a sparse or
+    gzip-bombed file costs no more memory than a valid one."""
     path = Path(path)
     try:
-        raw = path.read_bytes()
+        with open(path, "rb") as raw:
+            zipped = raw.read(2) == b"\x1f\x8b"
+            raw.seek(0)
+            stream: BinaryIO = gzip.GzipFile(fileobj=raw, mode="rb") if zipped else raw  # type: ignore[assignment]
+            try:
+                head = stream.read(4)
+                if len(head) == 4 and 1 <= head[3] <= 4:
+                    head += stream.read(4 * head[3])
+                expected = _idx_size(head, str(path), magic)
+                return head + stream.read(expected - len(head) + 1)
+            except (EOFError, zlib.error, gzip.BadGzipFile) as e:
+                raise DataError(f"{path}: corrupt gzip data ({e})") from None
     except OSError as e:
         raise DataError(f"{path}: cannot read ({e.strerror or e})") from None
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            return gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as e:
-            raise DataError(f"{path}: corrupt gzip data ({e})") from None
-    return raw
 
 
 def parse_idx(data: bytes, source: str = "<bytes>", magic: Optional[int] = None) -> np.ndarray:
     """An IDX file's bytes -> uint8 array of its dimensions, with every check
     (docs/SPEC.md §11.1, §11.2)."""
-    if len(data) < 4:
-        raise DataError(f"{source}: too short to be an IDX file ({len(data)} bytes)")
-    found = int.from_bytes(data[:4], "big")
-    if data[0] != 0 or data[1] != 0 or data[2] != 0x08 or not 1 <= data[3] <= 4:
-        raise DataError(f"{source}: not an IDX file of bytes (magic number {found:#010x})")
-    if magic is not None and found != magic:
-        raise DataError(f"{source}: wrong magic number {found} (expected {magic})")
-    ndim = data[3]
-    header = 4 + 4 * ndim
-    if len(data) < header:
-        raise DataError(f"{source}: truncated header ({len(data)} bytes)")
-    dims = [int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim)]
-    expected = header + int(np.prod(dims, dtype=np.int64))
+    expected = _idx_size(data[:4 + 4 * data[3]] if len(data) >= 4 else data, source, magic)
     if len(data) != expected:
         what = "truncated" if len(data) < expected else "has trailing bytes"
-        raise DataError(f"{source}: {what}: {len(data)} bytes, dimensions {dims} need {expected}")
-    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims)
+        raise DataError(f"{source}: {what}: {len(data)} bytes, dimensions {dims_of(data)} need {expected}")
+    header = 4 + 4 * data[3]
+    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims_of(data))
+
+
+def dims_of(data: bytes) -> List[int]:
+    """The dimensions an IDX header lists (the header already checked)."""
+    return [int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(data[3])]
 
 
 def read_idx(path: PathLike, magic: Optional[int] = None, sha256: Optional[str] = None) -> np.ndarray:
     """Read an IDX file (gzip or raw); check its checksum when one is given
     (docs/SPEC.md §11.2)."""
-    data = _read_bytes(path)
+    data = _read_bytes(path, magic)
     array = parse_idx(data, str(path), magic)  # structure first: it says more than a checksum
     if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
         raise DataError(f"{path}: checksum mismatch (not the standard MNIST file, or damaged)")

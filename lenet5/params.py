@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import zipfile
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
@@ -86,10 +87,36 @@ def read_params(path: PathLike) -> Tuple[np.ndarray, Meta]:
     return params, meta
 
 
+#: The most bytes a member's .npy header may take (numpy writes 128).
+NPY_HEADER_MAX = 4096
+#: The most bytes the metadata member may declare: a checkpoint's history of
+#: many epochs of small batches, with room; more is not a file this package wrote.
+META_MAX = 256 << 20
+
+
+def _check_members(path: Path) -> None:
+    """Check an .npz's member names and declared sizes from the zip directory,
+    before any member is read or decompressed (docs/SPEC.md §10.2)."""
+    allowed = {f"{name}.npy": 8 * int(np.prod(shape)) + NPY_HEADER_MAX for name, (_, shape) in core.BLOCKS.items()}
+    allowed["meta.npy"] = META_MAX
+    with zipfile.ZipFile(path) as z:
+        for info in z.infolist():
+            limit = allowed.get(info.filename)
+            if limit is None:
+                raise ModelFileError(f"{path}: unexpected member {info.filename[:80]!r}; a model holds only "
+                                     f"{', '.join(core.BLOCKS)} and meta")
+            if info.file_size > limit:
+                raise ModelFileError(f"{path}: member {info.filename} declares {info.file_size:,} bytes, "
+                                     f"more than its {limit:,} at most")
+
+
 def _read_npz(path: Path) -> Tuple[np.ndarray, Meta]:
     try:
+        _check_members(path)
         with np.load(path, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}
+    except ModelFileError:
+        raise
     except Exception as e:  # zipfile, numpy format and OS errors alike
         raise ModelFileError(f"{path}: not a readable .npz model ({e})") from None
     params = np.zeros(core.N_PARAMS, dtype=np.float64)

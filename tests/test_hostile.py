@@ -286,3 +286,95 @@ def test_metadata_that_is_a_list_or_a_number_is_refused(tmp_path):
         np.savez(tmp_path / "m.npz", meta=np.array(meta), **blocks)
         with pytest.raises(ModelFileError, match="metadata is not a JSON object"):
             LeNet5.load(tmp_path / "m.npz")
+
+
+# -- reading hostile files -------------------------------------------------------
+
+def zip_with(path, members):
+    """A zip of the given (name, data) members."""
+    import zipfile
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in members:
+            z.writestr(name, data)
+
+
+def test_an_npz_with_an_extra_member_is_refused_from_the_directory(tmp_path):
+    from lenet5.params import ModelFileError
+    good = tmp_path / "good.npz"
+    LeNet5.init(0).save(good)
+    import zipfile
+    with zipfile.ZipFile(good) as z:
+        members = [(n, z.read(n)) for n in z.namelist()]
+    zip_with(tmp_path / "extra.npz", members + [("payload.npy", b"x" * 1000)])
+    with pytest.raises(ModelFileError, match="unexpected member 'payload.npy'"):
+        LeNet5.load(tmp_path / "extra.npz")
+
+
+def test_an_npz_member_declaring_a_huge_size_is_refused_before_reading(tmp_path):
+    """The zip directory says W1.npy is 3 GB (a bomb): refused from the directory,
+    under a memory limit that reading it would break."""
+    import struct
+    import zipfile
+    good = tmp_path / "good.npz"
+    LeNet5.init(0).save(good)
+    with zipfile.ZipFile(good) as z:
+        members = [(n, z.read(n)) for n in z.namelist()]
+    bomb = tmp_path / "bomb.npz"
+    zip_with(bomb, members)
+    blob = bytearray(bomb.read_bytes())
+    # Rewrite W1.npy's declared uncompressed size in the central directory.
+    at = blob.find(b"PK\x01\x02")
+    while at >= 0:
+        name_len = struct.unpack_from("<H", blob, at + 28)[0]
+        if bytes(blob[at + 46:at + 46 + name_len]) == b"W1.npy":
+            struct.pack_into("<I", blob, at + 24, 3_000_000_000)
+        at = blob.find(b"PK\x01\x02", at + 4)
+    bomb.write_bytes(bytes(blob))
+    code = ("import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30));"
+            "from lenet5.params import read_params, ModelFileError\n"
+            "try:\n read_params(sys.argv[1])\nexcept ModelFileError as e:\n print(e)")
+    r = subprocess.run([sys.executable, "-c", code, str(bomb)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "member W1.npy declares 3,000,000,000 bytes" in r.stdout
+
+
+def test_a_gzip_bomb_is_decompressed_no_further_than_its_header_announces(tmp_path):
+    """A 1 GiB bomb behind a 10-image header, read under a 600 MiB memory
+    limit: the reader stops at the announced size and says trailing bytes."""
+    import zlib
+    header = bytes([0, 0, 8, 3]) + (10).to_bytes(4, "big") + (28).to_bytes(4, "big") * 2
+    z = zlib.compressobj(1, zlib.DEFLATED, 31)
+    chunks = [z.compress(header + bytes(10 * 784))]
+    zeros = bytes(64 << 20)
+    chunks += [z.compress(zeros) for _ in range(16)]
+    chunks.append(z.flush())
+    bomb = tmp_path / "train-images-idx3-ubyte.gz"
+    bomb.write_bytes(b"".join(chunks))
+    code = ("import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (600 << 20, 600 << 20));"
+            "from lenet5.data import read_idx, DataError\n"
+            "try:\n read_idx(sys.argv[1], 2051)\nexcept DataError as e:\n print(e)")
+    r = subprocess.run([sys.executable, "-c", code, str(bomb)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "has trailing bytes" in r.stdout
+
+
+def test_a_sparse_huge_raw_idx_file_is_refused_without_reading_it(tmp_path):
+    path = tmp_path / "train-images-idx3-ubyte"
+    with open(path, "wb") as f:
+        f.write(bytes([0, 0, 8, 3]) + (10).to_bytes(4, "big") + (28).to_bytes(4, "big") * 2)
+        f.truncate(4 << 30)  # 4 GiB, sparse
+    code = ("import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (600 << 20, 600 << 20));"
+            "from lenet5.data import read_idx, DataError\n"
+            "try:\n read_idx(sys.argv[1], 2051)\nexcept DataError as e:\n print(e)")
+    r = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "has trailing bytes" in r.stdout
+
+
+@pytest.mark.parametrize("dims", [[0xFFFFFFFF] * 3, [60000, 28, 0xFFFFFFFF], [2 ** 32 - 1, 2 ** 32 - 1]])
+def test_idx_dimensions_that_overflow_are_one_clear_error(tmp_path, dims):
+    from lenet5.data import DataError, read_idx
+    path = tmp_path / "x-idx3-ubyte"
+    path.write_bytes(bytes([0, 0, 8, len(dims)]) + b"".join(d.to_bytes(4, "big") for d in dims) + bytes(100))
+    with pytest.raises(DataError, match="more than any MNIST file"):
+        read_idx(path)
