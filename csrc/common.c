@@ -10,6 +10,9 @@
 #include "core.h"
 #ifdef _OPENMP
 #include <omp.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #endif
 
 /*
@@ -104,10 +107,56 @@ void l5_apply_update(double *params, const double *sum, int64_t count,
         for (int64_t i = 0; i < count; i++) params[i] = params[i] - k * sum[i];
 }
 
-/* 0 means OpenMP's default (OMP_NUM_THREADS); a build without OpenMP runs one. */
+#ifdef _OPENMP
+/*
+ * Fork safety (docs/SPEC.md §9.1).  libgomp keeps its pool of threads for the
+ * next team; a child forked after a team ran inherits the pool's bookkeeping
+ * but not its threads, and the next team waits for them forever.  So a team
+ * that ran is remembered, and a child forked after it runs on one thread
+ * (its own), with a note saying so once.
+ */
+static atomic_int l5_team_ran = 0;
+static int l5_forked_after_team = 0; /* set in the child before it has threads */
+static atomic_int l5_noted_fork = 0, l5_noted_cap = 0;
+
+static void l5_on_fork_child(void) {
+    if (atomic_load(&l5_team_ran)) l5_forked_after_team = 1;
+}
+
+__attribute__((constructor)) static void l5_watch_forks(void) {
+    pthread_atfork(NULL, NULL, l5_on_fork_child);
+}
+
+static void l5_note_once(atomic_int *noted, const char *text) {
+    if (!atomic_exchange(noted, 1)) fputs(text, stderr);
+}
+#endif
+
+/*
+ * The team size: the caller's count, else OpenMP's default (OMP_NUM_THREADS)
+ * capped at the CPUs this process may use (10,000 threads would only cost
+ * memory); one thread in a build without OpenMP or in a child forked after a
+ * team ran.
+ */
 int l5_resolve_threads(int threads) {
 #ifdef _OPENMP
-    return threads > 0 ? threads : omp_get_max_threads();
+    if (l5_forked_after_team) {
+        l5_note_once(&l5_noted_fork, "lenet5: this process was forked after the C core ran threads; "
+                                     "it runs on one thread here (same results)\n");
+        return 1;
+    }
+    int team = threads;
+    if (team <= 0) {
+        team = omp_get_max_threads();
+        int cpus = omp_get_num_procs();
+        if (team > cpus) {
+            l5_note_once(&l5_noted_cap, "lenet5: OMP_NUM_THREADS is more than the CPUs this process "
+                                        "may use; using one thread per CPU\n");
+            team = cpus;
+        }
+    }
+    if (team > 1) atomic_store(&l5_team_ran, 1);
+    return team;
 #else
     (void)threads;
     return 1;

@@ -378,3 +378,50 @@ def test_idx_dimensions_that_overflow_are_one_clear_error(tmp_path, dims):
     path.write_bytes(bytes([0, 0, 8, len(dims)]) + b"".join(d.to_bytes(4, "big") for d in dims) + bytes(100))
     with pytest.raises(DataError, match="more than any MNIST file"):
         read_idx(path)
+
+
+# -- fork safety and the thread count -------------------------------------------
+
+FORK_AFTER_THREADS = """
+import multiprocessing, os, sys
+import numpy as np
+from lenet5 import LeNet5
+net = LeNet5.init(0)
+x = (np.arange(64 * 784) % 251).astype(np.uint8).reshape(64, 28, 28)
+want = net.forward(x, threads=2)  # the pool has run a team
+def child_forward(_):
+    return net.forward(x)
+if sys.argv[1] == "os.fork":
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.write(w, b"same" if np.array_equal(child_forward(0), want) else b"diff")
+        os._exit(0)
+    os.waitpid(pid, 0)
+    print(os.read(r, 4).decode())
+else:
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        outs = pool.map(child_forward, range(4))
+    print("same" if all(np.array_equal(o, want) for o in outs) else "diff")
+print("parent", np.array_equal(net.forward(x, threads=2), want))
+"""
+
+
+@pytest.mark.parametrize("how", ["os.fork", "multiprocessing"])
+def test_a_child_forked_after_the_core_ran_threads_can_use_it(how):
+    r = subprocess.run([sys.executable, "-c", FORK_AFTER_THREADS, how], capture_output=True, text=True,
+                       timeout=60, env=dict(os.environ, OMP_NUM_THREADS="2"))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["same", "parent", "True"]
+    assert r.stderr.count("forked after the C core ran threads; it runs on one thread here") <= (
+        1 if how == "os.fork" else 4)
+
+
+def test_omp_num_threads_beyond_the_cpus_is_capped_with_a_note():
+    code = "import lenet5.core as c; print(c.default_threads()); print(c.default_threads())"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                       env=dict(os.environ, OMP_NUM_THREADS="10000"))
+    assert r.returncode == 0, r.stderr
+    cpus = len(os.sched_getaffinity(0))
+    assert r.stdout.split() == [str(cpus), str(cpus)]
+    assert r.stderr.count("OMP_NUM_THREADS is more than the CPUs") == 1
