@@ -5,15 +5,16 @@ dimensions against the file's size, and, for the four standard files, the
 SHA-256 of the decompressed bytes.  Anything wrong raises ``DataError`` with
 one line naming the file and what is wrong.
 
-Where the files are looked for, in order (the first folder holding all four
-wins):
+Where a split's two files are looked for, in order (the first folder holding
+both wins; a folder the user named, 1 or 2, is the only one used):
   1. the ``data_dir`` argument (``--data-dir`` on the command line);
   2. the ``LENET5_DATA`` environment variable;
   3. the repository's ``data/`` (beside the package in a source checkout),
      then ``./data`` in the current folder;
   4. the per-user cache, ``$XDG_CACHE_HOME/lenet5`` or ``~/.cache/lenet5``.
-If none holds them, they are downloaded into the first of 1, 2 that was given,
-else into the cache, from several public mirrors tried in turn.
+If none holds them, they are downloaded into the folder the user named, else
+into the cache, from several public mirrors tried in turn; only the split's
+own two files are read or fetched.
 
 The format, the checks and the search are docs/SPEC.md §11.1, §11.2 and §11.3.
 """
@@ -133,11 +134,21 @@ def read_idx(path: PathLike, magic: Optional[int] = None, sha256: Optional[str] 
     return array
 
 
+def shown(path: PathLike, width: int = 120) -> str:
+    """path for a message: whole, or its start and end around '...' if longer than width."""
+    text = str(path)
+    return text if len(text) <= width else f"{text[:width // 2]}...{text[-(width // 2 - 3):]}"
+
+
 def _file_in(folder: PathLike, name: str) -> Optional[Path]:
-    """The path of name or name.gz in folder, or None."""
+    """The path of name or name.gz in folder, or None; a folder name the
+    system cannot even look up (too long, ...) is a DataError."""
     for candidate in (Path(folder) / name, Path(folder) / (name + ".gz")):
-        if candidate.is_file():
-            return candidate
+        try:
+            if candidate.is_file():
+                return candidate
+        except OSError as e:
+            raise DataError(f"{shown(folder)}: cannot look for {name} there ({e.strerror or e})") from None
     return None
 
 
@@ -161,21 +172,44 @@ def candidate_dirs(data_dir: Optional[PathLike] = None) -> List[Tuple[Path, str]
 
 
 def find_data_dir(data_dir: Optional[PathLike] = None, download: bool = True, progress: bool = True,
-                  mirrors: Sequence[str] = MIRRORS) -> Path:
-    """The folder holding all four MNIST files, downloading them if need be
-    (docs/SPEC.md §11.3)."""
+                  mirrors: Sequence[str] = MIRRORS, split: Optional[str] = None) -> Path:
+    """The folder holding the split's two MNIST files (all four if split is
+    None), downloading them if need be (docs/SPEC.md §11.3).  A folder the
+    user named (data_dir, else LENET5_DATA) is the one used, or the error
+    says what is wrong with it: never silently replaced by another."""
+    names = SPLITS[split] if split else tuple(FILES)
     dirs = candidate_dirs(data_dir)
+    folder, how = dirs[0]
+    if how in ("--data-dir", "LENET5_DATA"):
+        try:
+            not_folder = folder.exists() and not folder.is_dir()
+        except OSError as e:
+            raise DataError(f"{how} {shown(folder)}: {e.strerror or e}") from None
+        if not_folder:
+            raise DataError(f"{how} {shown(folder)}: is a file, not a folder of MNIST files")
+        missing = [n for n in names if not _file_in(folder, n)]
+        if missing and not download:
+            raise DataError(f"{how} {shown(folder)}: has no {missing[0]} (nor {missing[0]}.gz)")
+        for name in missing:
+            try:
+                download_file(name, folder, mirrors=mirrors, progress=progress)
+            except DataError as e:
+                raise DataError(f"{how} {shown(folder)}: has no {name}, and {e}") from None
+        return folder
     for folder, _ in dirs:
-        if all(_file_in(folder, name) for name in FILES):
+        if all(_file_in(folder, n) for n in names):
             return folder
-    target = dirs[0][0] if dirs[0][1] in ("--data-dir", "LENET5_DATA") else cache_dir()
+    searched = ", ".join(shown(d) for d, _ in dirs)
+    hint = "give the folder holding them with --data-dir DIR or LENET5_DATA=DIR"
     if not download:
-        searched = ", ".join(str(d) for d, _ in dirs)
-        raise DataError(f"MNIST not found (searched {searched})")
-    for name in FILES:
-        if not _file_in(target, name):
-            download_file(name, target, mirrors=mirrors, progress=progress)
-    return target
+        raise DataError(f"MNIST not found (searched {searched}); {hint}")
+    try:
+        for name in names:
+            if not _file_in(cache_dir(), name):
+                download_file(name, cache_dir(), mirrors=mirrors, progress=progress)
+    except DataError as e:
+        raise DataError(f"MNIST not found (searched {searched}) and {e}; {hint}") from None
+    return cache_dir()
 
 
 def download_file(name: str, folder: PathLike, mirrors: Sequence[str] = MIRRORS, progress: bool = True,
@@ -261,7 +295,7 @@ def load_split(split: str = "train", data_dir: Optional[PathLike] = None, downlo
     """(images uint8 (N, 28, 28), labels uint8 (N,)) of 'train' or 'test'."""
     if split not in SPLITS:
         raise ValueError(f"split must be 'train' or 'test', not {split!r}")
-    folder = find_data_dir(data_dir, download=download, progress=progress)
+    folder = find_data_dir(data_dir, download=download, progress=progress, split=split)
     image_name, label_name = SPLITS[split]
     images_path, labels_path = _file_in(folder, image_name), _file_in(folder, label_name)
     if images_path is None or labels_path is None:  # removed since find_data_dir saw it

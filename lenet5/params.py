@@ -72,16 +72,19 @@ def read_params(path: PathLike) -> Tuple[np.ndarray, Meta]:
     """(params, metadata) from a .dat or .npz model file, fully checked (docs/SPEC.md §10.1, §10.2)."""
     path = Path(path)
     suffix = model_format(path)
-    if not path.is_file():
-        raise ModelFileError(f"{path}: no such model file")
-    if suffix == ".dat":
-        size = path.stat().st_size
-        if size != DAT_BYTES:
-            raise ModelFileError(f"{path}: {size} bytes; a .dat model is exactly {DAT_BYTES} "
-                                 f"({core.N_PARAMS} little-endian doubles)")
-        params = np.fromfile(path, dtype="<f8").astype(np.float64)
-        meta: Meta = {}
-    else:
+    try:
+        if not path.is_file():
+            raise ModelFileError(f"{path}: no such model file")
+        if suffix == ".dat":
+            size = path.stat().st_size
+            if size != DAT_BYTES:
+                raise ModelFileError(f"{path}: {size} bytes; a .dat model is exactly {DAT_BYTES} "
+                                     f"({core.N_PARAMS} little-endian doubles)")
+            params = np.fromfile(path, dtype="<f8").astype(np.float64)
+            meta: Meta = {}
+    except OSError as e:  # permission denied, a name too long, ...
+        raise ModelFileError(f"{path}: cannot read ({e.strerror or e})") from None
+    if suffix != ".dat":
         params, meta = _read_npz(path)
     check_finite(params, str(path), ModelFileError)
     return params, meta

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shlex
 import sys
@@ -198,10 +199,14 @@ def fit(net: LeNet5, args: argparse.Namespace, config: TrainConfig, resume: Opti
                        checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every,
                        resume=resume, checkpoint_extra=run_extras(args))
     except Diverged as e:
-        raise cli.Stop(
-            f"{e}. The likely cause: a sign that climbs the loss (--loss {config.loss} descends "
-            f"with --sign {DESCENDING_SIGN[config.loss]:+d}) or a learning rate too large "
-            f"(--lr {DEFAULT_LR[config.loss]}). No model was written.", 3) from None
+        what = (f"the loss is {e.loss}" if not math.isfinite(e.loss)
+                else "the parameters became NaN or infinite")
+        cause = (f"the learning rate {config.lr} is too large (--loss {config.loss} trains well with "
+                 f"--lr {DEFAULT_LR[config.loss]})" if config.descends else
+                 f"--sign {config.sign:+d} climbs the loss (--loss {config.loss} descends with "
+                 f"--sign {DESCENDING_SIGN[config.loss]:+d})")
+        raise cli.Stop(f"training diverged at epoch {e.position.epoch + 1}, batch {e.position.batch}: {what}. "
+                       f"The likely cause: {cause}. No model was written.", 3) from None
     except Interrupted as e:
         raise cli.Stop(f"{e}" + (f"; resume with: {resume_command(args)}" if args.checkpoint else ""),
                        128 + e.signum) from None

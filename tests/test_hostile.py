@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from lenet5 import LeNet5
+from lenet5.data import REPO_DATA
 from lenet5.files import TEMP_PREFIX, OutputPathError, atomic_write, check_writable, write_text_atomic
 
 
@@ -386,6 +387,7 @@ FORK_AFTER_THREADS = """
 import multiprocessing, os, sys
 import numpy as np
 from lenet5 import LeNet5
+from lenet5.data import REPO_DATA
 net = LeNet5.init(0)
 x = (np.arange(64 * 784) % 251).astype(np.uint8).reshape(64, 28, 28)
 want = net.forward(x, threads=2)  # the pool has run a team
@@ -425,3 +427,102 @@ def test_omp_num_threads_beyond_the_cpus_is_capped_with_a_note():
     cpus = len(os.sched_getaffinity(0))
     assert r.stdout.split() == [str(cpus), str(cpus)]
     assert r.stderr.count("OMP_NUM_THREADS is more than the CPUs") == 1
+
+
+# -- data folders the user named -------------------------------------------------
+
+def dead_mirror():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}/"
+
+
+def test_a_named_data_folder_is_used_or_refused_never_replaced(tmp_path):
+    from lenet5 import data
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    incomplete = tmp_path / "incomplete"
+    incomplete.mkdir()
+    (incomplete / "t10k-images-idx3-ubyte.gz").write_bytes((data.REPO_DATA / "t10k-images-idx3-ubyte.gz").read_bytes())
+    cases = [(a_file, "is a file, not a folder"), (empty, "has no t10k-images-idx3-ubyte"),
+             (tmp_path / "missing", "has no t10k-images-idx3-ubyte"),
+             (incomplete, "has no t10k-labels-idx1-ubyte")]
+    for folder, message in cases:
+        with pytest.raises(data.DataError, match=message) as e:
+            data.load_split("test", folder, download=False)
+        assert str(e.value).startswith(f"--data-dir {folder}: ")
+        with pytest.raises(data.DataError, match=message if folder == a_file else "could not download") as e:
+            data.find_data_dir(folder, split="test", mirrors=[dead_mirror()], progress=False)
+        assert str(e.value).startswith(f"--data-dir {folder}: ") and "\n" not in str(e.value)
+
+
+def test_lenet5_data_that_is_a_file_is_refused_on_the_command_line(tmp_path):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    r = subprocess.run(train_cmd("--quiet"), capture_output=True, text=True, timeout=60,
+                       env=dict(os.environ, LENET5_DATA=str(a_file)))
+    assert r.returncode == 1, r.stderr
+    assert r.stderr == f"lenet5.train: data error: LENET5_DATA {a_file}: is a file, not a folder of MNIST files\n"
+
+
+def test_a_split_reads_only_its_own_two_files(tmp_path, monkeypatch):
+    from lenet5 import data
+    monkeypatch.setattr(data, "REPO_DATA", tmp_path / "no-repo")
+    monkeypatch.delenv("LENET5_DATA", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    cache = tmp_path / "cache" / "lenet5"
+    cache.mkdir(parents=True)
+    for name in data.SPLITS["test"]:
+        (cache / (name + ".gz")).write_bytes((REPO_DATA / (name + ".gz")).read_bytes())
+    images, labels = data.load_split("test", download=False)
+    assert images.shape == (10000, 28, 28)
+    with pytest.raises(data.DataError) as e:
+        data.find_data_dir(split="train", mirrors=[dead_mirror()], progress=False)
+    message = str(e.value)
+    assert "MNIST not found (searched " in message and str(cache) in message and "could not download" in message
+    assert "--data-dir DIR or LENET5_DATA=DIR" in message and "\n" not in message
+    assert sorted(os.listdir(cache)) == sorted(n + ".gz" for n in data.SPLITS["test"])
+
+
+def test_a_5000_character_data_path_is_one_line():
+    r = subprocess.run(train_cmd("--data-dir", "/tmp/" + "a" * 5000, "--quiet"), capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 1 and "File name too long" in r.stderr and "Traceback" not in r.stderr, r.stderr[-300:]
+    assert len(r.stderr) < 400
+
+
+def test_an_unreadable_dat_model_is_one_line(tmp_path):
+    """Permission denied (as nobody when run by root, whom no mode stops)."""
+    from lenet5.params import ModelFileError, read_params
+    model = tmp_path / "m.dat"
+    LeNet5.init(0).save(model)
+    os.chmod(model, 0)
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            if os.geteuid() == 0:
+                os.setuid(65534)
+            read_params(model)
+            os.write(w, b"read it")
+        except ModelFileError as e:
+            os.write(w, str(e).encode())
+        except BaseException as e:
+            os.write(w, repr(e).encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    os.waitpid(pid, 0)
+    assert os.read(r, 1000).decode() == f"{model}: cannot read (Permission denied)"
+
+
+def test_lr_1e308_says_the_learning_rate_is_too_large():
+    r = subprocess.run(train_cmd("--lr", "1e308", "--train-limit", 3000, "--quiet"), capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 3, r.stderr
+    assert "the parameters became NaN or infinite" in r.stderr
+    assert "the learning rate 1e+308 is too large (--loss mse trains well with --lr 0.5)" in r.stderr
+    assert "sign" not in r.stderr
