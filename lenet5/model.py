@@ -23,7 +23,7 @@ import numpy as np
 
 from . import core, engines
 from .checkpoint import Checkpoint, save_checkpoint
-from .files import PathLike
+from .files import PathLike, save_or_rescue
 from .loop import BatchReport, History, InterruptRequest, Position, Stopped, TrainConfig, batches_per_epoch, train
 from .numpy_engine import softmax
 from .params import Meta, ModelFileError, check_finite, init_params, read_params, write_params
@@ -234,7 +234,8 @@ class LeNet5:
         Ctrl-C, SIGTERM or SIGHUP stops at the next batch boundary, writes the
         checkpoint and raises ``Interrupted`` (a second one: ``SignalStop`` at
         once); a loss that turns NaN or infinite raises ``lenet5.loop.Diverged``
-        at once.
+        at once.  A checkpoint that cannot be written (a full disk) is written
+        elsewhere and raises ``lenet5.files.WrittenElsewhere`` saying where.
         """
         images = _as_images(images)
         labels = core.check_labels(np.asarray(labels), len(images))
@@ -259,8 +260,9 @@ class LeNet5:
         show = Progress(progress)
 
         def save_at(position: Position) -> None:
-            if checkpoint:
-                save_checkpoint(checkpoint, Checkpoint(params, config, position, history, extra))
+            if checkpoint:  # a failed write lands elsewhere and stops the run (WrittenElsewhere)
+                state = Checkpoint(params, config, position, history, extra)
+                save_or_rescue(checkpoint, lambda path: save_checkpoint(path, state))
 
         def score_test() -> None:
             if test is not None:

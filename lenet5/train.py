@@ -207,6 +207,14 @@ def fit(net: LeNet5, args: argparse.Namespace, config: TrainConfig, resume: Opti
                  f"--sign {DESCENDING_SIGN[config.loss]:+d})")
         raise cli.Stop(f"training diverged at epoch {e.position.epoch + 1}, batch {e.position.batch}: {what}. "
                        f"The likely cause: {cause}. No model was written.", 3) from None
+    except WrittenElsewhere as e:  # a checkpoint could not be written: the run stops there, not lost
+        args.checkpoint = str(e.written)
+        raise cli.Stop(f"--checkpoint {e.wanted}: {e.reason.strerror or e.reason}; the run stopped and its "
+                       f"checkpoint was saved to {e.written} instead; resume with: {resume_command(args)}",
+                       1) from None
+    except OSError as e:
+        raise cli.Stop(f"--checkpoint {args.checkpoint}: {e.strerror or e}; nor could it be saved in "
+                       f"{os.getcwd()} or {tempfile.gettempdir()}; the run stopped", 1) from None
     except Interrupted as e:
         raise cli.Stop(f"{e}" + (f"; resume with: {resume_command(args)}" if args.checkpoint else ""),
                        128 + e.signum) from None

@@ -526,3 +526,21 @@ def test_lr_1e308_says_the_learning_rate_is_too_large():
     assert "the parameters became NaN or infinite" in r.stderr
     assert "the learning rate 1e+308 is too large (--loss mse trains well with --lr 0.5)" in r.stderr
     assert "sign" not in r.stderr
+
+
+def test_a_full_disk_for_the_checkpoint_stops_the_run_with_it_saved_elsewhere(tmp_path, small_tmpfs):
+    run = tmp_path / "run"
+    run.mkdir()
+    ck = small_tmpfs / "ck.npz"
+    r = subprocess.run(train_cmd(*RUN, "--checkpoint", ck, "--checkpoint-every", 4, "--save", tmp_path / "m.dat",
+                                 "--quiet"), capture_output=True, text=True, cwd=run, timeout=120)
+    assert r.returncode == 1, r.stderr
+    rescued = run / "lenet5-rescued-ck.npz"
+    assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+    assert f"--checkpoint {ck}: No space left on device; the run stopped and its checkpoint was saved to " \
+           f"{rescued} instead; resume with: python -m lenet5.train --resume {rescued}" in r.stderr
+    assert checkpoint_state(rescued)["batch"] == 4
+    resumed = subprocess.run(train_cmd("--resume", rescued, "--quiet"), capture_output=True, text=True,
+                             cwd=run, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr
+    assert LeNet5.load(tmp_path / "m.dat").params.shape == (51902,)  # the recorded --save, written at the end
