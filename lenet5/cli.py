@@ -147,6 +147,12 @@ def run(prog: str, body: Callable[[], int]) -> int:
     except KeyboardInterrupt as e:
         say(f"{prog}: {e or 'interrupted'}")
         return 128 + getattr(e, "signum", signal.SIGINT)
+    except OutputPathError as e:  # an output replaced by a device or folder since it was checked
+        say(f"{prog}: {e}")
+        return 1
+    except OSError as e:  # a write failed after the work (full disk, ...): one line, no traceback
+        say(f"{prog}: cannot write{' ' + str(e.filename) if e.filename else ''}: {e.strerror or e}")
+        return 1
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, signal.SIG_DFL if handler is None else handler)

@@ -544,3 +544,18 @@ def test_a_full_disk_for_the_checkpoint_stops_the_run_with_it_saved_elsewhere(tm
                              cwd=run, timeout=120)
     assert resumed.returncode == 0, resumed.stderr
     assert LeNet5.load(tmp_path / "m.dat").params.shape == (51902,)  # the recorded --save, written at the end
+
+
+def test_evaluate_json_on_a_full_disk_is_one_line(tmp_path, small_tmpfs):
+    model = tmp_path / "m.npz"
+    LeNet5.init(0).save(model)
+    filler = small_tmpfs / "filler"
+    with open(filler, "wb", buffering=0) as f:  # fill the disk
+        with pytest.raises(OSError):
+            while True:
+                f.write(bytes(4096))
+    r = subprocess.run([sys.executable, "-m", "lenet5.evaluate", model, "--json", small_tmpfs / "e.json"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1, r.stderr
+    assert r.stderr == "lenet5.evaluate: cannot write: No space left on device\n"
+    assert sorted(os.listdir(small_tmpfs)) == ["filler"]
