@@ -16,6 +16,7 @@ import json
 import math
 import os
 import shlex
+import signal
 import sys
 import tempfile
 from typing import Any, Dict, List, NoReturn, Optional, Tuple
@@ -26,7 +27,7 @@ from . import cli
 from .checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from .data import DataError, load_split
 from .files import WrittenElsewhere, save_or_rescue, write_text_atomic
-from .loop import DEFAULT_LR, DESCENDING_SIGN, Diverged, TrainConfig
+from .loop import DEFAULT_LR, DESCENDING_SIGN, Diverged, InterruptRequest, TrainConfig
 from .model import FitResult, Interrupted, LeNet5
 from .params import ModelFileError
 
@@ -289,7 +290,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         if warning:
             cli.say(f"warning: --{warning}")
         result = fit(net, args, config, resume, train, test)
-        report(args, net, result)
+        with InterruptRequest() as stop:  # a first signal now waits until the trained model is written
+            report(args, net, result)
+        if stop.signum is not None:
+            raise cli.Stop(f"{signal.Signals(stop.signum).name} while writing the results; all were written",
+                           128 + stop.signum)
         return 0
 
     return cli.run(PROG, body)

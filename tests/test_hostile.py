@@ -559,3 +559,25 @@ def test_evaluate_json_on_a_full_disk_is_one_line(tmp_path, small_tmpfs):
     assert r.returncode == 1, r.stderr
     assert r.stderr == "lenet5.evaluate: cannot write: No space left on device\n"
     assert sorted(os.listdir(small_tmpfs)) == ["filler"]
+
+
+def test_a_signal_while_the_results_are_written_waits_for_them(tmp_path):
+    """SIGTERM arrives while --save writes (sent from inside the real save, to
+    hit that moment every time): the model is still written whole."""
+    code = f"""
+import os, signal, sys
+import lenet5.params as params
+write = params.write_params
+def slow_write(path, p, meta=None):
+    os.kill(os.getpid(), signal.SIGTERM)
+    write(path, p, meta)
+params.write_params = write_params = slow_write
+import lenet5.model
+lenet5.model.write_params = slow_write
+from lenet5.train import main
+sys.exit(main(["--train-limit", "300", "--quiet", "--save", {str(tmp_path / "m.npz")!r}]))
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 143, r.stderr
+    assert r.stderr == "lenet5.train: SIGTERM while writing the results; all were written\n"
+    assert LeNet5.load(tmp_path / "m.npz").meta["images_seen"] == 300
