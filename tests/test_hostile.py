@@ -581,3 +581,33 @@ sys.exit(main(["--train-limit", "300", "--quiet", "--save", {str(tmp_path / "m.n
     assert r.returncode == 143, r.stderr
     assert r.stderr == "lenet5.train: SIGTERM while writing the results; all were written\n"
     assert LeNet5.load(tmp_path / "m.npz").meta["images_seen"] == 300
+
+
+# -- what main already had: kept honest here -------------------------------------
+
+def test_non_finite_parameters_are_refused_at_construction():
+    for bad in (np.full(51902, np.nan), np.r_[np.zeros(51901), np.inf]):
+        with pytest.raises(ValueError, match="NaN or infinite"):
+            LeNet5(bad)
+
+
+def test_evaluate_json_is_checked_before_any_work(tmp_path):
+    model = tmp_path / "m.npz"
+    LeNet5.init(0).save(model)
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    for target, message in ((fifo, "is a FIFO"), (tmp_path / "no" / "e.json", "does not exist")):
+        r = subprocess.run([sys.executable, "-m", "lenet5.evaluate", model, "--json", target],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 2 and message in r.stderr and "accuracy" not in r.stdout, r.stderr
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+
+
+def test_plot_without_matplotlib_is_said_before_training(tmp_path):
+    code = ("import sys; sys.modules['matplotlib'] = None  # as if not installed\n"
+            "from lenet5.train import main\n"
+            f"sys.exit(main(['--plot', {str(tmp_path / 'c.png')!r}, '--train-limit', '300', '--batch-size', '500']))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    lines = r.stderr.splitlines()
+    assert r.returncode == 2 and "matplotlib is not installed" in lines[0], r.stderr
+    assert "larger than the 300 training images" in lines[1]  # the data check after it, before training
