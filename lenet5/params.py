@@ -102,12 +102,13 @@ def _check_members(path: Path) -> None:
     before any member is read or decompressed (docs/SPEC.md §10.2)."""
     allowed = {f"{name}.npy": 8 * int(np.prod(shape)) + NPY_HEADER_MAX for name, (_, shape) in core.BLOCKS.items()}
     allowed["meta.npy"] = META_MAX
+    allowed["velocity.npy"] = 8 * core.N_PARAMS + NPY_HEADER_MAX  # a checkpoint's momentum (§10.3)
     with zipfile.ZipFile(path) as z:
         for info in z.infolist():
             limit = allowed.get(info.filename)
             if limit is None:
                 raise ModelFileError(f"{path}: unexpected member {info.filename[:80]!r}; a model holds only "
-                                     f"{', '.join(core.BLOCKS)} and meta")
+                                     f"{', '.join(core.BLOCKS)}, meta and a checkpoint's velocity")
             if info.file_size > limit:
                 raise ModelFileError(f"{path}: member {info.filename} declares {info.file_size:,} bytes, "
                                      f"more than its {limit:,} at most")

@@ -36,6 +36,8 @@ from .model import LeNet5
 PROG = "lenet5.serve"
 #: Request bodies larger than this are refused unread (a drawing's PNG is a few KB).
 MAX_BODY = 2 * 1024 * 1024
+#: A refused body up to this size is read and dropped before the answer (never kept).
+DRAIN_MAX = 8 * MAX_BODY
 #: The page's files: package data, served by name from this folder only.
 WEB = Path(__file__).resolve().parent / "web"
 TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
@@ -135,12 +137,24 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True  # an unread body must not be taken for the next request
             self._error(e.status, str(e))
 
+    def _discard(self, length: int) -> None:
+        """Read and drop a refused body (up to DRAIN_MAX), so that a client still
+        sending it reads the answer instead of a broken pipe; past that, close."""
+        if length > DRAIN_MAX:
+            return
+        while length > 0:
+            chunk = self.rfile.read(min(length, 1 << 16))
+            if not chunk:
+                return
+            length -= len(chunk)
+
     def _image(self) -> np.ndarray:
         """The request's image, as the network will receive it."""
         length = self.headers.get("Content-Length")
         if length is None or not length.isdigit():
             raise RequestError(HTTPStatus.LENGTH_REQUIRED, "send the body with a Content-Length")
         if int(length) > MAX_BODY:
+            self._discard(int(length))
             raise RequestError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
                                f"the body is {int(length):,} bytes; the limit is {MAX_BODY:,}")
         body = self.rfile.read(int(length))
