@@ -72,11 +72,12 @@ def test_ctrl_c_stops_at_a_batch_boundary_with_a_checkpoint(tmp_path):
 
 
 def test_ctrl_c_without_checkpoint_says_nothing_was_saved(tmp_path):
-    p = subprocess.Popen(train_cmd("--loss", "xent", "--epochs", 3, "--quiet", "--json", tmp_path / "s.json"),
+    p = subprocess.Popen(train_cmd("--loss", "xent", "--epochs", 3, "--json", tmp_path / "s.json"),
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(2.0)
+    first = p.stderr.readline()  # training is under way (and Ctrl-C handled) once epoch 1 is done
+    assert first.startswith("epoch 1/3:"), first
     p.send_signal(signal.SIGINT)
-    _, err = p.communicate(timeout=120)
+    rest, err = p.communicate(timeout=300)
     assert p.returncode == 130 and "nothing saved" in err and "Traceback" not in err
     assert not (tmp_path / "s.json").exists()
 

@@ -80,9 +80,9 @@ def test_a_terminal_gets_a_live_progress_bar(tmp_path):
     reader = threading.Thread(target=read_terminal)
     reader.start()
     try:
-        p = subprocess.run([sys.executable, "-m", "lenet5.train", "--loss", "xent", "--train-limit", "9000",
+        p = subprocess.run([sys.executable, "-m", "lenet5.train", "--loss", "xent", "--train-limit", "4000",
                             "--batch-size", "10", "--epochs", "2"], stderr=child, stdout=subprocess.PIPE,
-                           timeout=120)
+                           timeout=300)
     finally:
         os.close(child)
         reader.join(timeout=30)
