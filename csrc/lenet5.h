@@ -55,6 +55,7 @@
 #define L5_ERR_THREADS -9     /* thread count < 0 or > L5_MAX_THREADS */
 #define L5_ERR_NOMEM -10      /* allocation failed */
 #define L5_ERR_PREPARED -11   /* a prepared buffer: wrong size, misaligned or never prepared */
+#define L5_ERR_ISA -12        /* an instruction set not built, unknown, or the CPU lacks it */
 
 /*
  * Train on one batch of n images (docs/SPEC.md §8.1, §8.2): forward and
@@ -115,5 +116,22 @@ int l5_forward_prepared(const void *prepared, int64_t prepared_bytes,
                         const uint8_t *images, int64_t n, double *out, int threads);
 int l5_predict_prepared(const void *prepared, int64_t prepared_bytes,
                         const uint8_t *images, int64_t n, int32_t *pred, int threads);
+
+/*
+ * Instruction-set variants (docs/SPEC.md §9.4): the fast and prepared kernels
+ * are compiled for "avx512" (AVX-512F, 8 images per tile), "avx2" (4),
+ * "sse2" (2) and "generic" (4; any CPU), all giving the same bits.  The
+ * widest the CPU supports runs unless l5_use_isa chose another.
+ * l5_isa_status: L5_ISA_RUNS, L5_ISA_CPU_LACKS (built, but this CPU cannot
+ * run it) or L5_ISA_NOT_BUILT (also for an unknown name).
+ */
+#define L5_ISA_RUNS 1
+#define L5_ISA_CPU_LACKS 0
+#define L5_ISA_NOT_BUILT -1
+
+const char *l5_isa(void);
+int l5_isa_lanes(void);
+int l5_isa_status(const char *name);
+int l5_use_isa(const char *name);
 
 #endif
