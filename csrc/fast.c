@@ -580,11 +580,12 @@ static void w3_outer_block(double *sum_w3t, const double *layer4, const double *
 /*
  * Phase 2 for a chunk: add its images to the running sums, in image order.
  * sum_packed: S of the g_small values, then S of W4; sum_w3t: S of W3 as
- * [400 inputs][120 outputs].
+ * [400 inputs][120 outputs].  Tasks are handed out dynamically, like tiles
+ * (for_each_tile says why); one task still owns each element whole.
  */
 static void reduce_chunk(double *sum_packed, double *sum_w3t, const ChunkBuffers *cb, int64_t n) {
     /* W1, W2 and biases: per-image values added image by image. */
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic)
     for (int lo = 0; lo < G_SMALL; lo += SPAN) {
         int hi = lo + SPAN < G_SMALL ? lo + SPAN : G_SMALL;
         double *s = sum_packed + lo;
@@ -595,12 +596,12 @@ static void reduce_chunk(double *sum_packed, double *sum_w3t, const ChunkBuffers
     }
     /* W3: outer products, blocked W3_IN_B x W3_OUT_B. */
     enum { OUT_BLOCKS = L5_CONV3_MAPS / W3_OUT_B };
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic)
     for (int b = 0; b < (L5_LAYER4_CELLS / W3_IN_B) * OUT_BLOCKS; b++)
         w3_outer_block(sum_w3t, cb->layer4, cb->e5, n,
                        (b / OUT_BLOCKS) * W3_IN_B, (b % OUT_BLOCKS) * W3_OUT_B);
     /* W4: outer products, small enough to do plainly. */
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic)
     for (int u = 0; u < L5_CONV3_MAPS; u++) {
         double *s = sum_packed + G_SMALL + u * L5_N_CLASSES;
         for (int64_t i = 0; i < n; i++) {
@@ -633,6 +634,13 @@ static int alloc_chunk_buffers(ChunkBuffers *cb, int64_t rows) {
  * Run work(t, first, count, args) over the tiles of n images in parallel,
  * each thread with its own Tile; the last tile may hold fewer than LANES
  * images.  args is the call's *TileArgs struct.
+ *
+ * Tiles are handed out one at a time (dynamic schedule), not in equal
+ * shares: when another process takes part of a core, the thread there
+ * falls behind, and a static share would make every other thread wait for
+ * it at the end of the phase.  A tile is hundreds of microseconds of work,
+ * so the hand-out costs nothing measurable.  Which thread runs a tile never
+ * changes its bits (docs/SPEC.md §9.1).
  */
 typedef void TileWork(Tile *t, int64_t first, int count, void *args);
 
@@ -648,7 +656,7 @@ static int for_each_tile(int64_t n, int threads, TileWork *work, void *args) {
 #pragma omp atomic write
             failed = 1;
         }
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic)
         for (int64_t k = 0; k < n_tiles; k++) {
             if (!t) continue;
             int64_t first = k * LANES;

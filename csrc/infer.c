@@ -350,7 +350,9 @@ void L5_ISA_NAME(l5_infer_images)(const void *prepared, const uint8_t *images, i
 #pragma omp parallel num_threads(team)
     {
         Scratch s; /* one per thread, on its own stack */
-#pragma omp for schedule(static)
+        /* Images handed out in small groups, so a thread slowed by another
+         * process's work on its core does not hold the others back. */
+#pragma omp for schedule(dynamic, 8)
         for (int64_t i = 0; i < n; i++) infer_image(&s, pw, images, i, out, pred);
     }
 }

@@ -66,7 +66,7 @@
  * xent: -log p_label) and *n_correct how many images the forward pass
  * classified correctly, both measured before the update.
  * threads: 0 for the default (OpenMP's, i.e. OMP_NUM_THREADS), else how many
- * (never more than there are 4-image tiles to work on; docs/SPEC.md §9.1).
+ * (never more than there are tiles of 2, 4 or 8 images to work on; docs/SPEC.md §9.1).
  */
 int l5_train_batch(double *params, int64_t n_params,
                    const uint8_t *images, const uint8_t *labels, int64_t n,

@@ -16,6 +16,13 @@ import numpy as np
 
 from . import _sources
 
+# OpenMP threads that wait at a barrier sleep instead of spinning (read by
+# libgomp when the core loads it, so set before the import; the caller's own
+# OMP_WAIT_POLICY wins).  On a shared machine a spinning thread burns the
+# time a preempted team mate needs, and 2 threads then ran 2 to 3 times
+# slower than 1; sleeping costs microseconds a batch (docs/SPEC.md §9.1).
+os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+
 try:
     from ._core import ffi, lib
 except ImportError as e:  # pragma: no cover - depends on how the package was installed
