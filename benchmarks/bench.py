@@ -4,14 +4,18 @@
     python benchmarks/bench.py --quick       # a few batches: checks that it works
     python benchmarks/bench.py --json out.json
     python benchmarks/bench.py --inference   # inference against PyTorch and onnxruntime (inference.py)
+    python benchmarks/bench.py --isa sse2    # force an instruction-set variant of the fast kernels
+    python benchmarks/bench.py --contended   # 1 thread and the default with one core kept busy
 
 Every row trains LeNet-5 with softmax cross-entropy (sign -1, lr 0.1) on real
 MNIST, in whole batches of 300, and classifies the 10,000 test images.
 Training throughput is the median over several repetitions after a warm-up.
 "One epoch" is measured (C rows) or derived from the throughput (others).
 The ratio column says how many times longer a row takes than the C core on
-all threads.  PyTorch rows appear only if torch is importable; it is never a
-dependency.
+all threads; the last column, how long its epoch takes against PyTorch
+float32's at the same thread count, measured in the same run.  The fast
+kernels' rows name their instruction-set variant (docs/SPEC.md §9.4).
+PyTorch rows appear only if torch is importable; it is never a dependency.
 """
 import argparse
 import json
@@ -52,7 +56,8 @@ def machine():
     except Exception:
         pass
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "numpy": np.__version__, "numpy_blas": blas.strip(), "openmp": core.have_openmp()}
+            "numpy": np.__version__, "numpy_blas": blas.strip(), "openmp": core.have_openmp(),
+            "isa": core.isa(), "isa_lanes": core.isa_lanes(), "runnable_isas": list(core.runnable_isas())}
 
 
 CONFIG = TrainConfig(loss=LOSS, sign=SIGN, lr=LR, batch_size=BATCH)
@@ -182,6 +187,41 @@ def trainer_peak_memory_mb():
     return int(r.stdout.split()[-1]) / 1024  # kB -> MB
 
 
+def busy_core(cpu):
+    """A process that spins on one CPU until terminated: another tenant's load."""
+    spin = f"import os\nos.sched_setaffinity(0, {{{cpu}}})\nwhile True:\n    pass\n"
+    return subprocess.Popen([sys.executable, "-c", spin])
+
+
+def contended(quick):
+    """The fast kernels at 1 thread and at the default, first on an idle
+    machine, then with core 0 kept busy by another process: the default must
+    not lose to 1 thread (the tiles are handed out dynamically, fast.c)."""
+    train_x, train_y = load_split("train", progress=False)
+    batches, repeats = (2, 1) if quick else (10, 3)
+    default = core.default_threads()
+    rates = {}
+    for load in ("idle", "core 0 busy"):
+        busy = busy_core(0) if load != "idle" else None
+        try:
+            if busy:
+                time.sleep(0.2)
+            for threads in (1, default):
+                rates[load, threads] = time_training(CEngine("fast", threads), train_x, train_y, batches, repeats)
+        finally:
+            if busy:
+                busy.terminate()
+                busy.wait()
+    print(f"\nC fast kernels, {core.isa()}, batch {BATCH}; machine: {machine()['cpu']}, {os.cpu_count()} cores"
+          "\n(another process spinning on core 0 in the second column)\n")
+    print("| threads | train images/s, idle | train images/s, core 0 busy |")
+    print("|---:|---:|---:|")
+    for threads in (1, default):
+        print(f"| {threads}{' (default)' if threads == default else ''} | {rates['idle', threads]:,.0f} | "
+              f"{rates['core 0 busy', threads]:,.0f} |")
+    return 0
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="a few batches only: checks the output format")
@@ -189,7 +229,18 @@ def main(argv=None):
     p.add_argument("--no-torch", action="store_true", help="leave PyTorch out even if installed")
     p.add_argument("--inference", action="store_true",
                    help="the inference benchmark instead (benchmarks/inference.py; --quick and --json apply)")
+    p.add_argument("--isa", choices=core.ISAS,
+                   help="run the fast kernels' variant ISA (default: the widest this CPU runs)")
+    p.add_argument("--contended", action="store_true",
+                   help="only the fast kernels, 1 thread and the default, idle and with core 0 kept busy")
     args = p.parse_args(argv)
+    if args.isa:
+        try:
+            core.use_isa(args.isa)
+        except ValueError as e:
+            p.error(f"--isa: {e}")
+    if args.contended:
+        return contended(args.quick)
     if args.inference:
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
         import inference
@@ -211,6 +262,8 @@ def main(argv=None):
             import torch  # noqa: F401
             rows += [(f"PyTorch {dt}", TorchEngine(dt, all_threads), all_threads, False)
                      for dt in ("float64", "float32")]
+            if all_threads > 1:  # the C core's 1-thread row needs its peer
+                rows.append(("PyTorch float32", TorchEngine("float32", 1), 1, False))
         except ImportError:
             pass
 
@@ -227,22 +280,29 @@ def main(argv=None):
             epoch, measured = len(train_x) // BATCH * BATCH / rate, False
         infer = time_inference(engine, infer_images, 1 if slow or quick else 3)
         results.append({"engine": name, "threads": threads, "train_images_per_s": rate,
+                        "isa": core.isa() if name == "C fast" else None,
                         "epoch_seconds": epoch, "epoch_measured": measured,
                         "test_images": len(infer_images), "inference_seconds": infer,
                         "inference_images_per_s": len(infer_images) / infer})
         print(f"  measured {name} ({threads} thread{'s' * (threads > 1)})", file=sys.stderr)
 
     base = results[1]
+    torch_f32 = {r["threads"]: r for r in results if r["engine"] == "PyTorch float32"}
     print(f"\nLeNet-5 on MNIST, batch {BATCH}, {LOSS} (sign {SIGN:+d}, lr {LR});"
-          f" machine: {machine()['cpu']}, {os.cpu_count()} cores\n")
+          f" machine: {machine()['cpu']}, {os.cpu_count()} cores;"
+          f" fast kernels: {core.isa()} ({core.isa_lanes()} images per tile)\n")
     print("| engine | threads | train images/s | one epoch (s) | inference of "
-          f"{len(infer_images)} (s) | x slower than C fast, {base['threads']} threads (train / inference) |")
-    print("|---|---:|---:|---:|---:|---:|")
+          f"{len(infer_images)} (s) | x slower than C fast, {base['threads']} threads (train / inference) "
+          "| variant | epoch time / PyTorch f32, same threads |")
+    print("|---|---:|---:|---:|---:|---:|---|---:|")
     for r in results:
         epoch = f"{r['epoch_seconds']:.2f}" + ("" if r["epoch_measured"] else " (est.)")
+        peer = torch_f32.get(r["threads"])
+        r["ratio_to_torch_f32"] = peer["train_images_per_s"] / r["train_images_per_s"] if peer else None
         print(f"| {r['engine']} | {r['threads']} | {r['train_images_per_s']:,.0f} | {epoch} | "
               f"{r['inference_seconds']:.3f} | {base['train_images_per_s'] / r['train_images_per_s']:.1f} / "
-              f"{r['inference_seconds'] / base['inference_seconds']:.1f} |")
+              f"{r['inference_seconds'] / base['inference_seconds']:.1f} | {r['isa'] or '-'} | "
+              f"{'-' if peer is None else format(r['ratio_to_torch_f32'], '.2f')} |")
         r["ratio_train"] = base["train_images_per_s"] / r["train_images_per_s"]
         r["ratio_inference"] = r["inference_seconds"] / base["inference_seconds"]
     peak = None if quick else trainer_peak_memory_mb()

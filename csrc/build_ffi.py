@@ -5,10 +5,17 @@ the extension module ``lenet5._core``.
 
 Flags: optimise, and never let the compiler fuse a multiply with an add or
 reorder a sum (``-ffp-contract=off``, no fast-math): the core must round every
-operation exactly as the reference program does.  OpenMP and ``-march=native``
-are used when the compiler accepts them; set LENET5_OPENMP=0 or
-LENET5_NATIVE=0 to build without them.  LENET5_SANITIZE=1 builds with
-AddressSanitizer and UndefinedBehaviorSanitizer (for the sanitizer tests).
+operation exactly as the reference program does.  OpenMP is used when the
+compiler accepts it; set LENET5_OPENMP=0 to build without it.
+LENET5_SANITIZE=1 builds with AddressSanitizer and UndefinedBehaviorSanitizer
+(for the sanitizer tests).
+
+No ``-march=native``: a build must run on any CPU of its architecture.  The
+vector kernels (ISA_SOURCES) are compiled once more per instruction set in
+ISAS that the compiler can target, each with its flags, its lane count and
+its own name suffix (``-DL5_ISA=avx2``), into objects linked beside the rest;
+csrc/dispatch.c picks the widest the CPU runs (docs/SPEC.md §9.4).  setup.py
+compiles those objects through cffi's ``pre_run`` hook (isa_objects).
 
 The module records which sources it was built from: a SHA-256 of csrc/
 (lenet5/_sources.py says which files) that lenet5.core compares with the
@@ -28,7 +35,22 @@ from cffi import FFI
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 # In dependency order (core.h says why): helpers, the kernel sets, entry points.
-SOURCES = ["common.c", "augment.c", "reference.c", "fast.c", "infer.c", "api.c"]
+SOURCES = ["common.c", "augment.c", "reference.c", "dispatch.c", "api.c"]
+# The vector kernels, compiled once per instruction set.
+ISA_SOURCES = ["fast.c", "infer.c"]
+# Instruction set -> (compiler flags, images per tile of fast.c), widest
+# first.  "generic" is the compiler's default target (SSE2 on x86-64; NEON or
+# plain code elsewhere, through the same vector extensions) and is always
+# built, with the 16-byte vectors every such target has.
+ISAS = {
+    "avx512": (["-mavx512f"], 8),
+    "avx2": (["-mavx2"], 4),
+    "sse2": (["-msse2"], 2),
+    "generic": ([], 2),
+}
+# LENET5_GENERIC_LANES=4 or 8 builds the generic variant with wider tiles: the
+# tests use it to run the 8-lane code on a CPU without AVX-512.
+GENERIC_LANES = ("2", "4", "8")
 HEADERS = ["lenet5.h", "core.h"]
 # The one C function the module adds to lenet5.h's API (defined in the preamble).
 HASH_CDEF = "const char *l5_build_sources_hash(void);\n"
@@ -79,12 +101,12 @@ def _flags():
             f"lenet5: no C compiler found (looked for {cc[0]!r}).\n"
             "lenet5's core is C and is compiled at install time: install gcc or\n"
             "clang (Debian/Ubuntu: apt-get install gcc python3-dev) and run pip again.")
-    compile_args = ["-O3", "-ffp-contract=off", "-fno-fast-math", "-std=c11"]
+    # -Wno-psabi: vectors wider than the target's registers (generic, sse2): GCC notes
+    # an ABI change that static functions never see.
+    compile_args = ["-O3", "-ffp-contract=off", "-fno-fast-math", "-std=c11", "-Wno-psabi"]
+    # dispatch.c offers the variants that are built
+    compile_args += [f"-DL5_BUILT_{isa.upper()}" for isa in built_isas() if isa != "generic"]
     link_args = []
-    if os.environ.get("LENET5_NATIVE", "1") != "0" and _accepts(["-march=native"]):
-        compile_args.append("-march=native")
-    else:  # 32-byte vectors without AVX: GCC notes an ABI change that static functions never see
-        compile_args.append("-Wno-psabi")
     if os.environ.get("LENET5_OPENMP", "1") != "0" and _accepts(["-fopenmp"]):
         compile_args.append("-fopenmp")
         link_args.append("-fopenmp")
@@ -98,9 +120,43 @@ def _flags():
     return compile_args, link_args
 
 
-def make_builder(absolute=False):
+def built_isas():
+    """The instruction sets of ISAS this compiler can target, widest first."""
+    return [isa for isa, (flags, _) in ISAS.items() if not flags or _accepts(flags)]
+
+
+def isa_objects(out_dir):
+    """Compile ISA_SOURCES once per built instruction set into out_dir, the
+    compilations in parallel; return the object files.  A failed compile ends
+    the build with the compiler's message."""
+    compile_args, _ = _flags()
+    os.makedirs(out_dir, exist_ok=True)
+    jobs = []
+    generic_lanes = os.environ.get("LENET5_GENERIC_LANES", "2")
+    if generic_lanes not in GENERIC_LANES:
+        sys.exit(f"lenet5: LENET5_GENERIC_LANES must be one of {', '.join(GENERIC_LANES)}, not {generic_lanes!r}")
+    for isa in built_isas():
+        flags, lanes = ISAS[isa]
+        if isa == "generic":
+            lanes = int(generic_lanes)
+        for source in ISA_SOURCES:
+            obj = os.path.join(out_dir, f"{source[:-2]}_{isa}.o")
+            cmd = (_compiler() + compile_args + flags
+                   + ["-fPIC", f"-DL5_ISA={isa}", f"-DL5_LANES={lanes}", "-I", HERE,
+                      "-c", os.path.join(HERE, source), "-o", obj])
+            jobs.append((obj, cmd, subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)))
+    for obj, cmd, job in jobs:
+        _, err = job.communicate()
+        sys.stderr.write(err)
+        if job.returncode != 0:
+            sys.exit(f"lenet5: compiling {os.path.basename(obj)} failed:\n{shlex.join(cmd)}")
+    return [obj for obj, _, _ in jobs]
+
+
+def make_builder(absolute=False, objects=()):
     """The FFI builder.  setuptools wants source paths relative to the project;
-    a scratch build elsewhere (``python csrc/build_ffi.py DIR``) needs absolute ones."""
+    a scratch build elsewhere (``python csrc/build_ffi.py DIR``) needs absolute
+    ones, and passes the per-ISA objects it compiled (setup.py adds them later)."""
     where = (lambda p: p) if absolute else os.path.relpath
     compile_args, link_args = _flags()
     sources_hash = _sources_module().source_hash(HERE)
@@ -112,7 +168,8 @@ def make_builder(absolute=False):
         f'static const char *l5_build_sources_hash(void) {{ return "{sources_hash}"; }}\n',
         sources=[where(os.path.join(HERE, s)) for s in SOURCES],
         include_dirs=[where(HERE)],
-        depends=[where(os.path.join(HERE, h)) for h in HEADERS],
+        depends=[where(os.path.join(HERE, f)) for f in HEADERS + ISA_SOURCES],
+        extra_objects=list(objects),
         extra_compile_args=compile_args,
         extra_link_args=link_args,
         libraries=["m"],
@@ -123,6 +180,7 @@ def make_builder(absolute=False):
 if __name__ == "__main__":
     # python csrc/build_ffi.py DIR: build lenet5/_core into DIR (e.g. the sanitizer build)
     target = sys.argv[1] if len(sys.argv) > 1 else "."
-    print(make_builder(absolute=True).compile(tmpdir=target, verbose=False))
+    objects = isa_objects(os.path.join(os.path.abspath(target), "isa_objects"))
+    print(make_builder(absolute=True, objects=objects).compile(tmpdir=target, verbose=False))
 else:
     ffibuilder = make_builder()

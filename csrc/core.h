@@ -11,6 +11,8 @@
  *   fast.c       the fast kernels and their batch step              (uses common.c)
  *   infer.c      prepared inference: one image at a time, vectorised
  *                within the image, from weights laid out once  (uses common.c)
+ *   dispatch.c   which instruction-set variant of fast.c and infer.c runs
+ *                (build_ffi.py compiles those two once per set)  (uses fast.c, infer.c)
  *   api.c        the public entry points of lenet5.h: argument checks,
  *                then one call into a kernel set                     (uses all above)
  *
@@ -143,23 +145,56 @@ int l5_ref_forward_activations(const double *params, const uint8_t *image,
                                double *layer1, double *layer3, double *output);
 
 /* ---------------------------------------------------------------------------
- * fast.c: the fast kernels, the same bits.  The caller has checked every argument.
+ * fast.c and infer.c, compiled once per instruction set (docs/SPEC.md §9.4):
+ * build_ffi.py passes -DL5_ISA=avx512, avx2, sse2 or generic, and each
+ * function they export is named with that suffix (l5_fast_forward_avx2), so
+ * the variants link side by side.  The types below declare every variant.
  */
-int l5_fast_train_batch(double *params, const uint8_t *images, const uint8_t *labels,
-                        int64_t n, int loss, const L5Update *update, int threads,
-                        double *loss_sum, int64_t *n_correct);
-int l5_fast_forward(const double *params, const uint8_t *images, int64_t n,
-                    double *out, int threads);
+#define L5_ISA_JOIN(name, isa) name##_##isa
+#define L5_ISA_EXPAND(name, isa) L5_ISA_JOIN(name, isa)
+#ifdef L5_ISA
+#define L5_ISA_NAME(name) L5_ISA_EXPAND(name, L5_ISA)
+#endif
 
-/* ---------------------------------------------------------------------------
- * infer.c: prepared inference, the same bits as the reference forward pass.
+/* fast.c: the fast kernels, the same bits.  The caller has checked every
+ * argument.  l5_fast_lanes: the images per tile of that variant. */
+typedef int L5FastLanes(void);
+typedef int L5FastTrainBatch(double *params, const uint8_t *images, const uint8_t *labels,
+                             int64_t n, int loss, const L5Update *update, int threads,
+                             double *loss_sum, int64_t *n_correct);
+typedef int L5FastForward(const double *params, const uint8_t *images, int64_t n,
+                          double *out, int threads);
+
+/* infer.c: prepared inference, the same bits as the reference forward pass.
  * The caller has checked every argument (prepared: L5_PREPARED_BYTES,
  * 8-byte aligned; for l5_infer_images also filled by l5_infer_prepare).
+ * l5_infer_images: the outputs (out: n * 10, or NULL) and classes (pred: n,
+ * or NULL) of n images. */
+typedef void L5InferPrepare(void *prepared, const double *params);
+typedef int L5InferIsPrepared(const void *prepared);
+typedef void L5InferImages(const void *prepared, const uint8_t *images, int64_t n,
+                           double *out, int32_t *pred, int threads);
+
+#define L5_DECLARE_VARIANT(isa)                               \
+    L5FastLanes L5_ISA_JOIN(l5_fast_lanes, isa);              \
+    L5FastTrainBatch L5_ISA_JOIN(l5_fast_train_batch, isa);   \
+    L5FastForward L5_ISA_JOIN(l5_fast_forward, isa);          \
+    L5InferPrepare L5_ISA_JOIN(l5_infer_prepare, isa);        \
+    L5InferIsPrepared L5_ISA_JOIN(l5_infer_is_prepared, isa); \
+    L5InferImages L5_ISA_JOIN(l5_infer_images, isa);
+L5_DECLARE_VARIANT(avx512)
+L5_DECLARE_VARIANT(avx2)
+L5_DECLARE_VARIANT(sse2)
+L5_DECLARE_VARIANT(generic)
+
+/* ---------------------------------------------------------------------------
+ * dispatch.c: the unsuffixed names api.c calls, forwarded to the variant
+ * that runs (the widest the CPU supports, unless l5_use_isa chose another).
  */
-void l5_infer_prepare(void *prepared, const double *params);
-int l5_infer_is_prepared(const void *prepared);
-/* The outputs (out: n * 10, or NULL) and classes (pred: n, or NULL) of n images. */
-void l5_infer_images(const void *prepared, const uint8_t *images, int64_t n,
-                     double *out, int32_t *pred, int threads);
+L5FastTrainBatch l5_fast_train_batch;
+L5FastForward l5_fast_forward;
+L5InferPrepare l5_infer_prepare;
+L5InferIsPrepared l5_infer_is_prepared;
+L5InferImages l5_infer_images;
 
 #endif

@@ -3,14 +3,15 @@
  * uses only common.c; reference.c is its twin, never its helper.
  *
  * The trick is to vectorise across images (docs/SPEC.md §9.2).  A "tile" is
- * LANES = 4 images, and every activation cell holds one v4d: lane l is image
- * l of the tile.  Each lane then performs exactly the scalar reference
- * computation, in the same order, so no accumulator is ever reassociated; the
- * vector unit just does four images at once.  Register blocking (several
+ * LANES images (2, 4 or 8: one per lane of the instruction set's vector), and
+ * every activation cell holds one vd: lane l is image l of the tile.  Each
+ * lane then performs exactly the scalar reference computation, in the same
+ * order, so no accumulator is ever reassociated; the vector unit just does
+ * LANES images at once.  Register blocking (several
  * output maps and columns per pass) lets one load feed several multiply-adds.
  *
  * A batch runs in two phases (docs/SPEC.md §9.1):
- *   1. tiles, in parallel: forward, output error and backward of 4 images,
+ *   1. tiles, in parallel: forward, output error and backward of LANES images,
  *      leaving each image's own gradient values in chunk buffers;
  *   2. elements, in parallel: the batch sum S, adding images in order for each
  *      element (docs/SPEC.md §8.1: split S by element, never by image), then
@@ -32,11 +33,24 @@
 #include <string.h>
 #include "core.h"
 
-enum { LANES = 4 };
-typedef double v4d __attribute__((vector_size(32)));
-typedef int64_t v4i __attribute__((vector_size(32)));
+/*
+ * build_ffi.py compiles this file once per instruction set (docs/SPEC.md
+ * §9.4), with -DL5_ISA=<name> (which suffixes the names it exports, core.h)
+ * and -DL5_LANES=<images per tile>: 8 for AVX-512F (one zmm register), 4 for
+ * AVX2 and the generic build, 2 for SSE2 (one xmm register).  dispatch.c
+ * picks the variant at run time.  The lane count changes how many images
+ * run side by side, never the order of any lane's arithmetic.
+ */
+#if !defined(L5_ISA) || !defined(L5_LANES)
+#error "fast.c is compiled once per instruction set: -DL5_ISA=<name> -DL5_LANES=<n> (build_ffi.py)"
+#endif
+enum { LANES = L5_LANES };
+_Static_assert(LANES == 2 || LANES == 4 || LANES == 8, "a tile holds 2, 4 or 8 images");
+/* vd: one double per lane (image); vi: a lane mask or an index per lane. */
+typedef double vd __attribute__((vector_size(LANES * sizeof(double))));
+typedef int64_t vi __attribute__((vector_size(LANES * sizeof(int64_t))));
 /* The same vector, loadable from any 8-byte aligned double. */
-typedef double v4d_u __attribute__((vector_size(32), aligned(8)));
+typedef double vd_u __attribute__((vector_size(LANES * sizeof(double)), aligned(8)));
 
 /* Images per phase-1 chunk: bounds the chunk buffers for any batch size
  * (docs/SPEC.md §9.3). */
@@ -82,44 +96,55 @@ _Static_assert(L5_LAYER4_CELLS % W3_IN_B == 0 && L5_CONV3_MAPS % W3_OUT_B == 0, 
  * enough to stay in L1. */
 enum { SPAN = 256 };
 
-static inline v4d splat(double x) { return (v4d){x, x, x, x}; }
+/* x in every lane.  Spelled out per width: compilers turn an initialiser
+ * into one broadcast, a loop not always (and x + a zero vector would turn
+ * -0 into +0). */
+#if L5_LANES == 8
+#define SPLAT(x) {x, x, x, x, x, x, x, x}
+#elif L5_LANES == 4
+#define SPLAT(x) {x, x, x, x}
+#else
+#define SPLAT(x) {x, x}
+#endif
+static inline vd splat(double x) { return (vd)SPLAT(x); }
+static inline vi splat_i(int64_t k) { return (vi)SPLAT(k); }
 
 /* Lane-wise select: where mask is all ones take a, else b. */
-static inline v4d select(v4i mask, v4d a, v4d b) {
-    return (v4d)((mask & (v4i)a) | (~mask & (v4i)b));
+static inline vd select(vi mask, vd a, vd b) {
+    return (vd)((mask & (vi)a) | (~mask & (vi)b));
 }
 
-static inline v4d relu4(v4d x) { return (v4d)((x > splat(0.0)) & (v4i)x); }
+static inline vd relu_v(vd x) { return (vd)((x > splat(0.0)) & (vi)x); }
 
 /* acc * relugrad(y), as the reference multiplies by 1.0 or 0.0. */
-static inline v4d gate4(v4d acc, v4d y) {
-    return acc * (v4d)((y > splat(0.0)) & (v4i)splat(1.0));
+static inline vd gate_v(vd acc, vd y) {
+    return acc * (vd)((y > splat(0.0)) & (vi)splat(1.0));
 }
 
 /*
- * A tile's working memory: 4 images' activations and errors, one v4d a cell.
+ * A tile's working memory: LANES images' activations and errors, one vd a cell.
  * Once pooled, layer1 and layer3 are never read again (the pooling
  * remembers its winners), so their errors take their place: the tile then
  * fits the core's L2 cache better.
  */
 typedef struct {
-    v4d input[L5_INPUT_CELLS];
-    union { v4d layer1[L5_LAYER1_CELLS]; v4d e1[L5_LAYER1_CELLS]; };
-    v4d layer2[L5_LAYER2_CELLS];
-    v4i win2[L5_LAYER2_CELLS];
-    union { v4d layer3[L5_LAYER3_CELLS]; v4d e3[L5_LAYER3_CELLS]; };
-    v4d layer4[L5_LAYER4_CELLS];
-    v4i win4[L5_LAYER4_CELLS];
-    v4d layer5[L5_LAYER5_CELLS];
-    v4d output[L5_N_CLASSES];
-    v4d d[L5_N_CLASSES];
-    v4d e5[L5_LAYER5_CELLS];
-    v4d e4[L5_LAYER4_CELLS];
-    v4d e2[L5_LAYER2_CELLS];
-    v4d gw1[L5_W1_SIZE];
-    v4d gw2[L5_W2_SIZE];
-    v4d gb1[L5_B1_SIZE];
-    v4d gb2[L5_B2_SIZE];
+    vd input[L5_INPUT_CELLS];
+    union { vd layer1[L5_LAYER1_CELLS]; vd e1[L5_LAYER1_CELLS]; };
+    vd layer2[L5_LAYER2_CELLS];
+    vi win2[L5_LAYER2_CELLS];
+    union { vd layer3[L5_LAYER3_CELLS]; vd e3[L5_LAYER3_CELLS]; };
+    vd layer4[L5_LAYER4_CELLS];
+    vi win4[L5_LAYER4_CELLS];
+    vd layer5[L5_LAYER5_CELLS];
+    vd output[L5_N_CLASSES];
+    vd d[L5_N_CLASSES];
+    vd e5[L5_LAYER5_CELLS];
+    vd e4[L5_LAYER4_CELLS];
+    vd e2[L5_LAYER2_CELLS];
+    vd gw1[L5_W1_SIZE];
+    vd gw2[L5_W2_SIZE];
+    vd gb1[L5_B1_SIZE];
+    vd gb2[L5_B2_SIZE];
 } Tile;
 
 /*
@@ -184,23 +209,23 @@ static void rearrange_weights(Rearranged *rw, const double *params) {
  * w_blocked: the weights blocked by MAPS_B over output maps.
  */
 static inline __attribute__((always_inline)) void
-conv_forward_block(v4d *out, const v4d *in, const double *w_blocked, const double *bias,
+conv_forward_block(vd *out, const vd *in, const double *w_blocked, const double *bias,
                    int c_in, int h, int w, int pad, int co0, int r, int c0,
                    const int MAPS_B, const int COLS_B) {
     const int oh = h - L5_CONV_KERNEL + 1, ow = w - L5_CONV_KERNEL + 1;
     int kr_lo = pad - r > 0 ? pad - r : 0;
     int kr_hi = h - pad - 1 - r < L5_CONV_KERNEL - 1 ? h - pad - 1 - r : L5_CONV_KERNEL - 1;
-    v4d acc[MAPS_B * COLS_B];
+    vd acc[MAPS_B * COLS_B];
     for (int k = 0; k < MAPS_B * COLS_B; k++) acc[k] = splat(0.0);
     const double *wb = w_blocked + (co0 / MAPS_B) * c_in * L5_CONV_KERNEL_CELLS * MAPS_B;
     for (int ci = 0; ci < c_in; ci++)
         for (int kr = kr_lo; kr <= kr_hi; kr++) {
-            const v4d *x = in + (ci * h + r + kr) * w + c0;
+            const vd *x = in + (ci * h + r + kr) * w + c0;
             const double *wt = wb + (ci * L5_CONV_KERNEL + kr) * L5_CONV_KERNEL * MAPS_B;
             for (int kc = 0; kc < L5_CONV_KERNEL; kc++) {
 #pragma GCC unroll 8
                 for (int j = 0; j < COLS_B; j++) {
-                    v4d xv = x[kc + j];
+                    vd xv = x[kc + j];
 #pragma GCC unroll 8
                     for (int b = 0; b < MAPS_B; b++)
                         acc[b * COLS_B + j] = acc[b * COLS_B + j] + xv * splat(wt[kc * MAPS_B + b]);
@@ -209,11 +234,11 @@ conv_forward_block(v4d *out, const v4d *in, const double *w_blocked, const doubl
         }
     for (int b = 0; b < MAPS_B; b++)
         for (int j = 0; j < COLS_B; j++)
-            out[((co0 + b) * oh + r) * ow + c0 + j] = relu4(acc[b * COLS_B + j] + splat(bias[co0 + b]));
+            out[((co0 + b) * oh + r) * ow + c0 + j] = relu_v(acc[b * COLS_B + j] + splat(bias[co0 + b]));
 }
 
 static inline __attribute__((always_inline)) void
-conv_forward_tile(v4d *out, const v4d *in, const double *w_blocked, const double *bias,
+conv_forward_tile(vd *out, const vd *in, const double *w_blocked, const double *bias,
                   int c_in, int c_out, int h, int w, int pad, const int MAPS_B, const int COLS_B) {
     const int oh = h - L5_CONV_KERNEL + 1, ow = w - L5_CONV_KERNEL + 1;
     for (int co0 = 0; co0 < c_out; co0 += MAPS_B)
@@ -224,13 +249,13 @@ conv_forward_tile(v4d *out, const v4d *in, const double *w_blocked, const double
 }
 
 /* The input's zero frame is padding for every image: its rows are skipped. */
-static void conv1_forward_tile(v4d *layer1, const v4d *input, const double *w1_blocked,
+static void conv1_forward_tile(vd *layer1, const vd *input, const double *w1_blocked,
                                const double *b1) {
     conv_forward_tile(layer1, input, w1_blocked, b1, 1, L5_CONV1_MAPS, L5_INPUT_SIZE, L5_INPUT_SIZE,
                       L5_INPUT_PAD, CONV_MAPS_B, CONV1_COLS_B);
 }
 
-static void conv2_forward_tile(v4d *layer3, const v4d *layer2, const double *w2_blocked,
+static void conv2_forward_tile(vd *layer3, const vd *layer2, const double *w2_blocked,
                                const double *b2) {
     conv_forward_tile(layer3, layer2, w2_blocked, b2, L5_CONV1_MAPS, L5_CONV2_MAPS,
                       L5_POOL1_SIZE, L5_POOL1_SIZE, 0, CONV_MAPS_B, CONV2_COLS_B);
@@ -247,7 +272,7 @@ static void conv2_forward_tile(v4d *layer3, const v4d *layer2, const double *w2_
  * w_back: W as [c_out][kr][kc][c_in].
  */
 static inline __attribute__((always_inline)) void
-conv2_backward_input_cells(v4d *e_in, const v4d *err, const double *w_back, const v4d *in,
+conv2_backward_input_cells(vd *e_in, const vd *err, const double *w_back, const vd *in,
                            const int C_IN, int c_out, int h, int w, int p, int q,
                            const int N_CELLS, int dp, int dq) {
     const int oh = h - L5_CONV_KERNEL + 1, ow = w - L5_CONV_KERNEL + 1;
@@ -256,20 +281,20 @@ conv2_backward_input_cells(v4d *e_in, const v4d *err, const double *w_back, cons
     int c_lo = q - (L5_CONV_KERNEL - 1) > 0 ? q - (L5_CONV_KERNEL - 1) : 0;
     int c_hi = q < ow - 1 ? q : ow - 1;
     const int shift = dp * ow + dq;
-    v4d acc[2][ERR_MAPS_MAX];
+    vd acc[2][ERR_MAPS_MAX];
     for (int n = 0; n < N_CELLS; n++)
         for (int ci = 0; ci < C_IN; ci++) acc[n][ci] = splat(0.0);
     for (int co = 0; co < c_out; co++)
         for (int r = r_lo; r <= r_hi; r++) {
-            const v4d *err_row = err + (co * oh + r) * ow;
+            const vd *err_row = err + (co * oh + r) * ow;
             const double *w_row = w_back + (co * L5_CONV_KERNEL + (p - r)) * L5_CONV_KERNEL * C_IN;
             for (int c = c_lo; c <= c_hi; c++) {
                 const double *wt = w_row + (q - c) * C_IN;
-                v4d ev[2];
+                vd ev[2];
                 for (int n = 0; n < N_CELLS; n++) ev[n] = err_row[c + n * shift];
 #pragma GCC unroll 8
                 for (int ci = 0; ci < C_IN; ci++) {
-                    v4d wv = splat(wt[ci]);
+                    vd wv = splat(wt[ci]);
                     for (int n = 0; n < N_CELLS; n++) acc[n][ci] = acc[n][ci] + ev[n] * wv;
                 }
             }
@@ -277,7 +302,7 @@ conv2_backward_input_cells(v4d *e_in, const v4d *err, const double *w_back, cons
     for (int n = 0; n < N_CELLS; n++)
         for (int ci = 0; ci < C_IN; ci++) {
             int o = (ci * h + p + n * dp) * w + q + n * dq;
-            e_in[o] = gate4(acc[n][ci], in[o]);
+            e_in[o] = gate_v(acc[n][ci], in[o]);
         }
 }
 
@@ -288,8 +313,8 @@ conv2_backward_input_cells(v4d *e_in, const v4d *err, const double *w_back, cons
  * one above the other where both rows are; the corner regions go one cell at
  * a time.
  */
-static void conv2_backward_input_tile(v4d *e2, const v4d *e3, const double *w2_back,
-                                      const v4d *layer2) {
+static void conv2_backward_input_tile(vd *e2, const vd *e3, const double *w2_back,
+                                      const vd *layer2) {
     const int lo = L5_CONV_KERNEL - 1, hi = L5_CONV2_SIZE - 1; /* inner rows / columns: lo..hi */
     _Static_assert((L5_CONV2_SIZE - L5_CONV_KERNEL + 1) % 2 == 0, "inner cells must pair up");
     const int maps = L5_CONV1_MAPS, size = L5_POOL1_SIZE;
@@ -318,58 +343,58 @@ static void conv2_backward_input_tile(v4d *e2, const v4d *e3, const double *w2_b
  * ways (a 5x5 convolution of a 5x5 map is a dense layer over its 400 inputs).
  */
 static inline __attribute__((always_inline)) void
-dense_tile(v4d *out, const v4d *in, const double *w_blocked, const double *bias,
-           const v4d *gate, int n_in, int n_out, const int B) {
+dense_tile(vd *out, const vd *in, const double *w_blocked, const double *bias,
+           const vd *gate, int n_in, int n_out, const int B) {
     for (int j0 = 0; j0 < n_out; j0 += B) {
-        v4d acc[B];
+        vd acc[B];
         for (int b = 0; b < B; b++) acc[b] = splat(0.0);
         const double *wb = w_blocked + (j0 / B) * n_in * B;
         for (int u = 0; u < n_in; u++) {
-            v4d x = in[u];
+            vd x = in[u];
 #pragma GCC unroll 8
             for (int b = 0; b < B; b++) acc[b] = acc[b] + x * splat(wb[u * B + b]);
         }
         for (int b = 0; b < B; b++)
-            out[j0 + b] = bias ? relu4(acc[b] + splat(bias[j0 + b])) : gate4(acc[b], gate[j0 + b]);
+            out[j0 + b] = bias ? relu_v(acc[b] + splat(bias[j0 + b])) : gate_v(acc[b], gate[j0 + b]);
     }
 }
 
-static void conv3_forward_tile(v4d *layer5, const v4d *layer4, const double *w3_blocked,
+static void conv3_forward_tile(vd *layer5, const vd *layer4, const double *w3_blocked,
                                const double *b3) {
     dense_tile(layer5, layer4, w3_blocked, b3, NULL, L5_LAYER4_CELLS, L5_CONV3_MAPS, CONV3_OUT_B);
 }
 
-static void fc_forward_tile(v4d *output, const v4d *layer5, const double *w4_blocked,
+static void fc_forward_tile(vd *output, const vd *layer5, const double *w4_blocked,
                             const double *b4) {
     dense_tile(output, layer5, w4_blocked, b4, NULL, L5_CONV3_MAPS, L5_N_CLASSES, FC_OUT_B);
 }
 
 /* e5 from the output error d; gW4 and gb4 are left to phase 2. */
-static void fc_backward_input_tile(v4d *e5, const v4d *d, const double *w4_back,
-                                   const v4d *layer5) {
+static void fc_backward_input_tile(vd *e5, const vd *d, const double *w4_back,
+                                   const vd *layer5) {
     dense_tile(e5, d, w4_back, NULL, layer5, L5_N_CLASSES, L5_CONV3_MAPS, FC_IN_B);
 }
 
 /* e4 from e5; gW3 and gb3 are left to phase 2. */
-static void conv3_backward_input_tile(v4d *e4, const v4d *e5, const double *w3_back,
-                                      const v4d *layer4) {
+static void conv3_backward_input_tile(vd *e4, const vd *e5, const double *w3_back,
+                                      const vd *layer4) {
     dense_tile(e4, e5, w3_back, NULL, layer4, L5_CONV3_MAPS, L5_LAYER4_CELLS, CONV3_IN_B);
 }
 
 /* 2x2 max pool over a tile; win records each lane's winning cell (0..3). */
-static void maxpool_tile(v4d *out, v4i *win, const v4d *in, int maps, int h, int w) {
+static void maxpool_tile(vd *out, vi *win, const vd *in, int maps, int h, int w) {
     int oh = h / 2, ow = w / 2;
     for (int m = 0; m < maps; m++)
         for (int r = 0; r < oh; r++)
             for (int c = 0; c < ow; c++) {
-                const v4d *x = in + (m * h + 2 * r) * w + 2 * c;
-                v4d cell[4] = {x[0], x[1], x[w], x[w + 1]};
-                v4d best = cell[0];
-                v4i idx = {0, 0, 0, 0};
+                const vd *x = in + (m * h + 2 * r) * w + 2 * c;
+                vd cell[4] = {x[0], x[1], x[w], x[w + 1]};
+                vd best = cell[0];
+                vi idx = splat_i(0);
                 for (int k = 1; k < 4; k++) {
-                    v4i greater = cell[k] > best; /* strictly: ties keep the earliest */
+                    vi greater = cell[k] > best; /* strictly: ties keep the earliest */
                     best = select(greater, cell[k], best);
-                    idx = (greater & (v4i){k, k, k, k}) | (~greater & idx);
+                    idx = (greater & splat_i(k)) | (~greater & idx);
                 }
                 out[(m * oh + r) * ow + c] = best;
                 win[(m * oh + r) * ow + c] = idx;
@@ -377,17 +402,17 @@ static void maxpool_tile(v4d *out, v4i *win, const v4d *in, int maps, int h, int
 }
 
 /* Max pool backward: each lane's error goes to its winning cell, others get +0. */
-static void maxpool_backward_tile(v4d *e_in, const v4d *e_out, const v4i *win,
+static void maxpool_backward_tile(vd *e_in, const vd *e_out, const vi *win,
                                   int maps, int h, int w) {
     int oh = h / 2, ow = w / 2;
     for (int m = 0; m < maps; m++)
         for (int r = 0; r < oh; r++)
             for (int c = 0; c < ow; c++) {
                 int o = (m * oh + r) * ow + c;
-                v4d *x = e_in + (m * h + 2 * r) * w + 2 * c;
-                v4d *cell[4] = {&x[0], &x[1], &x[w], &x[w + 1]};
+                vd *x = e_in + (m * h + 2 * r) * w + 2 * c;
+                vd *cell[4] = {&x[0], &x[1], &x[w], &x[w + 1]};
                 for (int k = 0; k < 4; k++)
-                    *cell[k] = (v4d)((win[o] == (v4i){k, k, k, k}) & (v4i)e_out[o]);
+                    *cell[k] = (vd)((win[o] == splat_i(k)) & (vi)e_out[o]);
             }
 }
 
@@ -396,17 +421,17 @@ static void maxpool_backward_tile(v4d *e_in, const v4d *e_out, const v4i *win,
  * (r, c) row-major of in[ci][r+kr][c+kc] * err[co][r][c], per lane.
  * GRAD_MAPS_B = 2 output maps by all five kernel columns per pass share the loads.
  */
-static void conv_weight_grad_tile(v4d *gw, const v4d *in, const v4d *err,
+static void conv_weight_grad_tile(vd *gw, const vd *in, const vd *err,
                                   int c_in, int c_out, int h, int w) {
     const int oh = h - L5_CONV_KERNEL + 1, ow = w - L5_CONV_KERNEL + 1;
     for (int ci = 0; ci < c_in; ci++)
         for (int co = 0; co < c_out; co += GRAD_MAPS_B)
             for (int kr = 0; kr < L5_CONV_KERNEL; kr++) {
-                v4d acc0[L5_CONV_KERNEL], acc1[L5_CONV_KERNEL];
+                vd acc0[L5_CONV_KERNEL], acc1[L5_CONV_KERNEL];
                 for (int kc = 0; kc < L5_CONV_KERNEL; kc++) acc0[kc] = acc1[kc] = splat(0.0);
                 for (int r = 0; r < oh; r++) {
-                    const v4d *x = in + (ci * h + r + kr) * w;
-                    const v4d *err_row0 = err + (co * oh + r) * ow, *err_row1 = err_row0 + oh * ow;
+                    const vd *x = in + (ci * h + r + kr) * w;
+                    const vd *err_row0 = err + (co * oh + r) * ow, *err_row1 = err_row0 + oh * ow;
                     for (int c = 0; c < ow; c++) {
 #pragma GCC unroll 5
                         for (int kc = 0; kc < L5_CONV_KERNEL; kc++) {
@@ -423,15 +448,15 @@ static void conv_weight_grad_tile(v4d *gw, const v4d *in, const v4d *err,
 }
 
 /* Bias gradient: each output map's errors summed row-major from +0. */
-static void bias_grad_tile(v4d *gb, const v4d *err, int maps, int cells) {
+static void bias_grad_tile(vd *gb, const vd *err, int maps, int cells) {
     for (int m = 0; m < maps; m++) {
-        v4d acc = splat(0.0);
+        vd acc = splat(0.0);
         for (int k = 0; k < cells; k++) acc = acc + err[m * cells + k];
         gb[m] = acc;
     }
 }
 
-/* Load up to 4 images into the tile's lanes; missing lanes get a blank image
+/* Load up to LANES images into the tile's lanes; missing lanes get a blank image
  * (docs/SPEC.md §9.2). */
 static void load_tile(Tile *t, const uint8_t *images, int count) {
     double one[L5_INPUT_CELLS];
@@ -532,34 +557,35 @@ static void train_tile(Tile *t, ChunkBuffers *cb, int64_t first, int count,
 static void w3_outer_block(double *sum_w3t, const double *layer4, const double *e5,
                            int64_t n, int u0, int co0) {
     enum { VECS = W3_OUT_B / LANES };
-    v4d acc[W3_IN_B][VECS];
+    vd acc[W3_IN_B][VECS];
     for (int a = 0; a < W3_IN_B; a++)
         for (int v = 0; v < VECS; v++)
-            acc[a][v] = *(const v4d_u *)&sum_w3t[(u0 + a) * L5_CONV3_MAPS + co0 + LANES * v];
+            acc[a][v] = *(const vd_u *)&sum_w3t[(u0 + a) * L5_CONV3_MAPS + co0 + LANES * v];
     for (int64_t i = 0; i < n; i++) {
         const double *e5_i = e5 + i * L5_LAYER5_CELLS + co0;
         const double *layer4_i = layer4 + i * L5_LAYER4_CELLS + u0;
-        v4d ev[VECS];
-        for (int v = 0; v < VECS; v++) ev[v] = *(const v4d_u *)&e5_i[LANES * v];
+        vd ev[VECS];
+        for (int v = 0; v < VECS; v++) ev[v] = *(const vd_u *)&e5_i[LANES * v];
 #pragma GCC unroll 4
         for (int a = 0; a < W3_IN_B; a++) {
-            v4d xv = splat(layer4_i[a]);
+            vd xv = splat(layer4_i[a]);
             for (int v = 0; v < VECS; v++) acc[a][v] = acc[a][v] + xv * ev[v];
         }
     }
     for (int a = 0; a < W3_IN_B; a++)
         for (int v = 0; v < VECS; v++)
-            *(v4d_u *)&sum_w3t[(u0 + a) * L5_CONV3_MAPS + co0 + LANES * v] = acc[a][v];
+            *(vd_u *)&sum_w3t[(u0 + a) * L5_CONV3_MAPS + co0 + LANES * v] = acc[a][v];
 }
 
 /*
  * Phase 2 for a chunk: add its images to the running sums, in image order.
  * sum_packed: S of the g_small values, then S of W4; sum_w3t: S of W3 as
- * [400 inputs][120 outputs].
+ * [400 inputs][120 outputs].  Tasks are handed out dynamically, like tiles
+ * (for_each_tile says why); one task still owns each element whole.
  */
 static void reduce_chunk(double *sum_packed, double *sum_w3t, const ChunkBuffers *cb, int64_t n) {
     /* W1, W2 and biases: per-image values added image by image. */
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic)
     for (int lo = 0; lo < G_SMALL; lo += SPAN) {
         int hi = lo + SPAN < G_SMALL ? lo + SPAN : G_SMALL;
         double *s = sum_packed + lo;
@@ -570,12 +596,12 @@ static void reduce_chunk(double *sum_packed, double *sum_w3t, const ChunkBuffers
     }
     /* W3: outer products, blocked W3_IN_B x W3_OUT_B. */
     enum { OUT_BLOCKS = L5_CONV3_MAPS / W3_OUT_B };
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic)
     for (int b = 0; b < (L5_LAYER4_CELLS / W3_IN_B) * OUT_BLOCKS; b++)
         w3_outer_block(sum_w3t, cb->layer4, cb->e5, n,
                        (b / OUT_BLOCKS) * W3_IN_B, (b % OUT_BLOCKS) * W3_OUT_B);
     /* W4: outer products, small enough to do plainly. */
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic)
     for (int u = 0; u < L5_CONV3_MAPS; u++) {
         double *s = sum_packed + G_SMALL + u * L5_N_CLASSES;
         for (int64_t i = 0; i < n; i++) {
@@ -608,6 +634,13 @@ static int alloc_chunk_buffers(ChunkBuffers *cb, int64_t rows) {
  * Run work(t, first, count, args) over the tiles of n images in parallel,
  * each thread with its own Tile; the last tile may hold fewer than LANES
  * images.  args is the call's *TileArgs struct.
+ *
+ * Tiles are handed out one at a time (dynamic schedule), not in equal
+ * shares: when another process takes part of a core, the thread there
+ * falls behind, and a static share would make every other thread wait for
+ * it at the end of the phase.  A tile is hundreds of microseconds of work,
+ * so the hand-out costs nothing measurable.  Which thread runs a tile never
+ * changes its bits (docs/SPEC.md §9.1).
  */
 typedef void TileWork(Tile *t, int64_t first, int count, void *args);
 
@@ -623,7 +656,7 @@ static int for_each_tile(int64_t n, int threads, TileWork *work, void *args) {
 #pragma omp atomic write
             failed = 1;
         }
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic)
         for (int64_t k = 0; k < n_tiles; k++) {
             if (!t) continue;
             int64_t first = k * LANES;
@@ -666,12 +699,16 @@ static void forward_tile_work(Tile *t, int64_t first, int count, void *args) {
 }
 
 /* ---------------------------------------------------------------------------
- * What the entry points call (core.h).
+ * What dispatch.c calls (core.h), each name suffixed with this build's
+ * instruction set: l5_fast_train_batch_avx2 and so on.
  */
 
-int l5_fast_train_batch(double *params, const uint8_t *images, const uint8_t *labels,
-                        int64_t n, int loss, const L5Update *update, int threads,
-                        double *loss_sum, int64_t *n_correct) {
+int L5_ISA_NAME(l5_fast_lanes)(void) { return LANES; }
+
+int L5_ISA_NAME(l5_fast_train_batch)(double *params, const uint8_t *images,
+                                     const uint8_t *labels, int64_t n, int loss,
+                                     const L5Update *update, int threads,
+                                     double *loss_sum, int64_t *n_correct) {
     int64_t rows = n < CHUNK ? n : CHUNK;
     ChunkBuffers cb;
     if (alloc_chunk_buffers(&cb, rows)) return L5_ERR_NOMEM;
@@ -715,8 +752,8 @@ int l5_fast_train_batch(double *params, const uint8_t *images, const uint8_t *la
     return err;
 }
 
-int l5_fast_forward(const double *params, const uint8_t *images, int64_t n,
-                    double *out, int threads) {
+int L5_ISA_NAME(l5_fast_forward)(const double *params, const uint8_t *images, int64_t n,
+                                 double *out, int threads) {
     Rearranged *rw = malloc(sizeof(Rearranged));
     if (!rw) return L5_ERR_NOMEM;
     rearrange_weights(rw, params);

@@ -29,6 +29,13 @@
 #include <string.h>
 #include "core.h"
 
+/* Compiled once per instruction set, like fast.c (docs/SPEC.md §9.4); the
+ * vectors here hold 4 cells of one image in every variant, so the prepared
+ * layout is the same for all of them. */
+#ifndef L5_ISA
+#error "infer.c is compiled once per instruction set: -DL5_ISA=<name> (build_ffi.py)"
+#endif
+
 typedef double v4d __attribute__((vector_size(32)));
 typedef int64_t v4i __attribute__((vector_size(32)));
 enum { LANES = 4 };
@@ -122,7 +129,7 @@ static inline v4d take_greater(v4d a, v4d b) {
 /* ---------------------------------------------------------------------------
  * Preparing: the parameter blocks (docs/SPEC.md §3.1) to Prepared's layouts.
  */
-void l5_infer_prepare(void *prepared, const double *params) {
+void L5_ISA_NAME(l5_infer_prepare)(void *prepared, const double *params) {
     Prepared *pw = prepared;
     const int kk = L5_CONV_KERNEL_CELLS;
     memset(pw, 0, sizeof *pw); /* also the padding lanes of w4 and b4 */
@@ -146,7 +153,7 @@ void l5_infer_prepare(void *prepared, const double *params) {
     pw->magic = PREPARED_MAGIC;
 }
 
-int l5_infer_is_prepared(const void *prepared) {
+int L5_ISA_NAME(l5_infer_is_prepared)(const void *prepared) {
     return ((const Prepared *)prepared)->magic == PREPARED_MAGIC;
 }
 
@@ -319,10 +326,11 @@ static void infer_image(Scratch *s, const Prepared *pw, const uint8_t *images, i
 }
 
 /* ---------------------------------------------------------------------------
- * What the entry points call (core.h).  The caller has checked every argument.
+ * What dispatch.c calls (core.h), each name suffixed with this build's
+ * instruction set.  The caller has checked every argument.
  */
-void l5_infer_images(const void *prepared, const uint8_t *images, int64_t n,
-                     double *out, int32_t *pred, int threads) {
+void L5_ISA_NAME(l5_infer_images)(const void *prepared, const uint8_t *images, int64_t n,
+                                  double *out, int32_t *pred, int threads) {
     const Prepared *pw = prepared;
     int team = n < TEAM_MIN ? 1 : l5_resolve_threads(threads);
     if (team == 1) { /* the calling thread alone: no team to wake */
@@ -334,7 +342,9 @@ void l5_infer_images(const void *prepared, const uint8_t *images, int64_t n,
 #pragma omp parallel num_threads(team)
     {
         Scratch s; /* one per thread, on its own stack */
-#pragma omp for schedule(static)
+        /* Images handed out in small groups, so a thread slowed by another
+         * process's work on its core does not hold the others back. */
+#pragma omp for schedule(dynamic, 8)
         for (int64_t i = 0; i < n; i++) infer_image(&s, pw, images, i, out, pred);
     }
 }

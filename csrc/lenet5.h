@@ -58,6 +58,7 @@
 #define L5_ERR_MOMENTUM -12   /* momentum not in [0, 1), or nesterov not 0/1 */
 #define L5_ERR_DECAY -13      /* weight decay not finite and >= 0 */
 #define L5_ERR_AUGMENT -14    /* an augmentation range or image index out of bounds */
+#define L5_ERR_ISA -15        /* an instruction set not built, unknown, or the CPU lacks it */
 
 /*
  * Train on one batch of n images (docs/SPEC.md §8.1, §8.2): forward and
@@ -68,7 +69,7 @@
  * xent: -log p_label) and *n_correct how many images the forward pass
  * classified correctly, both measured before the update.
  * threads: 0 for the default (OpenMP's, i.e. OMP_NUM_THREADS), else how many
- * (never more than there are 4-image tiles to work on; docs/SPEC.md §9.1).
+ * (never more than there are tiles of 2, 4 or 8 images to work on; docs/SPEC.md §9.1).
  */
 int l5_train_batch(double *params, int64_t n_params,
                    const uint8_t *images, const uint8_t *labels, int64_t n,
@@ -155,5 +156,22 @@ int l5_forward_prepared(const void *prepared, int64_t prepared_bytes,
                         const uint8_t *images, int64_t n, double *out, int threads);
 int l5_predict_prepared(const void *prepared, int64_t prepared_bytes,
                         const uint8_t *images, int64_t n, int32_t *pred, int threads);
+
+/*
+ * Instruction-set variants (docs/SPEC.md §9.4): the fast and prepared kernels
+ * are compiled for "avx512" (AVX-512F, 8 images per tile), "avx2" (4),
+ * "sse2" (2) and "generic" (4; any CPU), all giving the same bits.  The
+ * widest the CPU supports runs unless l5_use_isa chose another.
+ * l5_isa_status: L5_ISA_RUNS, L5_ISA_CPU_LACKS (built, but this CPU cannot
+ * run it) or L5_ISA_NOT_BUILT (also for an unknown name).
+ */
+#define L5_ISA_RUNS 1
+#define L5_ISA_CPU_LACKS 0
+#define L5_ISA_NOT_BUILT -1
+
+const char *l5_isa(void);
+int l5_isa_lanes(void);
+int l5_isa_status(const char *name);
+int l5_use_isa(const char *name);
 
 #endif

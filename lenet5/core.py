@@ -9,11 +9,19 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 from typing import Any, Dict, NoReturn, Optional, Tuple
 
 import numpy as np
 
 from . import _sources
+
+# OpenMP threads that wait at a barrier sleep instead of spinning (read by
+# libgomp when the core loads it, so set before the import; the caller's own
+# OMP_WAIT_POLICY wins).  On a shared machine a spinning thread burns the
+# time a preempted team mate needs, and 2 threads then ran 2 to 3 times
+# slower than 1; sleeping costs microseconds a batch (docs/SPEC.md §9.1).
+os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 
 try:
     from ._core import ffi, lib
@@ -62,6 +70,7 @@ _ERRORS: Dict[int, str] = {
     lib.L5_ERR_MOMENTUM: "momentum must lie in [0, 1)",
     lib.L5_ERR_DECAY: "weight decay must be finite and >= 0",
     lib.L5_ERR_AUGMENT: "an augmentation range or image index is out of bounds",
+    lib.L5_ERR_ISA: "that instruction set is not built or this CPU lacks it",
 }
 
 #: The largest augmentation ranges the core takes (docs/SPEC.md §8.6): beyond
@@ -77,6 +86,51 @@ def have_openmp() -> bool:
 def default_threads() -> int:
     """How many threads the core uses when not told (OpenMP's default, docs/SPEC.md §9.1)."""
     return int(lib.l5_default_threads())
+
+
+#: The instruction-set variants of the fast kernels, widest first (docs/SPEC.md §9.4).
+ISAS: Tuple[str, ...] = ("avx512", "avx2", "sse2", "generic")
+
+
+def isa() -> str:
+    """The instruction-set variant the fast kernels run: one of ISAS. By default
+    the widest this CPU supports; ``LENET5_ISA`` or ``use_isa`` choose another."""
+    return ffi.string(lib.l5_isa()).decode()
+
+
+def isa_lanes() -> int:
+    """Images per tile of the running variant: 8 (avx512), 4 (avx2, generic), 2 (sse2)."""
+    return int(lib.l5_isa_lanes())
+
+
+def runnable_isas() -> Tuple[str, ...]:
+    """The variants this build holds and this CPU can run, widest first."""
+    return tuple(name for name in ISAS if lib.l5_isa_status(name.encode()) == lib.L5_ISA_RUNS)
+
+
+def use_isa(name: str) -> None:
+    """Run the fast kernels' variant ``name`` from now on, in this process (all
+    variants give the same bits; docs/SPEC.md §9.4). Switch only while no other
+    thread is inside the core. ValueError if the name is unknown, the build
+    lacks it or this CPU cannot run it."""
+    if name not in ISAS:
+        raise ValueError(f"instruction set must be one of {', '.join(ISAS)}, not {name!r}")
+    status = lib.l5_isa_status(name.encode())
+    if status != lib.L5_ISA_RUNS:
+        why = "this CPU lacks it" if status == lib.L5_ISA_CPU_LACKS else "this build of lenet5 lacks it"
+        raise ValueError(f"instruction set {name!r} cannot run: {why} "
+                         f"(this machine runs: {', '.join(runnable_isas())})")
+    _call(lib.l5_use_isa(name.encode()))
+
+
+def _use_isa_from_environment() -> None:
+    """LENET5_ISA=avx512|avx2|sse2|generic forces a variant for the whole process."""
+    name = os.environ.get("LENET5_ISA", "")
+    if name:
+        try:
+            use_isa(name)
+        except ValueError as e:
+            raise ImportError(f"lenet5: LENET5_ISA={name}: {e}") from None
 
 
 def block(params: np.ndarray, name: str) -> np.ndarray:
@@ -422,3 +476,6 @@ def predict_prepared(prepared: Prepared, images: np.ndarray, *, threads: Optiona
     _call(lib.l5_predict_prepared(pointer, PREPARED_BYTES, _ptr("uint8_t *", images), n,
                                   _ptr("int32_t *", pred), t))
     return pred
+
+
+_use_isa_from_environment()

@@ -99,6 +99,8 @@ class FitResult:
             "final_batch_loss": h.batch_loss[-1] if h.batch_loss else None,
             **self.config.to_dict(),
             "engine": self.engine, "kernel": self.kernel, "threads": self.threads,
+            # the instruction-set variant of the fast kernels (docs/SPEC.md §9.4)
+            "isa": core.isa() if self.engine == "c" and self.kernel == "fast" else None,
             "epoch_test_accuracy": list(h.test_accuracy),
             **({"epoch_val_accuracy": list(h.val_accuracy)} if self.config.val else {}),
         }

@@ -268,6 +268,7 @@ def report(args: argparse.Namespace, net: LeNet5, result: FitResult) -> None:
     print(f"test accuracy {100 * s['test_accuracy']:.2f}% ({s['test_correct']}/{s['test_images']}) | "
           f"train {s['train_seconds']:.2f} s | {s['images_per_second'] or 0:,.0f} images/s | "
           f"{s['loss']} sign {s['sign']:+d} lr {s['lr']} batch {s['batch_size']}"
+          + (f" | {s['isa']}" if s["isa"] else "")
           + (f" | saved {args.save}" if args.save else ""), flush=True)
     if failed:
         raise failed

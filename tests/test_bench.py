@@ -11,6 +11,11 @@ import pytest
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "bench.py"
 
 
+def data_isa():
+    from lenet5 import core
+    return core.isa()
+
+
 def test_quick_benchmark_output_format(tmp_path):
     r = subprocess.run([sys.executable, str(BENCH), "--quick", "--no-torch", "--json", tmp_path / "b.json"],
                        capture_output=True, text=True, timeout=600)
@@ -22,12 +27,35 @@ def test_quick_benchmark_output_format(tmp_path):
         cells = [c.strip() for c in row.strip("|").split("|")]
         assert re.fullmatch(r"[\d,]+", cells[2]) and re.fullmatch(r"[\d.]+( \(est\.\))?", cells[3])
         assert re.fullmatch(r"[\d.]+ / [\d.]+", cells[5])
+        assert cells[6] == ("-" if cells[0] != "C fast" else data_isa())
+        assert cells[7] == "-"  # no PyTorch row (--no-torch) to compare with
     data = json.loads((tmp_path / "b.json").read_text())
     assert data["quick"] and data["machine"]["cores"] >= 1 and "numpy_blas" in data["machine"]
     assert len(data["rows"]) == 4
     for row in data["rows"]:
         assert row["train_images_per_s"] > 0 and row["inference_seconds"] > 0
     assert data["rows"][1]["ratio_train"] == 1.0
+    assert data["machine"]["isa"] == data_isa() and data["machine"]["isa_lanes"] in (2, 4, 8)
+
+
+def test_contended_benchmark_prints_one_thread_beside_the_default():
+    r = subprocess.run([sys.executable, str(BENCH), "--contended", "--quick"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    rows = [line for line in r.stdout.splitlines() if re.match(r"\| \d", line)]
+    assert rows[0].startswith("| 1 |") and "(default)" in rows[-1]
+    for row in rows:
+        assert re.fullmatch(r"\| \d+( \(default\))? \| [\d,]+ \| [\d,]+ \|", row)
+
+
+def test_benchmark_refuses_a_variant_the_cpu_lacks():
+    from lenet5 import core
+    lacking = [name for name in core.ISAS if name not in core.runnable_isas()]
+    if not lacking:
+        pytest.skip("this CPU runs every variant")
+    r = subprocess.run([sys.executable, str(BENCH), "--quick", "--isa", lacking[0]],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 2 and f"--isa: instruction set '{lacking[0]}' cannot run" in r.stderr
 
 
 def test_pytorch_engine_trains_the_callers_parameters(mnist_train):

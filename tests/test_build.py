@@ -38,14 +38,15 @@ def test_extension_is_a_compiled_api_mode_module():
 
 
 @pytest.mark.slow
-def test_build_without_openmp_or_native_is_exact(tmp_path, mnist_train):
-    """The fallbacks: no OpenMP (one thread) and no -march=native (plain SSE2
-    vectors) still give the golden bytes."""
+def test_build_without_openmp_and_8_lane_tiles_is_exact(tmp_path, mnist_train):
+    """No OpenMP (one thread), and the generic variant built with 8-image tiles
+    (LENET5_GENERIC_LANES=8): the avx512 variant's tiling, run on a CPU
+    without AVX-512, still gives the golden bytes."""
     package = tmp_path / "lenet5"
     package.mkdir()
     for source in (ROOT / "lenet5").glob("*.py"):
         (package / source.name).write_text(source.read_text())
-    env = dict(os.environ, LENET5_OPENMP="0", LENET5_NATIVE="0")
+    env = dict(os.environ, LENET5_OPENMP="0", LENET5_GENERIC_LANES="8")
     build = subprocess.run([sys.executable, "csrc/build_ffi.py", str(tmp_path)], cwd=ROOT, env=env,
                            capture_output=True, text=True)
     assert build.returncode == 0, build.stderr
@@ -55,6 +56,7 @@ def test_build_without_openmp_or_native_is_exact(tmp_path, mnist_train):
         "import hashlib, numpy as np, lenet5.core as c\n"
         "from lenet5.data import load_split\n"
         f"assert not c.have_openmp() and c.__file__.startswith({str(tmp_path)!r})\n"
+        "assert c.isa() == 'generic' and c.isa_lanes() == 8\n"
         "x, y = load_split('train')\n"
         f"p = np.fromfile({str(golden_init)!r}, '<f8')\n"
         "for s in range(0, 100, 10):\n"
@@ -62,7 +64,7 @@ def test_build_without_openmp_or_native_is_exact(tmp_path, mnist_train):
         "print(hashlib.sha256(p.tobytes()).hexdigest())\n"
     )
     r = subprocess.run([sys.executable, "-c", check], cwd=tmp_path, capture_output=True, text=True,
-                       env=dict(os.environ, LENET5_DATA=str(ROOT / "data")))
+                       env=dict(os.environ, LENET5_DATA=str(ROOT / "data"), LENET5_ISA="generic"))
     assert r.returncode == 0, r.stderr
     from conftest import CASES
     assert r.stdout.strip() == CASES["xent_b10_n100_e1"]["output_sha256"]

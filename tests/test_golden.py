@@ -3,18 +3,23 @@
 From the manifest's initial model, each case trains with its loss, sign, lr,
 batch size and image count; the result must have the golden SHA-256 and score
 the manifest's test count.  Every case runs with the fast kernels at 1, 2 and
-3 threads and with the plain reference kernels.
+3 threads (1 and 3 under each instruction-set variant this CPU runs,
+docs/SPEC.md §9.4; the others are skipped, saying why), and with the plain
+reference kernels.
 """
 import numpy as np
 import pytest
 
-from conftest import CASES, golden_params, sha256
+from conftest import CASES, golden_params, isa_skip_reason, sha256
 from lenet5 import core
 from lenet5.engines import CEngine
 from lenet5.loop import TrainConfig, train
 
-RUNS = [(name, "fast", t) for name in CASES for t in (1, 2, 3)] + \
-       [(name, "reference", 1) for name in CASES]
+# isa None: the variant this CPU runs by default.  Each variant is forced at
+# 1 and 3 threads (a partial tile, threads sharing tiles and elements).
+RUNS = [(name, "fast", 2, None) for name in CASES] + \
+       [(name, "fast", t, isa) for name in CASES for t in (1, 3) for isa in core.ISAS] + \
+       [(name, "reference", 1, None) for name in CASES]
 
 
 def is_slow(name):
@@ -32,10 +37,28 @@ def train_case(case, params, images, labels, kernel, threads):
     return params
 
 
-@pytest.mark.parametrize("name,kernel,threads", [
-    pytest.param(n, k, t, id=f"{n}-{k}-t{t}", marks=[pytest.mark.slow] if is_slow(n) else [])
-    for n, k, t in RUNS])
-def test_golden_model_bytes(name, kernel, threads, init_params, mnist_train, mnist_test):
+def marks(name, isa):
+    """slow for the full epochs; a visible skip for a variant this CPU cannot run."""
+    reason = isa_skip_reason(isa) if isa else None
+    return ([pytest.mark.slow] if is_slow(name) else []) + \
+           ([pytest.mark.skip(reason=reason)] if reason else [])
+
+
+@pytest.mark.parametrize("name,kernel,threads,isa", [
+    pytest.param(n, k, t, i, id=f"{n}-{k}-t{t}" + (f"-{i}" if i else ""), marks=marks(n, i))
+    for n, k, t, i in RUNS])
+def test_golden_model_bytes(name, kernel, threads, isa, init_params, mnist_train, mnist_test):
+    if isa:
+        before = core.isa()
+        core.use_isa(isa)
+    try:
+        check_golden_case(name, kernel, threads, init_params, mnist_train, mnist_test)
+    finally:
+        if isa:
+            core.use_isa(before)
+
+
+def check_golden_case(name, kernel, threads, init_params, mnist_train, mnist_test):
     case = CASES[name]
     images, labels = mnist_train
     trained = train_case(case, init_params, images, labels, kernel, threads)

@@ -46,7 +46,7 @@ def test_prepared_equals_reference_bit_for_bit(mnist_test):
                 assert np.array_equal(pred, core.predict(params, images, kernel="reference"))
 
 
-def test_prepared_equals_reference_on_odd_images_and_odd_parameters(mnist_test):
+def test_prepared_equals_reference_on_odd_images_and_odd_parameters(isa, mnist_test):
     """Flat, random and saturated images; parameters with inf and NaN in them
     (prepared inference adds every term the reference adds, padding included,
     so even those agree to the bit)."""

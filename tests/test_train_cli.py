@@ -28,6 +28,8 @@ def test_cli_reproduces_golden(tmp_path, name):
     assert file_sha256(out) == case["output_sha256"]
     summary = json.loads((tmp_path / "s.json").read_text())
     assert summary["test_correct"] == case["test_correct"]
+    assert summary["isa"] in ("avx512", "avx2", "sse2", "generic")  # the variant that ran (SPEC §9.4)
+    assert f" | {summary['isa']}" in r.stdout
 
 
 @pytest.mark.parametrize("loss", ["xent", "mse"])
