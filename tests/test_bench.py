@@ -84,6 +84,7 @@ def test_pytorch_engine_trains_the_callers_parameters(mnist_train):
     assert np.array_equal(torch_engine.predict(theirs, images), CEngine().predict(theirs, images))
 
 
+@pytest.mark.slow
 def test_inference_benchmark_output_format(tmp_path):
     """--inference prints one row per engine it found, lenet5 first, and every
     engine gives the digits lenet5 gives on (nearly) every image."""

@@ -10,6 +10,7 @@ pytest.importorskip("matplotlib")
 Image = pytest.importorskip("PIL.Image")
 
 
+@pytest.mark.slow
 def test_figures_are_written_as_pngs(tmp_path):
     out = tmp_path / "figs"
     r = subprocess.run([sys.executable, "-m", "lenet5.evaluate", str(GOLDEN / "mse_b300_n60000_e1.dat"),

@@ -71,6 +71,7 @@ def test_ctrl_c_stops_at_a_batch_boundary_with_a_checkpoint(tmp_path):
     assert file_sha256(out) == CASE["output_sha256"]
 
 
+@pytest.mark.slow
 def test_ctrl_c_without_checkpoint_says_nothing_was_saved(tmp_path):
     p = subprocess.Popen(train_cmd("--loss", "xent", "--epochs", 3, "--json", tmp_path / "s.json"),
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -82,6 +83,7 @@ def test_ctrl_c_without_checkpoint_says_nothing_was_saved(tmp_path):
     assert not (tmp_path / "s.json").exists()
 
 
+@pytest.mark.slow
 def test_resume_across_epochs_matches_one_run(tmp_path):
     """A checkpoint at an epoch boundary, with shuffling: the permutation of
     each epoch is fixed by (seed, epoch), so the resumed run sees the same order."""

@@ -32,6 +32,7 @@ def test_cli_reproduces_golden(tmp_path, name):
     assert f" | {summary['isa']}" in r.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("loss", ["xent", "mse"])
 def test_one_epoch_from_scratch_reaches_96_percent(tmp_path, loss):
     r = run("--loss", loss, "--json", tmp_path / "s.json", "--save", tmp_path / "m.npz", "--quiet")
