@@ -147,6 +147,9 @@ def run(prog: str, body: Callable[[], int]) -> int:
     except Stop as e:
         say(f"{prog}: {e}")
         return e.status
+    except core.IsaEnvironmentError as e:  # LENET5_ISA names a variant that cannot run here
+        say(f"{prog}: {e}")
+        return 2
     except KeyboardInterrupt as e:
         say(f"{prog}: {e or 'interrupted'}")
         return 128 + getattr(e, "signum", signal.SIGINT)

@@ -94,12 +94,15 @@ ISAS: Tuple[str, ...] = ("avx512", "avx2", "sse2", "generic")
 
 def isa() -> str:
     """The instruction-set variant the fast kernels run: one of ISAS. By default
-    the widest this CPU supports; ``LENET5_ISA`` or ``use_isa`` choose another."""
+    the widest this CPU supports; ``LENET5_ISA`` or ``use_isa`` choose another.
+    IsaEnvironmentError if LENET5_ISA named one that cannot run here."""
+    _variant_ready()
     return ffi.string(lib.l5_isa()).decode()
 
 
 def isa_lanes() -> int:
     """Images per tile of the running variant: 8 (avx512), 4 (avx2, generic), 2 (sse2)."""
+    _variant_ready()
     return int(lib.l5_isa_lanes())
 
 
@@ -121,16 +124,36 @@ def use_isa(name: str) -> None:
         raise ValueError(f"instruction set {name!r} cannot run: {why} "
                          f"(this machine runs: {', '.join(runnable_isas())})")
     _call(lib.l5_use_isa(name.encode()))
+    global _ISA_ENVIRONMENT_PROBLEM
+    _ISA_ENVIRONMENT_PROBLEM = None  # an explicit choice replaces the environment's
+
+
+class IsaEnvironmentError(ValueError):
+    """LENET5_ISA names a variant that this build or this CPU cannot run."""
+
+
+#: Why the LENET5_ISA choice cannot be honoured, or None.  Set at import, raised
+#: by the first call that would run the vector kernels (_variant_ready), so
+#: that importing works and a command can report it in one line (exit 2).
+_ISA_ENVIRONMENT_PROBLEM: Optional[str] = None
 
 
 def _use_isa_from_environment() -> None:
     """LENET5_ISA=avx512|avx2|sse2|generic forces a variant for the whole process."""
+    global _ISA_ENVIRONMENT_PROBLEM
     name = os.environ.get("LENET5_ISA", "")
     if name:
         try:
             use_isa(name)
         except ValueError as e:
-            raise ImportError(f"lenet5: LENET5_ISA={name}: {e}") from None
+            _ISA_ENVIRONMENT_PROBLEM = f"LENET5_ISA={name}: {e}"
+
+
+def _variant_ready() -> None:
+    """Raise IsaEnvironmentError if LENET5_ISA asked for a variant that cannot
+    run: no kernel runs on another variant than the one asked for."""
+    if _ISA_ENVIRONMENT_PROBLEM is not None:
+        raise IsaEnvironmentError(_ISA_ENVIRONMENT_PROBLEM)
 
 
 def block(params: np.ndarray, name: str) -> np.ndarray:
@@ -290,6 +313,7 @@ def train_batch(params: np.ndarray, images: np.ndarray, labels: np.ndarray, *, l
     kept by the caller) it is SGD with momentum, Nesterov's or heavy ball, and
     L2 weight decay (docs/SPEC.md §8.5), and velocity is updated in place.
     """
+    _variant_ready()
     check_params(params, writable=True)
     n = check_images(images)
     labels = check_labels(labels, n)
@@ -352,6 +376,7 @@ def augment(images: np.ndarray, index: np.ndarray, *, seed: int, epoch: int, shi
 def forward(params: np.ndarray, images: np.ndarray, *, kernel: str = "fast",
             threads: Optional[int] = None) -> np.ndarray:
     """The 10 ReLU-ed outputs of each image, shape (N, 10) (docs/SPEC.md §4, §5.1-§5.4)."""
+    _variant_ready()
     check_params(params)
     n = check_images(images)
     k, t = check_kernel(kernel), check_threads(threads)
@@ -364,6 +389,7 @@ def forward(params: np.ndarray, images: np.ndarray, *, kernel: str = "fast",
 def predict(params: np.ndarray, images: np.ndarray, *, kernel: str = "fast",
             threads: Optional[int] = None) -> np.ndarray:
     """The predicted digit of each image (largest output, ties to the smaller; docs/SPEC.md §5.5)."""
+    _variant_ready()
     check_params(params)
     n = check_images(images)
     k, t = check_kernel(kernel), check_threads(threads)
@@ -448,6 +474,7 @@ def check_prepared(prepared: Any, name: str = "prepared") -> Any:
 def prepare(params: np.ndarray) -> Prepared:
     """Lay out params once for forward_prepared and predict_prepared (docs/SPEC.md §9.6).
     The values are copied, not computed on: the passes give the bits of forward()."""
+    _variant_ready()
     check_params(params)
     buffer = np.empty(PREPARED_BYTES // 8, dtype=np.float64)  # float64: 8-byte aligned
     _call(lib.l5_prepare(_ptr("double *", params), N_PARAMS, _ptr("void *", buffer), PREPARED_BYTES))
@@ -458,6 +485,7 @@ def prepare(params: np.ndarray) -> Prepared:
 def forward_prepared(prepared: Prepared, images: np.ndarray, *, threads: Optional[int] = None) -> np.ndarray:
     """forward() from prepared weights: the same bits, shape (N, 10) (docs/SPEC.md §9.6).
     Fewer than 16 images run on the calling thread; the GIL is released meanwhile."""
+    _variant_ready()
     pointer = check_prepared(prepared)
     n = check_images(images)
     t = check_threads(threads)
@@ -469,6 +497,7 @@ def forward_prepared(prepared: Prepared, images: np.ndarray, *, threads: Optiona
 
 def predict_prepared(prepared: Prepared, images: np.ndarray, *, threads: Optional[int] = None) -> np.ndarray:
     """predict() from prepared weights: the same digits, int32 (N,) (docs/SPEC.md §5.5, §9.6)."""
+    _variant_ready()
     pointer = check_prepared(prepared)
     n = check_images(images)
     t = check_threads(threads)

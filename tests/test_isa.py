@@ -62,13 +62,31 @@ def test_environment_forces_a_variant(name):
     assert r.stdout.strip() == name
 
 
-def test_environment_naming_a_variant_the_cpu_lacks_fails_clearly():
-    lacking = [name for name in core.ISAS if name not in core.runnable_isas()] or ["neon"]
-    r = subprocess.run([sys.executable, "-c", "import lenet5.core"],
-                       env=dict(os.environ, LENET5_ISA=lacking[0]), capture_output=True, text=True)
-    assert r.returncode != 0
-    assert f"lenet5: LENET5_ISA={lacking[0]}: " in r.stderr
-    assert "this machine runs: " in r.stderr or "must be one of" in r.stderr
+@pytest.mark.parametrize("lacking", [None, "neon"])
+def test_environment_naming_a_variant_that_cannot_run_fails_clearly(lacking):
+    """The library: importing works, the first call that would run the kernels
+    raises IsaEnvironmentError (no kernel runs on another variant than asked)."""
+    lacking = lacking or ([name for name in core.ISAS if name not in core.runnable_isas()] or ["neon"])[0]
+    code = ("import numpy as np, lenet5.core as c\n"
+            "try:\n    c.predict(np.zeros(c.N_PARAMS), np.zeros((1, 784), np.uint8))\n"
+            "except c.IsaEnvironmentError as e:\n    print('refused:', e)\n")
+    r = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, LENET5_ISA=lacking),
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith(f"refused: LENET5_ISA={lacking}: ")
+    assert "this machine runs: " in r.stdout or "must be one of" in r.stdout
+
+
+@pytest.mark.parametrize("command", [["train", "--train-limit", "300"], ["evaluate"], ["predict", "x.png"]])
+def test_commands_report_an_unrunnable_variant_in_one_line(command, tmp_path):
+    """A command given LENET5_ISA it cannot honour: one line, exit status 2, nothing written."""
+    r = subprocess.run([sys.executable, "-m", f"lenet5.{command[0]}", *command[1:]], cwd=tmp_path,
+                       env=dict(os.environ, LENET5_ISA="neon", LENET5_DATA=str(ROOT / "data")),
+                       capture_output=True, text=True)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.splitlines() == [f"lenet5.{command[0]}: LENET5_ISA=neon: instruction set must be one of "
+                                     "avx512, avx2, sse2, generic, not 'neon'"]
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_no_march_native_and_every_x86_variant_is_built():
