@@ -6,6 +6,7 @@
     python benchmarks/bench.py --inference   # inference against PyTorch and onnxruntime (inference.py)
     python benchmarks/bench.py --isa sse2    # force an instruction-set variant of the fast kernels
     python benchmarks/bench.py --contended   # 1 thread and the default with one core kept busy
+    python benchmarks/bench.py --profile     # time and GMAC/s per layer, the machine's peak, PyTorch's ratio
 
 Every row trains LeNet-5 with softmax cross-entropy (sign -1, lr 0.1) on real
 MNIST, in whole batches of 300, and classifies the 10,000 test images.
@@ -222,6 +223,73 @@ def contended(quick):
     return 0
 
 
+FORWARD = ("load", "conv1", "pool1", "conv2", "pool2", "conv3", "fc", "output error")
+BACKWARD = ("fc back", "conv3 back", "pool2 back", "conv2 back", "conv2 grad", "pool1 back",
+            "conv1 grad", "store")
+
+
+def profile(quick, use_torch):
+    """Where a training batch's time goes (docs/SPEC.md §9.7): thread-seconds
+    and multiply-add rate per stage at 1 thread and at the default, beside the
+    machine's peak rate in the kernels' own instruction form, then the whole
+    batch's rate (unprofiled) and its ratio to PyTorch float32's time."""
+    train_x, train_y = load_split("train", progress=False)
+    batches, repeats = (2, 1) if quick else (20, 5)
+    teams = sorted({1, core.default_threads()})
+    stages = core.profile_stages()
+    per_image = sum(macs for _, macs in stages)
+    info = machine()
+    print(f"\nProfile of a training batch of {BATCH} ({LOSS}, lr {LR}); machine: {info['cpu']}, "
+          f"{info['cores']} cores; fast kernels: {core.isa()} ({core.isa_lanes()} images per tile)")
+    print(f"{per_image:,} multiply-adds per image; the peak is independent vector multiplies then adds "
+          "(no fused multiply-add, as the kernels)\n")
+    seconds, peak, rate, torch_rate = {}, {}, {}, {}
+    for team in teams:
+        params = init_params(0)
+        total = np.zeros(len(stages))
+        core.profile_train_batch(params, train_x[:BATCH], train_y[:BATCH], loss=LOSS, sign=SIGN, lr=LR,
+                                 threads=team)  # warm-up
+        for b in range(batches):
+            x, y = train_x[b * BATCH:(b + 1) * BATCH], train_y[b * BATCH:(b + 1) * BATCH]
+            total += core.profile_train_batch(params, x, y, loss=LOSS, sign=SIGN, lr=LR, threads=team)[0]
+        seconds[team] = total / (batches * BATCH)  # thread-seconds per image
+        peak[team] = core.peak_macs(team, 0.05 if quick else 0.5)
+        rate[team] = time_training(CEngine("fast", team), train_x, train_y, batches, repeats)
+        if use_torch:
+            try:
+                torch_rate[team] = time_training(TorchEngine("float32", team), train_x, train_y, batches, repeats)
+            except ImportError:
+                use_torch = False
+    head = " | ".join(f"{t} thread{'s' * (t > 1)}: µs per image (thread-s) | GMAC/s a thread" for t in teams)
+    print(f"| stage | multiply-adds per image | {head} |")
+    print("|---|---:|" + "---:|---:|" * len(teams))
+
+    def row(name, macs, picks):
+        cells = []
+        for t in teams:
+            s = sum(seconds[t][k] for k in picks)
+            cells += [f"{1e6 * s:.1f}", f"{macs / s / 1e9:.1f}" if macs and s > 0 else "-"]
+        print(f"| {name} | {macs:,} | " + " | ".join(cells) + " |")
+
+    names = [name for name, _ in stages]
+    for k, (name, macs) in enumerate(stages):
+        row(name, macs, [k])
+    for label, group in (("**forward**", FORWARD), ("**backward**", BACKWARD),
+                         ("**batch sum and update**", ("batch sum", "update"))):
+        picks = [names.index(name) for name in group]
+        row(label, sum(stages[k][1] for k in picks), picks)
+    print("\n| threads | train images/s | GMAC/s | peak GMAC/s | share of peak | "
+          "epoch time / PyTorch f32 (same threads) |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    for t in teams:
+        achieved = rate[t] * per_image / 1e9
+        ratio = f"{torch_rate[t] / rate[t]:.2f} ({torch_rate[t]:,.0f} images/s)" if t in torch_rate else "-"
+        print(f"| {t} | {rate[t]:,.0f} | {achieved:.1f} | {peak[t] / 1e9:.1f} | {achieved * 1e9 / peak[t]:.0%} | {ratio} |")
+    if len(teams) > 1:
+        print(f"\n{teams[-1]} threads train {rate[teams[-1]] / rate[1]:.2f} times as fast as 1")
+    return 0
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="a few batches only: checks the output format")
@@ -233,6 +301,8 @@ def main(argv=None):
                    help="run the fast kernels' variant ISA (default: the widest this CPU runs)")
     p.add_argument("--contended", action="store_true",
                    help="only the fast kernels, 1 thread and the default, idle and with core 0 kept busy")
+    p.add_argument("--profile", action="store_true",
+                   help="time and multiply-add rate per layer at 1 thread and the default, the machine's peak")
     args = p.parse_args(argv)
     if args.isa:
         try:
@@ -241,6 +311,8 @@ def main(argv=None):
             p.error(f"--isa: {e}")
     if args.contended:
         return contended(args.quick)
+    if args.profile:
+        return profile(args.quick, not args.no_torch)
     if args.inference:
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
         import inference

@@ -60,7 +60,7 @@ static int run_batch(double *params, const uint8_t *images, const uint8_t *label
     }
     update->threads = threads;
     return l5_fast_train_batch(params, images, labels, n, loss, update, threads,
-                               loss_sum, n_correct);
+                               loss_sum, n_correct, NULL);
 }
 
 int l5_train_batch(double *params, int64_t n_params,
@@ -208,4 +208,42 @@ int l5_predict_prepared(const void *prepared, int64_t prepared_bytes,
     if (!pred) return L5_ERR_NULL;
     l5_infer_images(prepared, images, n, NULL, pred, threads);
     return L5_OK;
+}
+
+/* ---------------------------------------------------------------------------
+ * Profiling (docs/SPEC.md §9.7).
+ */
+const char *l5_profile_stage_name(int stage) {
+    return stage >= 0 && stage < L5_N_STAGES ? l5_stage_names[stage] : NULL;
+}
+
+int64_t l5_profile_stage_macs(int stage) {
+    return stage >= 0 && stage < L5_N_STAGES ? l5_stage_macs[stage] : -1;
+}
+
+int l5_profile_train_batch(double *params, int64_t n_params,
+                           const uint8_t *images, const uint8_t *labels, int64_t n,
+                           int loss, int sign, double lr, int threads,
+                           double *seconds, int64_t n_seconds,
+                           double *loss_sum, int64_t *n_correct) {
+    int err = check_train(params, n_params, images, labels, n, loss, sign, lr, L5_KERNEL_FAST,
+                          threads, loss_sum, n_correct);
+    if (err) return err;
+    if (!seconds) return L5_ERR_NULL;
+    if (n_seconds != L5_N_STAGES) return L5_ERR_SIZE;
+    L5Update update = {sign, lr, 0.0, 0.0, 0, NULL, threads};
+    return l5_fast_train_batch(params, images, labels, n, loss, &update, threads,
+                               loss_sum, n_correct, seconds);
+}
+
+/* A minute is more than any benchmark needs: a longer wait is a mistake. */
+#define L5_PEAK_MAX_SECONDS 60.0
+
+double l5_peak_macs(int threads, double seconds) {
+    if (threads < 0 || threads > L5_MAX_THREADS) return -1.0;
+    if (!(seconds > 0.0 && seconds <= L5_PEAK_MAX_SECONDS)) return -1.0;
+    double total = 0.0;
+#pragma omp parallel num_threads(l5_resolve_threads(threads)) reduction(+ : total)
+    total += l5_fast_peak_macs(seconds);
+    return total;
 }

@@ -1,12 +1,14 @@
 /*
  * common.c - the helpers both kernel sets share: the input normalisation, the
- * output error, the predicted class, the update and the thread count.  They
+ * output error, the predicted class, the update, the thread count and the
+ * profiler's stage table and clock.  They
  * work on one image (or one flat array) at a time and call nothing else of
  * the core; reference.c and fast.c call them, so both compute these steps
  * with the very same code.
  */
 #include <math.h>
 #include <string.h>
+#include <time.h>
 #include "core.h"
 #ifdef _OPENMP
 #include <omp.h>
@@ -198,4 +200,42 @@ int l5_resolve_threads(int threads) {
     (void)threads;
     return 1;
 #endif
+}
+
+/* ---------------------------------------------------------------------------
+ * The profiler's stages (docs/SPEC.md §9.7): names, and multiply-adds per
+ * image counted from the layer shapes.  A convolution's forward pass, its
+ * input error and its weight gradient each take one multiply-add per
+ * (output cell, input map, kernel cell); the batch sum forms W3's and W4's
+ * gradients as outer products (§9.3).  Poolings, the output error, copies
+ * and the update count none.
+ */
+#define L5_CONV1_MACS ((int64_t)L5_LAYER1_CELLS * 1 * L5_CONV_KERNEL_CELLS)              /* 117,600 */
+#define L5_CONV2_MACS ((int64_t)L5_LAYER3_CELLS * L5_CONV1_MAPS * L5_CONV_KERNEL_CELLS)  /* 240,000 */
+#define L5_CONV3_MACS ((int64_t)L5_W3_SIZE)                                             /* 48,000 */
+#define L5_FC_MACS ((int64_t)L5_W4_SIZE)                                                /* 1,200 */
+
+const char *const l5_stage_names[L5_N_STAGES] = {
+    [L5_STAGE_LOAD] = "load", [L5_STAGE_CONV1] = "conv1", [L5_STAGE_POOL1] = "pool1",
+    [L5_STAGE_CONV2] = "conv2", [L5_STAGE_POOL2] = "pool2", [L5_STAGE_CONV3] = "conv3",
+    [L5_STAGE_FC] = "fc", [L5_STAGE_OUTPUT_ERROR] = "output error",
+    [L5_STAGE_FC_BACK] = "fc back", [L5_STAGE_CONV3_BACK] = "conv3 back",
+    [L5_STAGE_POOL2_BACK] = "pool2 back", [L5_STAGE_CONV2_BACK] = "conv2 back",
+    [L5_STAGE_CONV2_GRAD] = "conv2 grad", [L5_STAGE_POOL1_BACK] = "pool1 back",
+    [L5_STAGE_CONV1_GRAD] = "conv1 grad", [L5_STAGE_STORE] = "store",
+    [L5_STAGE_SUM] = "batch sum", [L5_STAGE_UPDATE] = "update",
+};
+
+const int64_t l5_stage_macs[L5_N_STAGES] = {
+    [L5_STAGE_CONV1] = L5_CONV1_MACS, [L5_STAGE_CONV2] = L5_CONV2_MACS,
+    [L5_STAGE_CONV3] = L5_CONV3_MACS, [L5_STAGE_FC] = L5_FC_MACS,
+    [L5_STAGE_FC_BACK] = L5_FC_MACS, [L5_STAGE_CONV3_BACK] = L5_CONV3_MACS,
+    [L5_STAGE_CONV2_BACK] = L5_CONV2_MACS, [L5_STAGE_CONV2_GRAD] = L5_CONV2_MACS,
+    [L5_STAGE_CONV1_GRAD] = L5_CONV1_MACS, [L5_STAGE_SUM] = L5_CONV3_MACS + L5_FC_MACS,
+};
+
+double l5_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }

@@ -124,6 +124,28 @@ void l5_apply_update(double *params, const double *sum, int64_t count,
  * (docs/SPEC.md §9.1). */
 int l5_resolve_threads(int threads);
 
+/*
+ * The stages a profiled batch is split into (docs/SPEC.md §9.7), in the order
+ * they run: the forward pass, the output error, the backward pass (input
+ * errors and per-image weight gradients), copying each image's values out,
+ * the batch sum and the update.  common.c names them and counts their
+ * multiply-adds from the layer shapes.
+ */
+enum {
+    L5_STAGE_LOAD, L5_STAGE_CONV1, L5_STAGE_POOL1, L5_STAGE_CONV2, L5_STAGE_POOL2,
+    L5_STAGE_CONV3, L5_STAGE_FC, L5_STAGE_OUTPUT_ERROR,
+    L5_STAGE_FC_BACK, L5_STAGE_CONV3_BACK, L5_STAGE_POOL2_BACK, L5_STAGE_CONV2_BACK,
+    L5_STAGE_CONV2_GRAD, L5_STAGE_POOL1_BACK, L5_STAGE_CONV1_GRAD,
+    L5_STAGE_STORE, L5_STAGE_SUM, L5_STAGE_UPDATE,
+    L5_N_STAGES
+};
+_Static_assert(L5_N_STAGES == L5_PROFILE_STAGES, "lenet5.h's L5_PROFILE_STAGES is not the stage count");
+extern const char *const l5_stage_names[L5_N_STAGES];
+extern const int64_t l5_stage_macs[L5_N_STAGES];
+
+/* Seconds from a monotonic clock (for profiling only). */
+double l5_now(void);
+
 /* ---------------------------------------------------------------------------
  * augment.c: the training-image warp (docs/SPEC.md §8.6).  The caller has
  * checked every argument.
@@ -161,9 +183,13 @@ int l5_ref_forward_activations(const double *params, const uint8_t *image,
 typedef int L5FastLanes(void);
 typedef int L5FastTrainBatch(double *params, const uint8_t *images, const uint8_t *labels,
                              int64_t n, int loss, const L5Update *update, int threads,
-                             double *loss_sum, int64_t *n_correct);
+                             double *loss_sum, int64_t *n_correct, double *profile);
 typedef int L5FastForward(const double *params, const uint8_t *images, int64_t n,
                           double *out, int threads);
+/* l5_fast_train_batch's profile: NULL, or L5_N_STAGES thread-seconds to add
+ * to (docs/SPEC.md §9.7).  l5_fast_peak_macs: multiply-adds per second of
+ * one thread running that variant's vectors for about `seconds`. */
+typedef double L5FastPeakMacs(double seconds);
 
 /* infer.c: prepared inference, the same bits as the reference forward pass.
  * The caller has checked every argument (prepared: L5_PREPARED_BYTES,
@@ -179,6 +205,7 @@ typedef void L5InferImages(const void *prepared, const uint8_t *images, int64_t 
     L5FastLanes L5_ISA_JOIN(l5_fast_lanes, isa);              \
     L5FastTrainBatch L5_ISA_JOIN(l5_fast_train_batch, isa);   \
     L5FastForward L5_ISA_JOIN(l5_fast_forward, isa);          \
+    L5FastPeakMacs L5_ISA_JOIN(l5_fast_peak_macs, isa);       \
     L5InferPrepare L5_ISA_JOIN(l5_infer_prepare, isa);        \
     L5InferIsPrepared L5_ISA_JOIN(l5_infer_is_prepared, isa); \
     L5InferImages L5_ISA_JOIN(l5_infer_images, isa);
@@ -193,6 +220,7 @@ L5_DECLARE_VARIANT(generic)
  */
 L5FastTrainBatch l5_fast_train_batch;
 L5FastForward l5_fast_forward;
+L5FastPeakMacs l5_fast_peak_macs;
 L5InferPrepare l5_infer_prepare;
 L5InferIsPrepared l5_infer_is_prepared;
 L5InferImages l5_infer_images;

@@ -24,6 +24,7 @@ typedef struct {
     L5FastLanes *lanes;
     L5FastTrainBatch *train_batch;
     L5FastForward *forward;
+    L5FastPeakMacs *peak_macs;
     L5InferPrepare *infer_prepare;
     L5InferIsPrepared *infer_is_prepared;
     L5InferImages *infer_images;
@@ -46,6 +47,7 @@ static int cpu_any(void) { return 1; }
 #define VARIANT(isa, cpu_runs)                                                     \
     {#isa, cpu_runs, L5_ISA_JOIN(l5_fast_lanes, isa),                              \
      L5_ISA_JOIN(l5_fast_train_batch, isa), L5_ISA_JOIN(l5_fast_forward, isa),     \
+     L5_ISA_JOIN(l5_fast_peak_macs, isa),                                          \
      L5_ISA_JOIN(l5_infer_prepare, isa), L5_ISA_JOIN(l5_infer_is_prepared, isa),   \
      L5_ISA_JOIN(l5_infer_images, isa)}
 
@@ -113,15 +115,17 @@ int l5_use_isa(const char *name) {
  */
 int l5_fast_train_batch(double *params, const uint8_t *images, const uint8_t *labels,
                         int64_t n, int loss, const L5Update *update, int threads,
-                        double *loss_sum, int64_t *n_correct) {
+                        double *loss_sum, int64_t *n_correct, double *profile) {
     return running()->train_batch(params, images, labels, n, loss, update, threads,
-                                  loss_sum, n_correct);
+                                  loss_sum, n_correct, profile);
 }
 
 int l5_fast_forward(const double *params, const uint8_t *images, int64_t n,
                     double *out, int threads) {
     return running()->forward(params, images, n, out, threads);
 }
+
+double l5_fast_peak_macs(double seconds) { return running()->peak_macs(seconds); }
 
 void l5_infer_prepare(void *prepared, const double *params) {
     running()->infer_prepare(prepared, params);

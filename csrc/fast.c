@@ -145,7 +145,20 @@ typedef struct {
     vd gw2[L5_W2_SIZE];
     vd gb1[L5_B1_SIZE];
     vd gb2[L5_B2_SIZE];
+    /* Profiling (docs/SPEC.md §9.7): with timing set, lap() adds the time
+     * since `mark` to clock[stage]; otherwise it is one untaken branch. */
+    int timing;
+    double mark;
+    double clock[L5_N_STAGES];
 } Tile;
+
+/* The stage that just ended on this tile's thread. */
+static inline void lap(Tile *t, int stage) {
+    if (!t->timing) return;
+    double now = l5_now();
+    t->clock[stage] += now - t->mark;
+    t->mark = now;
+}
 
 /*
  * Weights rearranged once per batch so that each register block reads the
@@ -470,26 +483,39 @@ static void load_tile(Tile *t, const uint8_t *images, int count) {
 /* The forward pass of a tile, layer by layer as in reference.c's forward_image. */
 static void forward_tile(Tile *t, const double *params, const Rearranged *rw) {
     conv1_forward_tile(t->layer1, t->input, rw->w1, params + L5_OFF_B1);
+    lap(t, L5_STAGE_CONV1);
     maxpool_tile(t->layer2, t->win2, t->layer1, L5_CONV1_MAPS, L5_CONV1_SIZE, L5_CONV1_SIZE);
+    lap(t, L5_STAGE_POOL1);
     conv2_forward_tile(t->layer3, t->layer2, rw->w2, params + L5_OFF_B2);
+    lap(t, L5_STAGE_CONV2);
     maxpool_tile(t->layer4, t->win4, t->layer3, L5_CONV2_MAPS, L5_CONV2_SIZE, L5_CONV2_SIZE);
+    lap(t, L5_STAGE_POOL2);
     conv3_forward_tile(t->layer5, t->layer4, rw->w3, params + L5_OFF_B3);
+    lap(t, L5_STAGE_CONV3);
     fc_forward_tile(t->output, t->layer5, rw->w4, params + L5_OFF_B4);
+    lap(t, L5_STAGE_FC);
 }
 
 /* Backward from the output error t->d, layers in the order of docs/SPEC.md §7.4. */
 static void backward_tile(Tile *t, const Rearranged *rw) {
     fc_backward_input_tile(t->e5, t->d, rw->w4_back, t->layer5);
+    lap(t, L5_STAGE_FC_BACK);
     conv3_backward_input_tile(t->e4, t->e5, rw->w3_back, t->layer4);
+    lap(t, L5_STAGE_CONV3_BACK);
     maxpool_backward_tile(t->e3, t->e4, t->win4, L5_CONV2_MAPS, L5_CONV2_SIZE, L5_CONV2_SIZE);
+    lap(t, L5_STAGE_POOL2_BACK);
     conv2_backward_input_tile(t->e2, t->e3, rw->w2_back, t->layer2);
+    lap(t, L5_STAGE_CONV2_BACK);
     conv_weight_grad_tile(t->gw2, t->layer2, t->e3, L5_CONV1_MAPS, L5_CONV2_MAPS,
                           L5_POOL1_SIZE, L5_POOL1_SIZE);
     bias_grad_tile(t->gb2, t->e3, L5_CONV2_MAPS, L5_CONV2_SIZE * L5_CONV2_SIZE);
+    lap(t, L5_STAGE_CONV2_GRAD);
     maxpool_backward_tile(t->e1, t->e2, t->win2, L5_CONV1_MAPS, L5_CONV1_SIZE, L5_CONV1_SIZE);
+    lap(t, L5_STAGE_POOL1_BACK);
     /* The error over the input itself is never used: conv1 has only gradients. */
     conv_weight_grad_tile(t->gw1, t->input, t->e1, 1, L5_CONV1_MAPS, L5_INPUT_SIZE, L5_INPUT_SIZE);
     bias_grad_tile(t->gb1, t->e1, L5_CONV1_MAPS, L5_CONV1_SIZE * L5_CONV1_SIZE);
+    lap(t, L5_STAGE_CONV1_GRAD);
 }
 
 static Tile *new_tile(void) {
@@ -515,6 +541,7 @@ static void train_tile(Tile *t, ChunkBuffers *cb, int64_t first, int count,
                        const uint8_t *images, const uint8_t *labels, int loss,
                        const double *params, const Rearranged *rw) {
     load_tile(t, images, count);
+    lap(t, L5_STAGE_LOAD);
     forward_tile(t, params, rw);
     for (int l = 0; l < LANES; l++) {
         double z[L5_N_CLASSES], d[L5_N_CLASSES];
@@ -527,6 +554,7 @@ static void train_tile(Tile *t, ChunkBuffers *cb, int64_t first, int count,
             cb->correct[first + l] = l5_argmax10(z) == label;
         }
     }
+    lap(t, L5_STAGE_OUTPUT_ERROR);
     backward_tile(t, rw);
     for (int l = 0; l < count; l++) {
         int64_t i = first + l;
@@ -546,6 +574,7 @@ static void train_tile(Tile *t, ChunkBuffers *cb, int64_t first, int count,
         for (int k = 0; k < L5_LAYER5_CELLS; k++) cb->layer5[i * L5_LAYER5_CELLS + k] = t->layer5[k][l];
         for (int k = 0; k < L5_N_CLASSES; k++) cb->d[i * L5_N_CLASSES + k] = t->d[k][l];
     }
+    lap(t, L5_STAGE_STORE);
 }
 
 /*
@@ -644,7 +673,8 @@ static int alloc_chunk_buffers(ChunkBuffers *cb, int64_t rows) {
  */
 typedef void TileWork(Tile *t, int64_t first, int count, void *args);
 
-static int for_each_tile(int64_t n, int threads, TileWork *work, void *args) {
+/* profile: NULL, or the stage clocks every thread's tile adds to at the end. */
+static int for_each_tile(int64_t n, int threads, TileWork *work, void *args, double *profile) {
     int failed = 0;
     int64_t n_tiles = (n + LANES - 1) / LANES;
     int team = l5_resolve_threads(threads);
@@ -660,7 +690,15 @@ static int for_each_tile(int64_t n, int threads, TileWork *work, void *args) {
         for (int64_t k = 0; k < n_tiles; k++) {
             if (!t) continue;
             int64_t first = k * LANES;
+            if (profile) {
+                t->timing = 1;
+                t->mark = l5_now();
+            }
             work(t, first, n - first < LANES ? (int)(n - first) : LANES, args);
+        }
+        if (t && profile) {
+#pragma omp critical
+            for (int k = 0; k < L5_N_STAGES; k++) profile[k] += t->clock[k];
         }
         free(t);
     }
@@ -708,7 +746,7 @@ int L5_ISA_NAME(l5_fast_lanes)(void) { return LANES; }
 int L5_ISA_NAME(l5_fast_train_batch)(double *params, const uint8_t *images,
                                      const uint8_t *labels, int64_t n, int loss,
                                      const L5Update *update, int threads,
-                                     double *loss_sum, int64_t *n_correct) {
+                                     double *loss_sum, int64_t *n_correct, double *profile) {
     int64_t rows = n < CHUNK ? n : CHUNK;
     ChunkBuffers cb;
     if (alloc_chunk_buffers(&cb, rows)) return L5_ERR_NOMEM;
@@ -723,10 +761,13 @@ int L5_ISA_NAME(l5_fast_train_batch)(double *params, const uint8_t *images,
     for (int64_t start = 0; start < n && !err; start += CHUNK) {
         int64_t count = n - start < CHUNK ? n - start : CHUNK;
         TrainTileArgs args = {&cb, images + start * L5_IMAGE_PIXELS, labels + start, loss, params, rw};
-        err = for_each_tile(count, threads, train_tile_work, &args);  /* phase 1 */
+        err = for_each_tile(count, threads, train_tile_work, &args, profile);  /* phase 1 */
         if (err) break;
-#pragma omp parallel num_threads(l5_resolve_threads(threads))
-        reduce_chunk(sum_packed, sum_w3t, &cb, count);                /* phase 2 */
+        double start_sum = profile ? l5_now() : 0.0;
+        int team = l5_resolve_threads(threads);
+#pragma omp parallel num_threads(team)
+        reduce_chunk(sum_packed, sum_w3t, &cb, count);                         /* phase 2 */
+        if (profile) profile[L5_STAGE_SUM] += (l5_now() - start_sum) * team;
         for (int64_t i = 0; i < count; i++) {
             total += cb.loss[i];
             correct += cb.correct[i];
@@ -743,7 +784,10 @@ int L5_ISA_NAME(l5_fast_train_batch)(double *params, const uint8_t *images,
                 for (int k = 0; k < kk; k++)
                     sum_full[L5_OFF_W3 + (ci * L5_CONV3_MAPS + co) * kk + k] =
                         sum_w3t[(ci * kk + k) * L5_CONV3_MAPS + co];
+        double start_update = profile ? l5_now() : 0.0;
         l5_apply_update(params, sum_full, L5_N_PARAMS, update, n);
+        if (profile)  /* the update's team is as large as the batch's */
+            profile[L5_STAGE_UPDATE] += (l5_now() - start_update) * l5_resolve_threads(update->threads);
         *loss_sum = total;
         *n_correct = correct;
     }
@@ -758,7 +802,40 @@ int L5_ISA_NAME(l5_fast_forward)(const double *params, const uint8_t *images, in
     if (!rw) return L5_ERR_NOMEM;
     rearrange_weights(rw, params);
     ForwardTileArgs args = {images, out, params, rw};
-    int err = for_each_tile(n, threads, forward_tile_work, &args);
+    int err = for_each_tile(n, threads, forward_tile_work, &args, NULL);
     free(rw);
     return err;
+}
+
+/*
+ * The machine's multiply-add rate in the kernels' own form (docs/SPEC.md
+ * §9.7): acc = acc + x * w on this variant's vectors, a multiply then a
+ * separate add, with PEAK_CHAINS independent accumulators so that neither
+ * the adds' latency nor a dependency limits it.  One thread, about `seconds`
+ * long; returns multiply-adds per second.  The result is kept alive through
+ * a volatile store, or the compiler could drop the loop.
+ */
+enum { PEAK_CHAINS = 12, PEAK_STEPS = 4096 };
+
+double L5_ISA_NAME(l5_fast_peak_macs)(double seconds) {
+    vd acc[PEAK_CHAINS], x[PEAK_CHAINS];
+    for (int k = 0; k < PEAK_CHAINS; k++) {
+        acc[k] = splat(0.0);
+        x[k] = splat(1.0 + k * 1e-3);
+    }
+    const vd w = splat(1e-9);
+    int64_t steps = 0;
+    double start = l5_now(), elapsed = 0.0;
+    do {
+        for (int s = 0; s < PEAK_STEPS; s++)
+#pragma GCC unroll 12
+            for (int k = 0; k < PEAK_CHAINS; k++) acc[k] = acc[k] + x[k] * w;
+        steps += PEAK_STEPS;
+        elapsed = l5_now() - start;
+    } while (elapsed < seconds);
+    vd total = splat(0.0);
+    for (int k = 0; k < PEAK_CHAINS; k++) total = total + acc[k];
+    static volatile double sink;
+    sink = total[0];
+    return (double)steps * PEAK_CHAINS * LANES / elapsed;
 }

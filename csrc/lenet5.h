@@ -174,4 +174,26 @@ int l5_isa_lanes(void);
 int l5_isa_status(const char *name);
 int l5_use_isa(const char *name);
 
+/*
+ * Profiling (docs/SPEC.md §9.7): where a fast training batch spends its time.
+ * l5_profile_train_batch is l5_train_batch (reference update, fast kernels)
+ * that also adds to seconds[k] the time of stage k, summed over the team's
+ * threads (thread-seconds); n_seconds must be L5_PROFILE_STAGES.  Each stage
+ * has a name and a count of multiply-adds per image (0 for stages that only
+ * move, compare or add).  l5_peak_macs measures the multiply-adds per second
+ * of `threads` threads running independent vector multiplies then adds (the
+ * form the kernels use, no fused multiply-add) for about `seconds`; below 0
+ * for bad arguments.
+ */
+#define L5_PROFILE_STAGES 18
+
+const char *l5_profile_stage_name(int stage);
+int64_t l5_profile_stage_macs(int stage);
+int l5_profile_train_batch(double *params, int64_t n_params,
+                           const uint8_t *images, const uint8_t *labels, int64_t n,
+                           int loss, int sign, double lr, int threads,
+                           double *seconds, int64_t n_seconds,
+                           double *loss_sum, int64_t *n_correct);
+double l5_peak_macs(int threads, double seconds);
+
 #endif

@@ -507,4 +507,42 @@ def predict_prepared(prepared: Prepared, images: np.ndarray, *, threads: Optiona
     return pred
 
 
+def profile_stages() -> Tuple[Tuple[str, int], ...]:
+    """The stages a profiled training batch is timed in, in the order they
+    run, each with its multiply-adds per image (docs/SPEC.md §9.7)."""
+    return tuple((ffi.string(lib.l5_profile_stage_name(k)).decode(), int(lib.l5_profile_stage_macs(k)))
+                 for k in range(lib.L5_PROFILE_STAGES))
+
+
+def profile_train_batch(params: np.ndarray, images: np.ndarray, labels: np.ndarray, *, loss: str,
+                        sign: int, lr: float, threads: Optional[int] = None) -> Tuple[np.ndarray, float, int]:
+    """train_batch with the fast kernels and the reference update, timed by
+    stage: returns (seconds per stage, summed over the threads, in the order of
+    profile_stages(); summed loss; number correct) (docs/SPEC.md §9.7).
+    The parameters change exactly as train_batch would change them."""
+    _variant_ready()
+    check_params(params, writable=True)
+    n = check_images(images)
+    labels = check_labels(labels, n)
+    args = (check_loss(loss), check_sign(sign), check_lr(lr), check_threads(threads))
+    seconds = np.zeros(lib.L5_PROFILE_STAGES, dtype=np.float64)
+    loss_sum = ffi.new("double *")
+    correct = ffi.new("int64_t *")
+    _call(lib.l5_profile_train_batch(_ptr("double *", params), N_PARAMS, _ptr("uint8_t *", images),
+                                     _ptr("uint8_t *", labels), n, *args, _ptr("double *", seconds),
+                                     len(seconds), loss_sum, correct))
+    return seconds, float(loss_sum[0]), int(correct[0])
+
+
+def peak_macs(threads: Optional[int] = None, seconds: float = 0.3) -> float:
+    """Multiply-adds per second that `threads` threads reach with the running
+    variant's vectors: independent multiplies then adds, as the kernels issue
+    them (no fused multiply-add), for about `seconds` (docs/SPEC.md §9.7)."""
+    _variant_ready()
+    t = check_threads(threads)
+    if not isinstance(seconds, numbers.Real) or not 0 < float(seconds) <= 60:
+        _refuse(ValueError, "seconds", f"must be a number in (0, 60], not {seconds!r}")
+    return float(lib.l5_peak_macs(t, float(seconds)))
+
+
 _use_isa_from_environment()

@@ -106,6 +106,39 @@ def test_resume_across_epochs_matches_one_run(tmp_path):
     assert file_sha256(tmp_path / "resumed.dat") == file_sha256(tmp_path / "whole.dat")
 
 
+@pytest.mark.slow
+def test_preset_killed_mid_run_then_resumed_on_other_threads_gives_the_same_bytes(tmp_path):
+    """--preset best from the command line (momentum, decay, cosine after a
+    warm-up, augmentation, shuffling, a validation hold-out), cut short to 3
+    epochs of 6,000 images: SIGKILL in the second epoch, once the velocity and
+    the schedule are under way, then --resume on 1 thread finishes with the
+    bytes (and the scores) of an uninterrupted run on 2."""
+    args = ("--preset", "best", "--train-limit", 6000, "--epochs", 3, "--val", 500, "--seed", 5, "--quiet")
+    whole = subprocess.run(train_cmd(*args, "--threads", 2, "--save", tmp_path / "whole.npz",
+                                     "--json", tmp_path / "whole.json"), capture_output=True, text=True)
+    assert whole.returncode == 0, whole.stderr
+    ck = tmp_path / "ck.npz"
+    p = subprocess.Popen(train_cmd(*args, "--threads", 2, "--checkpoint", ck, "--checkpoint-every", 7,
+                                   "--save", tmp_path / "resumed.npz", "--json", tmp_path / "resumed.json"),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    while not ck.exists() or checkpoint_position(ck)["epoch"] < 1 or checkpoint_position(ck)["batch"] < 7:
+        assert p.poll() is None, p.communicate()
+        time.sleep(0.002)
+    p.kill()
+    p.wait()
+    assert p.returncode == -signal.SIGKILL and not (tmp_path / "resumed.npz").exists()
+    with np.load(ck) as f:
+        assert "velocity" in f.files and np.any(f["velocity"] != 0)
+    r = subprocess.run(train_cmd("--resume", ck, "--threads", 1, "--quiet"), capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "resuming at epoch 2" in r.stderr
+    assert file_sha256(tmp_path / "whole.npz") == file_sha256(tmp_path / "resumed.npz")
+    scores = [json.loads((tmp_path / name).read_text()) for name in ("whole.json", "resumed.json")]
+    for key in ("test_accuracy", "epoch_test_accuracy", "epoch_val_accuracy"):
+        assert scores[0][key] == scores[1][key], key
+    assert len(scores[0]["epoch_val_accuracy"]) == 3
+
+
 def test_same_arguments_same_bytes_at_every_thread_count(tmp_path):
     digests = set()
     for threads in (1, 2, 3):

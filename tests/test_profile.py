@@ -1,0 +1,88 @@
+"""The profiler (docs/SPEC.md §9.7): a profiled batch trains exactly as an
+unprofiled one, its stages add up, their multiply-adds follow the layer shapes,
+and bad arguments are refused.  Its times are printed by the benchmark, never
+tested."""
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lenet5 import core
+from lenet5._core import ffi, lib
+from lenet5.params import init_params
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "bench.py"
+
+
+def test_stages_and_their_multiply_adds_follow_the_shapes():
+    stages = dict(core.profile_stages())
+    assert list(stages)[:3] == ["load", "conv1", "pool1"] and list(stages)[-2:] == ["batch sum", "update"]
+    # Counted here from the shapes by hand: one multiply-add per (output cell, input map, kernel cell).
+    conv1, conv2, conv3, fc = 6 * 28 * 28 * 1 * 25, 16 * 10 * 10 * 6 * 25, 120 * 16 * 25, 120 * 10
+    assert (stages["conv1"], stages["conv2"], stages["conv3"], stages["fc"]) == (conv1, conv2, conv3, fc)
+    assert stages["conv2 back"] == stages["conv2 grad"] == conv2 and stages["conv1 grad"] == conv1
+    assert stages["conv3 back"] == conv3 and stages["fc back"] == fc and stages["batch sum"] == conv3 + fc
+    assert sum(stages.values()) == 1_102_800
+    assert all(stages[name] == 0 for name in ("load", "pool1", "pool2", "output error", "store", "update"))
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_a_profiled_batch_trains_to_the_same_bits(threads, mnist_train):
+    images, labels = mnist_train[0][:37], mnist_train[1][:37]
+    plain, profiled = init_params(3), init_params(3)
+    loss, correct = core.train_batch(plain, images, labels, loss="xent", sign=-1, lr=0.1, threads=threads)
+    seconds, p_loss, p_correct = core.profile_train_batch(profiled, images, labels, loss="xent", sign=-1,
+                                                          lr=0.1, threads=threads)
+    assert plain.tobytes() == profiled.tobytes()
+    assert (p_loss, p_correct) == (loss, correct)
+    assert seconds.shape == (len(core.profile_stages()),) and np.all(seconds >= 0)
+    names = [name for name, _ in core.profile_stages()]
+    assert all(seconds[names.index(name)] > 0 for name in ("conv1", "conv2", "conv2 back", "batch sum"))
+
+
+def test_profile_refuses_bad_arguments(mnist_train):
+    params = init_params(0)
+    images, labels = mnist_train[0][:4], mnist_train[1][:4]
+    with pytest.raises(ValueError, match="lr"):
+        core.profile_train_batch(params, images, labels, loss="xent", sign=-1, lr=0.0)
+    with pytest.raises(ValueError, match="labels"):
+        core.profile_train_batch(params, images, np.full(4, 10, np.uint8), loss="xent", sign=-1, lr=0.1)
+    with pytest.raises(ValueError, match="seconds"):
+        core.peak_macs(1, 0.0)
+    with pytest.raises(ValueError, match="threads"):
+        core.peak_macs(-1)
+    # The C boundary itself: a wrong stage count, a missing buffer, out-of-range stages and peaks.
+    seconds = ffi.new("double[]", lib.L5_PROFILE_STAGES + 1)
+    p = ffi.cast("double *", params.ctypes.data)
+    x = ffi.cast("uint8_t *", images.ctypes.data)
+    y = ffi.cast("uint8_t *", labels.ctypes.data)
+    loss, correct = ffi.new("double *"), ffi.new("int64_t *")
+    assert lib.l5_profile_train_batch(p, core.N_PARAMS, x, y, 4, lib.L5_LOSS_XENT, -1, 0.1, 1, seconds,
+                                      lib.L5_PROFILE_STAGES + 1, loss, correct) == lib.L5_ERR_SIZE
+    assert lib.l5_profile_train_batch(p, core.N_PARAMS, x, y, 4, lib.L5_LOSS_XENT, -1, 0.1, 1, ffi.NULL,
+                                      lib.L5_PROFILE_STAGES, loss, correct) == lib.L5_ERR_NULL
+    assert lib.l5_profile_stage_name(-1) == ffi.NULL and lib.l5_profile_stage_name(lib.L5_PROFILE_STAGES) == ffi.NULL
+    assert lib.l5_profile_stage_macs(lib.L5_PROFILE_STAGES) == -1
+    assert lib.l5_peak_macs(1, 0.0) < 0 and lib.l5_peak_macs(1, 61.0) < 0 and lib.l5_peak_macs(-1, 0.1) < 0
+    assert params.tobytes() == init_params(0).tobytes()  # nothing was trained by a refused call
+
+
+def test_peak_is_a_positive_rate():
+    assert core.peak_macs(1, 0.01) > 1e8  # any CPU of this century does 0.1 GMAC/s
+
+
+def test_profile_benchmark_prints_every_stage_and_the_peak():
+    r = subprocess.run([sys.executable, str(BENCH), "--profile", "--quick", "--no-torch"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert f"fast kernels: {core.isa()}" in r.stdout
+    for name, macs in core.profile_stages():
+        assert re.search(rf"^\| {re.escape(name)} \| {macs:,} \|( [\d.-]+ \|)+$", r.stdout, re.M), name
+    assert re.search(r"^\| \*\*forward\*\* \| 406,800 \|", r.stdout, re.M)
+    rows = re.findall(r"^\| (\d+) \| ([\d,]+) \| ([\d.]+) \| ([\d.]+) \| (\d+)% \| - \|$", r.stdout, re.M)
+    assert [int(row[0]) for row in rows] == sorted({1, core.default_threads()})
+    for _, rate, achieved, peak, share in rows:  # the format only: times are never tested
+        assert float(achieved) > 0 and float(peak) > 0
