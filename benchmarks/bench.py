@@ -284,7 +284,8 @@ def profile(quick, use_torch):
     for t in teams:
         achieved = rate[t] * per_image / 1e9
         ratio = f"{torch_rate[t] / rate[t]:.2f} ({torch_rate[t]:,.0f} images/s)" if t in torch_rate else "-"
-        print(f"| {t} | {rate[t]:,.0f} | {achieved:.1f} | {peak[t] / 1e9:.1f} | {achieved * 1e9 / peak[t]:.0%} | {ratio} |")
+        share = achieved * 1e9 / peak[t]
+        print(f"| {t} | {rate[t]:,.0f} | {achieved:.1f} | {peak[t] / 1e9:.1f} | {share:.0%} | {ratio} |")
     if len(teams) > 1:
         print(f"\n{teams[-1]} threads train {rate[teams[-1]] / rate[1]:.2f} times as fast as 1")
     return 0

@@ -84,5 +84,5 @@ def test_profile_benchmark_prints_every_stage_and_the_peak():
     assert re.search(r"^\| \*\*forward\*\* \| 406,800 \|", r.stdout, re.M)
     rows = re.findall(r"^\| (\d+) \| ([\d,]+) \| ([\d.]+) \| ([\d.]+) \| (\d+)% \| - \|$", r.stdout, re.M)
     assert [int(row[0]) for row in rows] == sorted({1, core.default_threads()})
-    for _, rate, achieved, peak, share in rows:  # the format only: times are never tested
-        assert float(achieved) > 0 and float(peak) > 0
+    for row in rows:  # the format only: times are never tested
+        assert float(row[2]) > 0 and float(row[3]) > 0
