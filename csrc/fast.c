@@ -57,10 +57,12 @@ typedef double vd_u __attribute__((vector_size(LANES * sizeof(double)), aligned(
 enum { CHUNK = 1024 };
 
 /*
- * Per-image values phase 1 leaves for phase 2, one row of G_SMALL per image:
- * the parameter order with W3 and W4 cut out (phase 2 forms their gradients
- * itself, as outer products).  gW1 and gW2 sit at their own offsets, then
- * from G_BIASES on come gb1, gb2, gb3, gb4.
+ * Per-image values phase 1 leaves for phase 2, one row of G_SMALL vectors
+ * per tile (lane l: the tile's image l): the parameter order with W3 and W4
+ * cut out (phase 2 forms their gradients itself, as outer products).  gW1
+ * and gW2 sit at their own offsets, then from G_BIASES on come gb1, gb2,
+ * gb3, gb4.  The backward pass writes gW1, gW2, gb1 and gb2 straight into
+ * the row, in its own lane layout: no copy, and no room for them in the tile.
  */
 enum { G_BIASES = L5_W1_SIZE + L5_W2_SIZE,
        G_SMALL = G_BIASES + L5_B1_SIZE + L5_B2_SIZE + L5_B3_SIZE + L5_B4_SIZE }; /* 2702 */
@@ -88,8 +90,11 @@ _Static_assert(L5_CONV1_MAPS % GRAD_MAPS_B == 0 && L5_CONV2_MAPS % GRAD_MAPS_B =
 _Static_assert(GRAD_MAPS_B == 2, "conv_weight_grad_tile keeps exactly two maps' accumulators");
 _Static_assert(L5_CONV1_MAPS <= ERR_MAPS_MAX, "conv2's error pass holds all input maps at once");
 
-/* Phase 2's W3 outer products: W3_IN_B inputs by W3_OUT_B outputs (3 vectors). */
-enum { W3_IN_B = 4, W3_OUT_B = 3 * LANES };
+/* Phase 2's W3 outer products: W3_IN_B inputs by W3_OUT_B outputs (3
+ * vectors), over W3_IMAGES_B images at a time: one task walks all 400 inputs
+ * for its outputs while those images' rows of layer4 (64 x 3.2 KB) stay in
+ * the L2 cache, instead of fetching every image's row again for each block. */
+enum { W3_IN_B = 4, W3_OUT_B = 3 * LANES, W3_IMAGES_B = 64 };
 _Static_assert(L5_LAYER4_CELLS % W3_IN_B == 0 && L5_CONV3_MAPS % W3_OUT_B == 0, "W3 outer blocks");
 
 /* Phase 2's run of g_small values per task (docs/SPEC.md §9.1): small
@@ -141,10 +146,6 @@ typedef struct {
     vd e5[L5_LAYER5_CELLS];
     vd e4[L5_LAYER4_CELLS];
     vd e2[L5_LAYER2_CELLS];
-    vd gw1[L5_W1_SIZE];
-    vd gw2[L5_W2_SIZE];
-    vd gb1[L5_B1_SIZE];
-    vd gb2[L5_B2_SIZE];
     /* Profiling (docs/SPEC.md §9.7): with timing set, lap() adds the time
      * since `mark` to clock[stage]; otherwise it is one untaken branch. */
     int timing;
@@ -496,8 +497,10 @@ static void forward_tile(Tile *t, const double *params, const Rearranged *rw) {
     lap(t, L5_STAGE_FC);
 }
 
-/* Backward from the output error t->d, layers in the order of docs/SPEC.md §7.4. */
-static void backward_tile(Tile *t, const Rearranged *rw) {
+/* Backward from the output error t->d, layers in the order of docs/SPEC.md
+ * §7.4; the weight and bias gradients of conv1 and conv2 go to the tile's
+ * row g of the chunk buffers. */
+static void backward_tile(Tile *t, vd *g, const Rearranged *rw) {
     fc_backward_input_tile(t->e5, t->d, rw->w4_back, t->layer5);
     lap(t, L5_STAGE_FC_BACK);
     conv3_backward_input_tile(t->e4, t->e5, rw->w3_back, t->layer4);
@@ -506,15 +509,15 @@ static void backward_tile(Tile *t, const Rearranged *rw) {
     lap(t, L5_STAGE_POOL2_BACK);
     conv2_backward_input_tile(t->e2, t->e3, rw->w2_back, t->layer2);
     lap(t, L5_STAGE_CONV2_BACK);
-    conv_weight_grad_tile(t->gw2, t->layer2, t->e3, L5_CONV1_MAPS, L5_CONV2_MAPS,
+    conv_weight_grad_tile(g + L5_OFF_W2, t->layer2, t->e3, L5_CONV1_MAPS, L5_CONV2_MAPS,
                           L5_POOL1_SIZE, L5_POOL1_SIZE);
-    bias_grad_tile(t->gb2, t->e3, L5_CONV2_MAPS, L5_CONV2_SIZE * L5_CONV2_SIZE);
+    bias_grad_tile(g + G_BIASES + L5_B1_SIZE, t->e3, L5_CONV2_MAPS, L5_CONV2_SIZE * L5_CONV2_SIZE);
     lap(t, L5_STAGE_CONV2_GRAD);
     maxpool_backward_tile(t->e1, t->e2, t->win2, L5_CONV1_MAPS, L5_CONV1_SIZE, L5_CONV1_SIZE);
     lap(t, L5_STAGE_POOL1_BACK);
     /* The error over the input itself is never used: conv1 has only gradients. */
-    conv_weight_grad_tile(t->gw1, t->input, t->e1, 1, L5_CONV1_MAPS, L5_INPUT_SIZE, L5_INPUT_SIZE);
-    bias_grad_tile(t->gb1, t->e1, L5_CONV1_MAPS, L5_CONV1_SIZE * L5_CONV1_SIZE);
+    conv_weight_grad_tile(g + L5_OFF_W1, t->input, t->e1, 1, L5_CONV1_MAPS, L5_INPUT_SIZE, L5_INPUT_SIZE);
+    bias_grad_tile(g + G_BIASES, t->e1, L5_CONV1_MAPS, L5_CONV1_SIZE * L5_CONV1_SIZE);
     lap(t, L5_STAGE_CONV1_GRAD);
 }
 
@@ -527,7 +530,7 @@ static Tile *new_tile(void) {
 
 /* Buffers phase 1 fills for phase 2, one row per image of the chunk. */
 typedef struct {
-    double *g_small; /* [CHUNK][G_SMALL]: gW1, gW2, gb1, gb2, gb3, gb4 */
+    vd *g_tiles;     /* [CHUNK / LANES][G_SMALL]: gW1, gW2, gb1, gb2, gb3, gb4 */
     double *layer4;  /* [CHUNK][400] */
     double *e5;      /* [CHUNK][120] */
     double *layer5;  /* [CHUNK][120] */
@@ -555,20 +558,13 @@ static void train_tile(Tile *t, ChunkBuffers *cb, int64_t first, int count,
         }
     }
     lap(t, L5_STAGE_OUTPUT_ERROR);
-    backward_tile(t, rw);
+    vd *g = cb->g_tiles + first / LANES * G_SMALL;
+    backward_tile(t, g, rw);
+    vd *gb3 = g + G_BIASES + L5_B1_SIZE + L5_B2_SIZE;
+    memcpy(gb3, t->e5, sizeof(vd) * L5_B3_SIZE);                  /* gb3 = e5 */
+    memcpy(gb3 + L5_B3_SIZE, t->d, sizeof(vd) * L5_B4_SIZE);      /* gb4 = d */
     for (int l = 0; l < count; l++) {
         int64_t i = first + l;
-        double *g = cb->g_small + i * G_SMALL;
-        for (int k = 0; k < L5_W1_SIZE; k++) g[L5_OFF_W1 + k] = t->gw1[k][l];
-        for (int k = 0; k < L5_W2_SIZE; k++) g[L5_OFF_W2 + k] = t->gw2[k][l];
-        double *gb = g + G_BIASES;
-        for (int k = 0; k < L5_B1_SIZE; k++) gb[k] = t->gb1[k][l];
-        gb += L5_B1_SIZE;
-        for (int k = 0; k < L5_B2_SIZE; k++) gb[k] = t->gb2[k][l];
-        gb += L5_B2_SIZE;
-        for (int k = 0; k < L5_B3_SIZE; k++) gb[k] = t->e5[k][l];   /* gb3 = e5 */
-        gb += L5_B3_SIZE;
-        for (int k = 0; k < L5_B4_SIZE; k++) gb[k] = t->d[k][l];    /* gb4 = d */
         for (int k = 0; k < L5_LAYER4_CELLS; k++) cb->layer4[i * L5_LAYER4_CELLS + k] = t->layer4[k][l];
         for (int k = 0; k < L5_LAYER5_CELLS; k++) cb->e5[i * L5_LAYER5_CELLS + k] = t->e5[k][l];
         for (int k = 0; k < L5_LAYER5_CELLS; k++) cb->layer5[i * L5_LAYER5_CELLS + k] = t->layer5[k][l];
@@ -578,19 +574,19 @@ static void train_tile(Tile *t, ChunkBuffers *cb, int64_t first, int count,
 }
 
 /*
- * Phase 2, W3 (docs/SPEC.md §9.3): sum_w3t[u][co] += sum over images i, in
- * order, of layer4[i][u] * e5[i][co], for a block of W3_IN_B u by W3_OUT_B
- * co.  The image is the inner index and stays sequential; the 48
- * accumulators are independent.
+ * Phase 2, W3 (docs/SPEC.md §9.3): sum_w3t[u][co] += layer4[i][u] * e5[i][co]
+ * for the images i0 <= i < i1 in order, for a block of W3_IN_B u by W3_OUT_B
+ * co.  The image is the inner index and stays sequential (the caller walks
+ * the groups of images in order too); the 48 accumulators are independent.
  */
 static void w3_outer_block(double *sum_w3t, const double *layer4, const double *e5,
-                           int64_t n, int u0, int co0) {
+                           int64_t i0, int64_t i1, int u0, int co0) {
     enum { VECS = W3_OUT_B / LANES };
     vd acc[W3_IN_B][VECS];
     for (int a = 0; a < W3_IN_B; a++)
         for (int v = 0; v < VECS; v++)
             acc[a][v] = *(const vd_u *)&sum_w3t[(u0 + a) * L5_CONV3_MAPS + co0 + LANES * v];
-    for (int64_t i = 0; i < n; i++) {
+    for (int64_t i = i0; i < i1; i++) {
         const double *e5_i = e5 + i * L5_LAYER5_CELLS + co0;
         const double *layer4_i = layer4 + i * L5_LAYER4_CELLS + u0;
         vd ev[VECS];
@@ -613,22 +609,27 @@ static void w3_outer_block(double *sum_w3t, const double *layer4, const double *
  * (for_each_tile says why); one task still owns each element whole.
  */
 static void reduce_chunk(double *sum_packed, double *sum_w3t, const ChunkBuffers *cb, int64_t n) {
-    /* W1, W2 and biases: per-image values added image by image. */
+    /* W1, W2 and biases: per-image values added image by image, a tile's
+     * lanes in order (the last tile's missing images are left out). */
 #pragma omp for schedule(dynamic)
     for (int lo = 0; lo < G_SMALL; lo += SPAN) {
         int hi = lo + SPAN < G_SMALL ? lo + SPAN : G_SMALL;
         double *s = sum_packed + lo;
-        for (int64_t i = 0; i < n; i++) {
-            const double *g = cb->g_small + i * G_SMALL;
-            for (int v = lo; v < hi; v++) s[v - lo] = s[v - lo] + g[v];
+        for (int64_t first = 0; first < n; first += LANES) {
+            const vd *g = cb->g_tiles + first / LANES * G_SMALL;
+            int count = n - first < LANES ? (int)(n - first) : LANES;
+            for (int v = lo; v < hi; v++)
+                for (int l = 0; l < count; l++) s[v - lo] = s[v - lo] + g[v][l];
         }
     }
-    /* W3: outer products, blocked W3_IN_B x W3_OUT_B. */
-    enum { OUT_BLOCKS = L5_CONV3_MAPS / W3_OUT_B };
+    /* W3: outer products, blocked W3_IN_B x W3_OUT_B; a task owns W3_OUT_B
+     * outputs and adds the images in order, W3_IMAGES_B at a time. */
 #pragma omp for schedule(dynamic)
-    for (int b = 0; b < (L5_LAYER4_CELLS / W3_IN_B) * OUT_BLOCKS; b++)
-        w3_outer_block(sum_w3t, cb->layer4, cb->e5, n,
-                       (b / OUT_BLOCKS) * W3_IN_B, (b % OUT_BLOCKS) * W3_OUT_B);
+    for (int co0 = 0; co0 < L5_CONV3_MAPS; co0 += W3_OUT_B)
+        for (int64_t i0 = 0; i0 < n; i0 += W3_IMAGES_B)
+            for (int u0 = 0; u0 < L5_LAYER4_CELLS; u0 += W3_IN_B)
+                w3_outer_block(sum_w3t, cb->layer4, cb->e5, i0, i0 + W3_IMAGES_B < n ? i0 + W3_IMAGES_B : n,
+                               u0, co0);
     /* W4: outer products, small enough to do plainly. */
 #pragma omp for schedule(dynamic)
     for (int u = 0; u < L5_CONV3_MAPS; u++) {
@@ -641,19 +642,20 @@ static void reduce_chunk(double *sum_packed, double *sum_w3t, const ChunkBuffers
 }
 
 static void free_chunk_buffers(ChunkBuffers *cb) {
-    free(cb->g_small); free(cb->layer4); free(cb->e5); free(cb->layer5);
+    free(cb->g_tiles); free(cb->layer4); free(cb->e5); free(cb->layer5);
     free(cb->d); free(cb->loss); free(cb->correct);
 }
 
 static int alloc_chunk_buffers(ChunkBuffers *cb, int64_t rows) {
-    cb->g_small = malloc(sizeof(double) * rows * G_SMALL);
+    size_t tile_rows = (size_t)(rows + LANES - 1) / LANES;
+    cb->g_tiles = aligned_alloc(64, (sizeof(vd) * tile_rows * G_SMALL + 63) / 64 * 64);
     cb->layer4 = malloc(sizeof(double) * rows * L5_LAYER4_CELLS);
     cb->e5 = malloc(sizeof(double) * rows * L5_LAYER5_CELLS);
     cb->layer5 = malloc(sizeof(double) * rows * L5_LAYER5_CELLS);
     cb->d = malloc(sizeof(double) * rows * L5_N_CLASSES);
     cb->loss = malloc(sizeof(double) * rows);
     cb->correct = malloc(sizeof(int) * rows);
-    if (cb->g_small && cb->layer4 && cb->e5 && cb->layer5 && cb->d && cb->loss && cb->correct)
+    if (cb->g_tiles && cb->layer4 && cb->e5 && cb->layer5 && cb->d && cb->loss && cb->correct)
         return L5_OK;
     free_chunk_buffers(cb);
     return L5_ERR_NOMEM;
