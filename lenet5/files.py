@@ -114,10 +114,11 @@ def atomic_write(path: PathLike, write: Callable[[BinaryIO], object]) -> None:
     into place: readers see the old file or the whole new one, never a part
     (docs/SPEC.md §10.4).  A new file gets the umask's mode; a replaced file
     keeps its mode.  A target that is a folder, device, FIFO or socket raises
-    OutputPathError and is left as it is."""
-    path = Path(path)
+    OutputPathError and is left as it is.  A symbolic link is written
+    through: its target gets the new contents, and the link stays a link."""
+    path = Path(os.path.realpath(path))  # the temporary file must sit beside what is replaced
     old = _check_target(path)
-    folder = path.resolve().parent
+    folder = path.parent
     fd, tmp = _open_temp(folder)
     try:
         with os.fdopen(fd, "wb") as f:

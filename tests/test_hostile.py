@@ -85,6 +85,30 @@ def test_a_replaced_file_keeps_its_mode(tmp_path):
         assert target.stat().st_size == 415216
 
 
+@pytest.mark.parametrize("other_disk", [False, True])
+def test_a_symlinked_output_is_written_through(tmp_path, other_disk):
+    """--save LINK: the link's target gets the model and the link stays a
+    link, also when the target is on another file system (the temporary file
+    goes beside the target, so the rename never crosses disks)."""
+    store = tmp_path / "store"
+    store.mkdir()
+    if other_disk and subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(store)],
+                                     capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        (store / "model.npz").write_bytes(b"old")
+        link = tmp_path / "current.npz"
+        link.symlink_to(store / "model.npz")
+        LeNet5.init(4).save(link)
+        assert link.is_symlink() and os.readlink(link) == str(store / "model.npz")
+        assert np.array_equal(LeNet5.load(store / "model.npz").params, LeNet5.init(4).params)
+        assert sorted(p.name for p in store.iterdir()) == ["model.npz"]
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["current.npz", "store"]
+    finally:
+        if other_disk:
+            subprocess.run(["umount", str(store)], check=True)
+
+
 def test_a_255_character_name_saves(tmp_path):
     for length in (243, 250, 255):
         target = tmp_path / ("m" * (length - 4) + ".npz")
