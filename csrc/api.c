@@ -15,7 +15,7 @@ int l5_have_openmp(void) {
 #endif
 }
 
-int l5_default_threads(void) { return l5_resolve_threads(0); }
+int l5_default_threads(void) { return l5_thread_count(0); }
 
 /* The checks every batch entry point shares; returns L5_OK or an error code. */
 static int check_common(const void *params, int64_t n_params, const void *images,

@@ -175,9 +175,11 @@ static void l5_note_once(atomic_int *noted, const char *text) {
  * The team size: the caller's count, else OpenMP's default (OMP_NUM_THREADS)
  * capped at the CPUs this process may use (10,000 threads would only cost
  * memory); one thread in a build without OpenMP or in a child forked after a
- * team ran.
+ * team ran.  Asking is not running: only l5_resolve_threads, called just
+ * before a team starts, marks the pool as used (so a fork after
+ * l5_default_threads alone keeps its threads).
  */
-int l5_resolve_threads(int threads) {
+int l5_thread_count(int threads) {
 #ifdef _OPENMP
     if (l5_forked_after_team) {
         l5_note_once(&l5_noted_fork, "lenet5: this process was forked after the C core ran threads; "
@@ -194,12 +196,19 @@ int l5_resolve_threads(int threads) {
             team = cpus;
         }
     }
-    if (team > 1) atomic_store(&l5_team_ran, 1);
     return team;
 #else
     (void)threads;
     return 1;
 #endif
+}
+
+int l5_resolve_threads(int threads) {
+    int team = l5_thread_count(threads);
+#ifdef _OPENMP
+    if (team > 1) atomic_store(&l5_team_ran, 1);
+#endif
+    return team;
 }
 
 /* ---------------------------------------------------------------------------

@@ -121,7 +121,9 @@ void l5_apply_update(double *params, const double *sum, int64_t count,
                      const L5Update *update, int64_t batch);
 
 /* The team size for a thread count the caller gave, 0 for OpenMP's default
- * (docs/SPEC.md §9.1). */
+ * (docs/SPEC.md §9.1); l5_resolve_threads also notes that a team is about to
+ * run (fork safety), l5_thread_count only answers. */
+int l5_thread_count(int threads);
 int l5_resolve_threads(int threads);
 
 /*

@@ -98,8 +98,10 @@ enum { W3_IN_B = 4, W3_OUT_B = 3 * LANES, W3_IMAGES_B = 64 };
 _Static_assert(L5_LAYER4_CELLS % W3_IN_B == 0 && L5_CONV3_MAPS % W3_OUT_B == 0, "W3 outer blocks");
 
 /* Phase 2's run of g_small values per task (docs/SPEC.md §9.1): small
- * enough to stay in L1. */
-enum { SPAN = 256 };
+ * enough to stay in L1, and 22 tasks, so the threads' shares even out.
+ * W4_IN_B: W4's inputs per task. */
+enum { SPAN = 128, W4_IN_B = 10 };
+_Static_assert(L5_CONV3_MAPS % W4_IN_B == 0, "W4_IN_B must divide W4's inputs");
 
 /* x in every lane.  Spelled out per width: compilers turn an initialiser
  * into one broadcast, a loop not always (and x + a zero vector would turn
@@ -609,34 +611,43 @@ static void w3_outer_block(double *sum_w3t, const double *layer4, const double *
  * (for_each_tile says why); one task still owns each element whole.
  */
 static void reduce_chunk(double *sum_packed, double *sum_w3t, const ChunkBuffers *cb, int64_t n) {
-    /* W1, W2 and biases: per-image values added image by image, a tile's
-     * lanes in order (the last tile's missing images are left out). */
+    /* One list of tasks, heaviest first, handed out dynamically: the team
+     * meets once, at the end, and the small tasks at the tail even out the
+     * threads' shares. */
+    enum { W3_TASKS = L5_CONV3_MAPS / W3_OUT_B,
+           SUM_TASKS = (G_SMALL + SPAN - 1) / SPAN,
+           W4_TASKS = L5_CONV3_MAPS / W4_IN_B };
 #pragma omp for schedule(dynamic)
-    for (int lo = 0; lo < G_SMALL; lo += SPAN) {
-        int hi = lo + SPAN < G_SMALL ? lo + SPAN : G_SMALL;
-        double *s = sum_packed + lo;
-        for (int64_t first = 0; first < n; first += LANES) {
-            const vd *g = cb->g_tiles + first / LANES * G_SMALL;
-            int count = n - first < LANES ? (int)(n - first) : LANES;
-            for (int v = lo; v < hi; v++)
-                for (int l = 0; l < count; l++) s[v - lo] = s[v - lo] + g[v][l];
-        }
-    }
-    /* W3: outer products, blocked W3_IN_B x W3_OUT_B; a task owns W3_OUT_B
-     * outputs and adds the images in order, W3_IMAGES_B at a time. */
-#pragma omp for schedule(dynamic)
-    for (int co0 = 0; co0 < L5_CONV3_MAPS; co0 += W3_OUT_B)
-        for (int64_t i0 = 0; i0 < n; i0 += W3_IMAGES_B)
-            for (int u0 = 0; u0 < L5_LAYER4_CELLS; u0 += W3_IN_B)
-                w3_outer_block(sum_w3t, cb->layer4, cb->e5, i0, i0 + W3_IMAGES_B < n ? i0 + W3_IMAGES_B : n,
-                               u0, co0);
-    /* W4: outer products, small enough to do plainly. */
-#pragma omp for schedule(dynamic)
-    for (int u = 0; u < L5_CONV3_MAPS; u++) {
-        double *s = sum_packed + G_SMALL + u * L5_N_CLASSES;
-        for (int64_t i = 0; i < n; i++) {
-            double x = cb->layer5[i * L5_LAYER5_CELLS + u];
-            for (int j = 0; j < L5_N_CLASSES; j++) s[j] = s[j] + x * cb->d[i * L5_N_CLASSES + j];
+    for (int task = 0; task < W3_TASKS + SUM_TASKS + W4_TASKS; task++) {
+        if (task < W3_TASKS) {
+            /* W3: outer products, blocked W3_IN_B x W3_OUT_B; the task owns
+             * W3_OUT_B outputs and adds the images in order, W3_IMAGES_B at a time. */
+            int co0 = task * W3_OUT_B;
+            for (int64_t i0 = 0; i0 < n; i0 += W3_IMAGES_B)
+                for (int u0 = 0; u0 < L5_LAYER4_CELLS; u0 += W3_IN_B)
+                    w3_outer_block(sum_w3t, cb->layer4, cb->e5, i0, i0 + W3_IMAGES_B < n ? i0 + W3_IMAGES_B : n,
+                                   u0, co0);
+        } else if (task < W3_TASKS + SUM_TASKS) {
+            /* W1, W2 and biases: per-image values added image by image, a
+             * tile's lanes in order (the last tile's missing images are left out). */
+            int lo = (task - W3_TASKS) * SPAN, hi = lo + SPAN < G_SMALL ? lo + SPAN : G_SMALL;
+            double *s = sum_packed + lo;
+            for (int64_t first = 0; first < n; first += LANES) {
+                const vd *g = cb->g_tiles + first / LANES * G_SMALL;
+                int count = n - first < LANES ? (int)(n - first) : LANES;
+                for (int v = lo; v < hi; v++)
+                    for (int l = 0; l < count; l++) s[v - lo] = s[v - lo] + g[v][l];
+            }
+        } else {
+            /* W4: outer products, small enough to do plainly, W4_IN_B inputs a task. */
+            int u0 = (task - W3_TASKS - SUM_TASKS) * W4_IN_B;
+            for (int u = u0; u < u0 + W4_IN_B; u++) {
+                double *s = sum_packed + G_SMALL + u * L5_N_CLASSES;
+                for (int64_t i = 0; i < n; i++) {
+                    double x = cb->layer5[i * L5_LAYER5_CELLS + u];
+                    for (int j = 0; j < L5_N_CLASSES; j++) s[j] = s[j] + x * cb->d[i * L5_N_CLASSES + j];
+                }
+            }
         }
     }
 }
@@ -789,7 +800,7 @@ int L5_ISA_NAME(l5_fast_train_batch)(double *params, const uint8_t *images,
         double start_update = profile ? l5_now() : 0.0;
         l5_apply_update(params, sum_full, L5_N_PARAMS, update, n);
         if (profile)  /* the update's team is as large as the batch's */
-            profile[L5_STAGE_UPDATE] += (l5_now() - start_update) * l5_resolve_threads(update->threads);
+            profile[L5_STAGE_UPDATE] += (l5_now() - start_update) * l5_thread_count(update->threads);
         *loss_sum = total;
         *n_correct = correct;
     }

@@ -443,6 +443,20 @@ def test_a_child_forked_after_the_core_ran_threads_can_use_it(how):
         1 if how == "os.fork" else 4)
 
 
+def test_asking_the_thread_count_is_not_running_threads():
+    """A fork after default_threads() alone (no team has run): the child keeps
+    its threads, with no note."""
+    code = ("import os, lenet5.core as c\n"
+            "print(c.default_threads())\n"
+            "pid = os.fork()\n"
+            "if pid == 0:\n    print('child', c.default_threads(), flush=True)\n    os._exit(0)\n"
+            "os.waitpid(pid, 0)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                       env=dict(os.environ, OMP_NUM_THREADS="2"))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["2", "child", "2"] and "forked" not in r.stderr
+
+
 def test_omp_num_threads_beyond_the_cpus_is_capped_with_a_note():
     code = "import lenet5.core as c; print(c.default_threads()); print(c.default_threads())"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
