@@ -79,6 +79,20 @@ def time_training(engine, images, labels, batches, repeats):
                              for _ in range(repeats))
 
 
+def paired_rates(engines, images, labels, batches, repeats):
+    """Median images/s of each engine, measured in turns: one repetition of
+    each, then the next round, so that a change in the machine's load (a
+    shared VM's neighbours come and go) falls on all of them alike."""
+    params = [init_params(0) for _ in engines]
+    for engine, p in zip(engines, params):
+        train_seconds(engine, p, images, labels, 1)  # warm-up
+    rates: list = [[] for _ in engines]
+    for _ in range(repeats):
+        for k, (engine, p) in enumerate(zip(engines, params)):
+            rates[k].append(batches * BATCH / train_seconds(engine, p, images, labels, batches))
+    return [statistics.median(r) for r in rates]
+
+
 def time_epoch(engine, images, labels):
     """Seconds for one whole epoch from a fresh model."""
     return train_seconds(engine, init_params(0), images, labels, len(images) // BATCH)
@@ -223,6 +237,25 @@ def contended(quick):
     return 0
 
 
+class ProfiledEngine(CEngine):
+    """The fast kernels through core.profile_train_batch: trains exactly as
+    CEngine("fast") (the reference update only) and keeps each batch's
+    thread-seconds per stage and per image."""
+
+    def __init__(self, threads):
+        super().__init__("fast", threads)
+        self.name = "c profiled"
+        self.per_batch = []
+
+    def train_batch(self, params, images, labels, *, loss, sign, lr, **sgd):
+        if any(sgd.values()):
+            raise ValueError("the profiler times the reference update only")
+        seconds, value, correct = core.profile_train_batch(params, images, labels, loss=loss, sign=sign, lr=lr,
+                                                           threads=self.threads)
+        self.per_batch.append(seconds / len(images))
+        return value, correct
+
+
 FORWARD = ("load", "conv1", "pool1", "conv2", "pool2", "conv3", "fc", "output error")
 BACKWARD = ("fc back", "conv3 back", "pool2 back", "conv2 back", "conv2 grad", "pool1 back",
             "conv1 grad", "store")
@@ -232,9 +265,10 @@ def profile(quick, use_torch):
     """Where a training batch's time goes (docs/SPEC.md §9.7): thread-seconds
     and multiply-add rate per stage at 1 thread and at the default, beside the
     machine's peak rate in the kernels' own instruction form, then the whole
-    batch's rate (unprofiled) and its ratio to PyTorch float32's time."""
+    batch's rate (unprofiled) and its ratio to PyTorch float32's time, all
+    measured in turns; each stage's time is its median over the batches."""
     train_x, train_y = load_split("train", progress=False)
-    batches, repeats = (2, 1) if quick else (20, 5)
+    batches, repeats = (2, 1) if quick else (10, 9)
     teams = sorted({1, core.default_threads()})
     stages = core.profile_stages()
     per_image = sum(macs for _, macs in stages)
@@ -245,21 +279,19 @@ def profile(quick, use_torch):
           "(no fused multiply-add, as the kernels)\n")
     seconds, peak, rate, torch_rate = {}, {}, {}, {}
     for team in teams:
-        params = init_params(0)
-        total = np.zeros(len(stages))
-        core.profile_train_batch(params, train_x[:BATCH], train_y[:BATCH], loss=LOSS, sign=SIGN, lr=LR,
-                                 threads=team)  # warm-up
-        for b in range(batches):
-            x, y = train_x[b * BATCH:(b + 1) * BATCH], train_y[b * BATCH:(b + 1) * BATCH]
-            total += core.profile_train_batch(params, x, y, loss=LOSS, sign=SIGN, lr=LR, threads=team)[0]
-        seconds[team] = total / (batches * BATCH)  # thread-seconds per image
-        peak[team] = core.peak_macs(team, 0.05 if quick else 0.5)
-        rate[team] = time_training(CEngine("fast", team), train_x, train_y, batches, repeats)
+        # In turns: a profiled round, then the C core's and PyTorch's rates, round after round.
+        profiled, peers = ProfiledEngine(team), [CEngine("fast", team)]
         if use_torch:
             try:
-                torch_rate[team] = time_training(TorchEngine("float32", team), train_x, train_y, batches, repeats)
+                peers.append(TorchEngine("float32", team))
             except ImportError:
                 use_torch = False
+        rates = paired_rates([profiled, *peers], train_x, train_y, batches, repeats)
+        seconds[team] = np.median(profiled.per_batch, axis=0)  # thread-seconds per image, by stage
+        rate[team] = rates[1]
+        if use_torch:
+            torch_rate[team] = rates[2]
+        peak[team] = core.peak_macs(team, 0.05 if quick else 0.5)
     head = " | ".join(f"{t} thread{'s' * (t > 1)}: µs per image (thread-s) | GMAC/s a thread" for t in teams)
     print(f"| stage | multiply-adds per image | {head} |")
     print("|---|---:|" + "---:|---:|" * len(teams))
