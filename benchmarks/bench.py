@@ -80,9 +80,10 @@ def time_training(engine, images, labels, batches, repeats):
 
 
 def paired_rates(engines, images, labels, batches, repeats):
-    """Median images/s of each engine, measured in turns: one repetition of
-    each, then the next round, so that a change in the machine's load (a
-    shared VM's neighbours come and go) falls on all of them alike."""
+    """Images/s of each engine in each of `repeats` rounds, measured in turns:
+    one repetition of each, then the next round, so that a change in the
+    machine's load (a shared VM's neighbours come and go) falls on all of
+    them alike."""
     params = [init_params(0) for _ in engines]
     for engine, p in zip(engines, params):
         train_seconds(engine, p, images, labels, 1)  # warm-up
@@ -90,7 +91,7 @@ def paired_rates(engines, images, labels, batches, repeats):
     for _ in range(repeats):
         for k, (engine, p) in enumerate(zip(engines, params)):
             rates[k].append(batches * BATCH / train_seconds(engine, p, images, labels, batches))
-    return [statistics.median(r) for r in rates]
+    return rates
 
 
 def time_epoch(engine, images, labels):
@@ -277,7 +278,7 @@ def profile(quick, use_torch):
           f"{info['cores']} cores; fast kernels: {core.isa()} ({core.isa_lanes()} images per tile)")
     print(f"{per_image:,} multiply-adds per image; the peak is independent vector multiplies then adds "
           "(no fused multiply-add, as the kernels)\n")
-    seconds, peak, rate, torch_rate = {}, {}, {}, {}
+    seconds, peak, rate, best, torch_rate = {}, {}, {}, {}, {}
     for team in teams:
         # In turns: a profiled round, then the C core's and PyTorch's rates, round after round.
         profiled, peers = ProfiledEngine(team), [CEngine("fast", team)]
@@ -288,9 +289,9 @@ def profile(quick, use_torch):
                 use_torch = False
         rates = paired_rates([profiled, *peers], train_x, train_y, batches, repeats)
         seconds[team] = np.median(profiled.per_batch, axis=0)  # thread-seconds per image, by stage
-        rate[team] = rates[1]
+        rate[team], best[team] = statistics.median(rates[1]), max(rates[1])
         if use_torch:
-            torch_rate[team] = rates[2]
+            torch_rate[team] = statistics.median(rates[2])
         peak[team] = core.peak_macs(team, 0.05 if quick else 0.5)
     head = " | ".join(f"{t} thread{'s' * (t > 1)}: µs per image (thread-s) | GMAC/s a thread" for t in teams)
     print(f"| stage | multiply-adds per image | {head} |")
@@ -310,14 +311,16 @@ def profile(quick, use_torch):
                          ("**batch sum and update**", ("batch sum", "update"))):
         picks = [names.index(name) for name in group]
         row(label, sum(stages[k][1] for k in picks), picks)
-    print("\n| threads | train images/s | GMAC/s | peak GMAC/s | share of peak | "
-          "epoch time / PyTorch f32 (same threads) |")
+    print("\n(median over the rounds / the fastest round: the peak, too, is a short run that "
+          "takes the machine at its best)")
+    print("| threads | train images/s | GMAC/s | peak GMAC/s | share of peak | "
+          "epoch time / PyTorch f32 (same threads, medians) |")
     print("|---:|---:|---:|---:|---:|---:|")
     for t in teams:
-        achieved = rate[t] * per_image / 1e9
+        achieved, top = rate[t] * per_image, best[t] * per_image
         ratio = f"{torch_rate[t] / rate[t]:.2f} ({torch_rate[t]:,.0f} images/s)" if t in torch_rate else "-"
-        share = achieved * 1e9 / peak[t]
-        print(f"| {t} | {rate[t]:,.0f} | {achieved:.1f} | {peak[t] / 1e9:.1f} | {share:.0%} | {ratio} |")
+        print(f"| {t} | {rate[t]:,.0f} / {best[t]:,.0f} | {achieved / 1e9:.1f} / {top / 1e9:.1f} | "
+              f"{peak[t] / 1e9:.1f} | {achieved / peak[t]:.0%} / {top / peak[t]:.0%} | {ratio} |")
     if len(teams) > 1:
         print(f"\n{teams[-1]} threads train {rate[teams[-1]] / rate[1]:.2f} times as fast as 1")
     return 0

@@ -6,6 +6,7 @@
  * the core; reference.c and fast.c call them, so both compute these steps
  * with the very same code.
  */
+#define _POSIX_C_SOURCE 200809L /* clock_gettime: -std=c11 alone hides POSIX */
 #include <math.h>
 #include <string.h>
 #include <time.h>

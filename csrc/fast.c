@@ -79,7 +79,6 @@ enum {
     FC_OUT_B = 5,      /* fc forward: of its 10 outputs */
     FC_IN_B = 8,       /* fc error pass: of its 120 inputs */
     GRAD_MAPS_B = 2,   /* conv1, conv2 weight gradients: output maps (acc0, acc1) */
-    ERR_MAPS_MAX = 8,  /* conv2 error pass: input maps, all in one block */
 };
 _Static_assert(L5_CONV1_MAPS % CONV_MAPS_B == 0 && L5_CONV2_MAPS % CONV_MAPS_B == 0, "CONV_MAPS_B");
 _Static_assert(L5_CONV1_SIZE % CONV1_COLS_B == 0, "CONV1_COLS_B must divide conv1's columns");
@@ -88,7 +87,6 @@ _Static_assert(L5_CONV3_MAPS % CONV3_OUT_B == 0 && L5_LAYER4_CELLS % CONV3_IN_B 
 _Static_assert(L5_N_CLASSES % FC_OUT_B == 0 && L5_CONV3_MAPS % FC_IN_B == 0, "fc blocks");
 _Static_assert(L5_CONV1_MAPS % GRAD_MAPS_B == 0 && L5_CONV2_MAPS % GRAD_MAPS_B == 0, "GRAD_MAPS_B");
 _Static_assert(GRAD_MAPS_B == 2, "conv_weight_grad_tile keeps exactly two maps' accumulators");
-_Static_assert(L5_CONV1_MAPS <= ERR_MAPS_MAX, "conv2's error pass holds all input maps at once");
 
 /* Phase 2's W3 outer products: W3_IN_B inputs by W3_OUT_B outputs (3
  * vectors), over W3_IMAGES_B images at a time: one task walks all 400 inputs
@@ -171,7 +169,6 @@ static inline void lap(Tile *t, int stage) {
 typedef struct {
     double w1[L5_W1_SIZE];      /* W1 blocked by CONV_MAPS_B over output maps */
     double w2[L5_W2_SIZE];      /* W2 blocked by CONV_MAPS_B over output maps */
-    double w2_back[L5_W2_SIZE]; /* W2 as [c_out][kr][kc][c_in]: conv2's error pass */
     double w3[L5_W3_SIZE];      /* W3 blocked by CONV3_OUT_B over its 120 outputs */
     double w3_back[L5_W3_SIZE]; /* W3 blocked by CONV3_IN_B over its 400 inputs (the error pass) */
     double w4[L5_W4_SIZE];      /* W4 blocked by FC_OUT_B over its 10 outputs */
@@ -201,13 +198,8 @@ static void block_over_inputs(double *dst, const double *w, int c_in, int c_out,
 
 static void rearrange_weights(Rearranged *rw, const double *params) {
     const int kk = L5_CONV_KERNEL_CELLS;
-    const double *w2 = params + L5_OFF_W2;
     block_over_outputs(rw->w1, params + L5_OFF_W1, 1, L5_CONV1_MAPS, kk, CONV_MAPS_B);
-    block_over_outputs(rw->w2, w2, L5_CONV1_MAPS, L5_CONV2_MAPS, kk, CONV_MAPS_B);
-    for (int ci = 0; ci < L5_CONV1_MAPS; ci++)
-        for (int co = 0; co < L5_CONV2_MAPS; co++)
-            for (int k = 0; k < kk; k++)
-                rw->w2_back[(co * kk + k) * L5_CONV1_MAPS + ci] = w2[(ci * L5_CONV2_MAPS + co) * kk + k];
+    block_over_outputs(rw->w2, params + L5_OFF_W2, L5_CONV1_MAPS, L5_CONV2_MAPS, kk, CONV_MAPS_B);
     block_over_outputs(rw->w3, params + L5_OFF_W3, L5_CONV2_MAPS, L5_CONV3_MAPS, kk, CONV3_OUT_B);
     block_over_inputs(rw->w3_back, params + L5_OFF_W3, L5_CONV2_MAPS, L5_CONV3_MAPS, kk, CONV3_IN_B);
     block_over_outputs(rw->w4, params + L5_OFF_W4, L5_CONV3_MAPS, L5_N_CLASSES, 1, FC_OUT_B);
@@ -278,76 +270,39 @@ static void conv2_forward_tile(vd *layer3, const vd *layer2, const double *w2_bl
 }
 
 /*
- * Conv2's error over its input, for all C_IN input maps of one or two input
- * cells at once: each cell (ci, p, q) sums, over output maps, then output
- * rows r, then output columns c (the reference order), the errors whose 5x5
- * window covers it, err[co][r][c] * W[ci][co][p-r][q-c], and is then gated by
- * relugrad(in).  A second cell (p+dp, q+dq) rides along only where its window
- * of errors is the first one's shifted by (dp, dq): same terms, same weights,
- * same order, and no padding term is ever computed.
- * w_back: W as [c_out][kr][kc][c_in].
- */
-static inline __attribute__((always_inline)) void
-conv2_backward_input_cells(vd *e_in, const vd *err, const double *w_back, const vd *in,
-                           const int C_IN, int c_out, int h, int w, int p, int q,
-                           const int N_CELLS, int dp, int dq) {
-    const int oh = h - L5_CONV_KERNEL + 1, ow = w - L5_CONV_KERNEL + 1;
-    int r_lo = p - (L5_CONV_KERNEL - 1) > 0 ? p - (L5_CONV_KERNEL - 1) : 0;
-    int r_hi = p < oh - 1 ? p : oh - 1;
-    int c_lo = q - (L5_CONV_KERNEL - 1) > 0 ? q - (L5_CONV_KERNEL - 1) : 0;
-    int c_hi = q < ow - 1 ? q : ow - 1;
-    const int shift = dp * ow + dq;
-    vd acc[2][ERR_MAPS_MAX];
-    for (int n = 0; n < N_CELLS; n++)
-        for (int ci = 0; ci < C_IN; ci++) acc[n][ci] = splat(0.0);
-    for (int co = 0; co < c_out; co++)
-        for (int r = r_lo; r <= r_hi; r++) {
-            const vd *err_row = err + (co * oh + r) * ow;
-            const double *w_row = w_back + (co * L5_CONV_KERNEL + (p - r)) * L5_CONV_KERNEL * C_IN;
-            for (int c = c_lo; c <= c_hi; c++) {
-                const double *wt = w_row + (q - c) * C_IN;
-                vd ev[2];
-                for (int n = 0; n < N_CELLS; n++) ev[n] = err_row[c + n * shift];
-#pragma GCC unroll 8
-                for (int ci = 0; ci < C_IN; ci++) {
-                    vd wv = splat(wt[ci]);
-                    for (int n = 0; n < N_CELLS; n++) acc[n][ci] = acc[n][ci] + ev[n] * wv;
-                }
-            }
-        }
-    for (int n = 0; n < N_CELLS; n++)
-        for (int ci = 0; ci < C_IN; ci++) {
-            int o = (ci * h + p + n * dp) * w + q + n * dq;
-            e_in[o] = gate_v(acc[n][ci], in[o]);
-        }
-}
-
-/*
  * e2, the error over layer2 (6 x 14 x 14), from e3, the error over layer3
- * (16 x 10 x 10).  Rows and columns 4..9 see all five output rows / columns:
- * there, cells go in pairs, side by side where both columns are inner, else
- * one above the other where both rows are; the corner regions go one cell at
- * a time.
+ * (16 x 10 x 10), one input row (ci, p) at a time: the row's 14 cells are
+ * the accumulators, and each error row e3[co][r] whose windows cover row p
+ * adds err[co][r][c] * W[ci][co][p-r][kc] to cell c + kc.  For every cell
+ * the terms arrive over output maps co, then output rows r, then output
+ * columns c ascending (kc runs from 4 down to 0, so c = q - kc rises): the
+ * reference order (docs/SPEC.md §7.2), and only terms that exist are
+ * formed.  Then relugrad(layer2) gates the row.  One broadcast weight feeds
+ * ten multiply-adds, and W2 is read in its own layout [ci][co][kr][kc].
  */
-static void conv2_backward_input_tile(vd *e2, const vd *e3, const double *w2_back,
-                                      const vd *layer2) {
-    const int lo = L5_CONV_KERNEL - 1, hi = L5_CONV2_SIZE - 1; /* inner rows / columns: lo..hi */
-    _Static_assert((L5_CONV2_SIZE - L5_CONV_KERNEL + 1) % 2 == 0, "inner cells must pair up");
-    const int maps = L5_CONV1_MAPS, size = L5_POOL1_SIZE;
-    for (int p = 0; p < size; p++)
-        for (int q = 0; q < size; q++) {
-            int inner_p = p >= lo && p <= hi, inner_q = q >= lo && q <= hi;
-            if (inner_q && (q - lo) % 2 == 0)      /* (p, q) and (p, q+1) */
-                conv2_backward_input_cells(e2, e3, w2_back, layer2, maps, L5_CONV2_MAPS, size, size,
-                                           p, q, 2, 0, 1);
-            else if (inner_q)                      /* done with its left neighbour */
-                continue;
-            else if (inner_p && (p - lo) % 2 == 0) /* (p, q) and (p+1, q) */
-                conv2_backward_input_cells(e2, e3, w2_back, layer2, maps, L5_CONV2_MAPS, size, size,
-                                           p, q, 2, 1, 0);
-            else if (!inner_p)
-                conv2_backward_input_cells(e2, e3, w2_back, layer2, maps, L5_CONV2_MAPS, size, size,
-                                           p, q, 1, 0, 0);
+static void conv2_backward_input_tile(vd *e2, const vd *e3, const double *w2, const vd *layer2) {
+    enum { K = L5_CONV_KERNEL, SIZE = L5_POOL1_SIZE, OUT = L5_CONV2_SIZE };
+    _Static_assert(SIZE == OUT + K - 1, "conv2's input row is its output row plus the kernel");
+    for (int ci = 0; ci < L5_CONV1_MAPS; ci++)
+        for (int p = 0; p < SIZE; p++) {
+            vd acc[SIZE];
+            for (int q = 0; q < SIZE; q++) acc[q] = splat(0.0);
+            int r_lo = p - (K - 1) > 0 ? p - (K - 1) : 0, r_hi = p < OUT - 1 ? p : OUT - 1;
+            for (int co = 0; co < L5_CONV2_MAPS; co++)
+                for (int r = r_lo; r <= r_hi; r++) {
+                    const vd *err = e3 + (co * OUT + r) * OUT;
+                    const double *w = w2 + ((ci * L5_CONV2_MAPS + co) * K + (p - r)) * K;
+#pragma GCC unroll 5
+                    for (int kc = K - 1; kc >= 0; kc--) {
+                        vd wv = splat(w[kc]);
+#pragma GCC unroll 10
+                        for (int c = 0; c < OUT; c++) acc[c + kc] = acc[c + kc] + err[c] * wv;
+                    }
+                }
+            for (int q = 0; q < SIZE; q++) {
+                int o = (ci * SIZE + p) * SIZE + q;
+                e2[o] = gate_v(acc[q], layer2[o]);
+            }
         }
 }
 
@@ -502,14 +457,14 @@ static void forward_tile(Tile *t, const double *params, const Rearranged *rw) {
 /* Backward from the output error t->d, layers in the order of docs/SPEC.md
  * §7.4; the weight and bias gradients of conv1 and conv2 go to the tile's
  * row g of the chunk buffers. */
-static void backward_tile(Tile *t, vd *g, const Rearranged *rw) {
+static void backward_tile(Tile *t, vd *g, const double *params, const Rearranged *rw) {
     fc_backward_input_tile(t->e5, t->d, rw->w4_back, t->layer5);
     lap(t, L5_STAGE_FC_BACK);
     conv3_backward_input_tile(t->e4, t->e5, rw->w3_back, t->layer4);
     lap(t, L5_STAGE_CONV3_BACK);
     maxpool_backward_tile(t->e3, t->e4, t->win4, L5_CONV2_MAPS, L5_CONV2_SIZE, L5_CONV2_SIZE);
     lap(t, L5_STAGE_POOL2_BACK);
-    conv2_backward_input_tile(t->e2, t->e3, rw->w2_back, t->layer2);
+    conv2_backward_input_tile(t->e2, t->e3, params + L5_OFF_W2, t->layer2);
     lap(t, L5_STAGE_CONV2_BACK);
     conv_weight_grad_tile(g + L5_OFF_W2, t->layer2, t->e3, L5_CONV1_MAPS, L5_CONV2_MAPS,
                           L5_POOL1_SIZE, L5_POOL1_SIZE);
@@ -561,7 +516,7 @@ static void train_tile(Tile *t, ChunkBuffers *cb, int64_t first, int count,
     }
     lap(t, L5_STAGE_OUTPUT_ERROR);
     vd *g = cb->g_tiles + first / LANES * G_SMALL;
-    backward_tile(t, g, rw);
+    backward_tile(t, g, params, rw);
     vd *gb3 = g + G_BIASES + L5_B1_SIZE + L5_B2_SIZE;
     memcpy(gb3, t->e5, sizeof(vd) * L5_B3_SIZE);                  /* gb3 = e5 */
     memcpy(gb3 + L5_B3_SIZE, t->d, sizeof(vd) * L5_B4_SIZE);      /* gb4 = d */
