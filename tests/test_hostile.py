@@ -335,6 +335,18 @@ def test_an_npz_with_an_extra_member_is_refused_from_the_directory(tmp_path):
         LeNet5.load(tmp_path / "extra.npz")
 
 
+def error_under_memory_cap(limit: int, module: str, function: str, error: str, path, *args) -> str:
+    """Call lenet5.<module>.<function>(path, *args) in a fresh Python whose
+    address space is capped at limit bytes; return the message of the
+    <error> it raised."""
+    code = (f"import resource, sys; resource.setrlimit(resource.RLIMIT_AS, ({limit}, {limit}));"
+            f"from lenet5.{module} import {function}, {error}\n"
+            f"try:\n {function}(sys.argv[1], *{args!r})\nexcept {error} as e:\n print(e)")
+    r = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
 def test_an_npz_member_declaring_a_huge_size_is_refused_before_reading(tmp_path):
     """The zip directory says W1.npy is 3 GB (a bomb): refused from the directory,
     under a memory limit that reading it would break."""
@@ -355,12 +367,8 @@ def test_an_npz_member_declaring_a_huge_size_is_refused_before_reading(tmp_path)
             struct.pack_into("<I", blob, at + 24, 3_000_000_000)
         at = blob.find(b"PK\x01\x02", at + 4)
     bomb.write_bytes(bytes(blob))
-    code = ("import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30));"
-            "from lenet5.params import read_params, ModelFileError\n"
-            "try:\n read_params(sys.argv[1])\nexcept ModelFileError as e:\n print(e)")
-    r = subprocess.run([sys.executable, "-c", code, str(bomb)], capture_output=True, text=True, timeout=60)
-    assert r.returncode == 0, r.stderr
-    assert "member W1.npy declares 3,000,000,000 bytes" in r.stdout
+    message = error_under_memory_cap(2 << 30, "params", "read_params", "ModelFileError", bomb)
+    assert "member W1.npy declares 3,000,000,000 bytes" in message
 
 
 def test_a_gzip_bomb_is_decompressed_no_further_than_its_header_announces(tmp_path):
@@ -375,12 +383,7 @@ def test_a_gzip_bomb_is_decompressed_no_further_than_its_header_announces(tmp_pa
     chunks.append(z.flush())
     bomb = tmp_path / "train-images-idx3-ubyte.gz"
     bomb.write_bytes(b"".join(chunks))
-    code = ("import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (600 << 20, 600 << 20));"
-            "from lenet5.data import read_idx, DataError\n"
-            "try:\n read_idx(sys.argv[1], 2051)\nexcept DataError as e:\n print(e)")
-    r = subprocess.run([sys.executable, "-c", code, str(bomb)], capture_output=True, text=True, timeout=60)
-    assert r.returncode == 0, r.stderr
-    assert "has trailing bytes" in r.stdout
+    assert "has trailing bytes" in error_under_memory_cap(600 << 20, "data", "read_idx", "DataError", bomb, 2051)
 
 
 def test_a_sparse_huge_raw_idx_file_is_refused_without_reading_it(tmp_path):
@@ -388,12 +391,7 @@ def test_a_sparse_huge_raw_idx_file_is_refused_without_reading_it(tmp_path):
     with open(path, "wb") as f:
         f.write(bytes([0, 0, 8, 3]) + (10).to_bytes(4, "big") + (28).to_bytes(4, "big") * 2)
         f.truncate(4 << 30)  # 4 GiB, sparse
-    code = ("import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (600 << 20, 600 << 20));"
-            "from lenet5.data import read_idx, DataError\n"
-            "try:\n read_idx(sys.argv[1], 2051)\nexcept DataError as e:\n print(e)")
-    r = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=60)
-    assert r.returncode == 0, r.stderr
-    assert "has trailing bytes" in r.stdout
+    assert "has trailing bytes" in error_under_memory_cap(600 << 20, "data", "read_idx", "DataError", path, 2051)
 
 
 @pytest.mark.parametrize("dims", [[0xFFFFFFFF] * 3, [60000, 28, 0xFFFFFFFF], [2 ** 32 - 1, 2 ** 32 - 1]])
