@@ -17,6 +17,11 @@ int l5_have_openmp(void) {
 
 int l5_default_threads(void) { return l5_thread_count(0); }
 
+/* A thread count every threaded entry point takes: 0 (the default) to L5_MAX_THREADS. */
+static int check_threads(int threads) {
+    return threads < 0 || threads > L5_MAX_THREADS ? L5_ERR_THREADS : L5_OK;
+}
+
 /* The checks every batch entry point shares; returns L5_OK or an error code. */
 static int check_common(const void *params, int64_t n_params, const void *images,
                         int64_t n, int kernel, int threads) {
@@ -24,7 +29,7 @@ static int check_common(const void *params, int64_t n_params, const void *images
     if (n_params != L5_N_PARAMS) return L5_ERR_SIZE;
     if (n < 1) return L5_ERR_COUNT;
     if (kernel != L5_KERNEL_REFERENCE && kernel != L5_KERNEL_FAST) return L5_ERR_KERNEL;
-    if (threads < 0 || threads > L5_MAX_THREADS) return L5_ERR_THREADS;
+    if (check_threads(threads)) return L5_ERR_THREADS;
     return L5_OK;
 }
 
@@ -103,7 +108,7 @@ int l5_augment(const uint8_t *images, const int64_t *index, int64_t n,
                double max_scale, uint8_t *out, int threads) {
     if (!images || !index || !out) return L5_ERR_NULL;
     if (n < 1) return L5_ERR_COUNT;
-    if (threads < 0 || threads > L5_MAX_THREADS) return L5_ERR_THREADS;
+    if (check_threads(threads)) return L5_ERR_THREADS;
     if (!(max_shift >= 0.0 && max_shift <= L5_AUGMENT_MAX_SHIFT)) return L5_ERR_AUGMENT;
     if (!(max_rotate >= 0.0 && max_rotate <= L5_AUGMENT_MAX_ROTATE)) return L5_ERR_AUGMENT;
     if (!(max_scale >= 0.0 && max_scale <= L5_AUGMENT_MAX_SCALE)) return L5_ERR_AUGMENT;
@@ -187,7 +192,7 @@ static int check_prepared_call(const void *prepared, int64_t prepared_bytes,
     if (err) return err;
     if (!images) return L5_ERR_NULL;
     if (n < 1) return L5_ERR_COUNT;
-    if (threads < 0 || threads > L5_MAX_THREADS) return L5_ERR_THREADS;
+    if (check_threads(threads)) return L5_ERR_THREADS;
     if (!l5_infer_is_prepared(prepared)) return L5_ERR_PREPARED;
     return L5_OK;
 }
@@ -240,7 +245,7 @@ int l5_profile_train_batch(double *params, int64_t n_params,
 #define L5_PEAK_MAX_SECONDS 60.0
 
 double l5_peak_macs(int threads, double seconds) {
-    if (threads < 0 || threads > L5_MAX_THREADS) return -1.0;
+    if (check_threads(threads)) return -1.0;
     if (!(seconds > 0.0 && seconds <= L5_PEAK_MAX_SECONDS)) return -1.0;
     double total = 0.0;
 #pragma omp parallel num_threads(l5_resolve_threads(threads)) reduction(+ : total)

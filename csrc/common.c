@@ -1,10 +1,9 @@
 /*
  * common.c - the helpers both kernel sets share: the input normalisation, the
- * output error, the predicted class, the update, the thread count and the
- * profiler's stage table and clock.  They
- * work on one image (or one flat array) at a time and call nothing else of
- * the core; reference.c and fast.c call them, so both compute these steps
- * with the very same code.
+ * output error, the predicted class, the update, the thread count, and the
+ * profiler's stage table and clock.  They work on one image (or one flat
+ * array) at a time and call nothing else of the core; reference.c and fast.c
+ * call them, so both compute these steps with the very same code.
  */
 #define _POSIX_C_SOURCE 200809L /* clock_gettime: -std=c11 alone hides POSIX */
 #include <math.h>

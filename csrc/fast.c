@@ -485,7 +485,8 @@ static Tile *new_tile(void) {
     return t;
 }
 
-/* Buffers phase 1 fills for phase 2, one row per image of the chunk. */
+/* Buffers phase 1 fills for phase 2: a row per tile (g_tiles) or per image
+ * (the rest) of the chunk. */
 typedef struct {
     vd *g_tiles;     /* [CHUNK / LANES][G_SMALL]: gW1, gW2, gb1, gb2, gb3, gb4 */
     double *layer4;  /* [CHUNK][400] */
