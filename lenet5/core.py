@@ -299,6 +299,18 @@ def check_velocity(velocity: Any) -> np.ndarray:
     return check_params(velocity, writable=True, name="velocity")
 
 
+def _checked_batch(params: Any, images: Any, labels: Any, loss: Any, sign: Any,
+                   lr: Any) -> Tuple[np.ndarray, Tuple[Any, ...]]:
+    """The checks every training batch starts with (params writable). Returns
+    the labels as the core reads them, which the caller keeps alive through
+    the call, and the C arguments: images, labels, n, loss, sign, lr."""
+    check_params(params, writable=True)
+    n = check_images(images)
+    labels = check_labels(labels, n)
+    return labels, (_ptr("uint8_t *", images), _ptr("uint8_t *", labels), n,
+                    check_loss(loss), check_sign(sign), check_lr(lr))
+
+
 def train_batch(params: np.ndarray, images: np.ndarray, labels: np.ndarray, *, loss: str, sign: int,
                 lr: float, kernel: str = "fast", threads: Optional[int] = None,
                 velocity: Optional[np.ndarray] = None, momentum: float = 0.0,
@@ -314,26 +326,21 @@ def train_batch(params: np.ndarray, images: np.ndarray, labels: np.ndarray, *, l
     L2 weight decay (docs/SPEC.md §8.5), and velocity is updated in place.
     """
     _variant_ready()
-    check_params(params, writable=True)
-    n = check_images(images)
-    labels = check_labels(labels, n)
-    args = (check_loss(loss), check_sign(sign), check_lr(lr))
+    labels, batch = _checked_batch(params, images, labels, loss, sign, lr)
     where = (check_kernel(kernel), check_threads(threads))
     loss_sum = ffi.new("double *")
     correct = ffi.new("int64_t *")
-    batch = (_ptr("uint8_t *", images), _ptr("uint8_t *", labels), n)
     if velocity is None:
         if momentum != 0.0 or weight_decay != 0.0 or nesterov:
             raise ValueError("momentum, weight_decay and nesterov need a velocity buffer")
-        _call(lib.l5_train_batch(_ptr("double *", params), N_PARAMS, *batch, *args, *where,
-                                 loss_sum, correct))
+        _call(lib.l5_train_batch(_ptr("double *", params), N_PARAMS, *batch, *where, loss_sum, correct))
     else:
         check_velocity(velocity)
         if not isinstance(nesterov, bool):
             raise TypeError(f"nesterov must be True or False, not {nesterov!r}")
         sgd = (check_momentum(momentum), check_weight_decay(weight_decay), int(nesterov))
         _call(lib.l5_train_batch_sgd(_ptr("double *", params), _ptr("double *", velocity), N_PARAMS,
-                                     *batch, *args, *sgd, *where, loss_sum, correct))
+                                     *batch, *sgd, *where, loss_sum, correct))
     return float(loss_sum[0]), int(correct[0])
 
 
@@ -521,15 +528,12 @@ def profile_train_batch(params: np.ndarray, images: np.ndarray, labels: np.ndarr
     profile_stages(); summed loss; number correct) (docs/SPEC.md §9.7).
     The parameters change exactly as train_batch would change them."""
     _variant_ready()
-    check_params(params, writable=True)
-    n = check_images(images)
-    labels = check_labels(labels, n)
-    args = (check_loss(loss), check_sign(sign), check_lr(lr), check_threads(threads))
+    labels, batch = _checked_batch(params, images, labels, loss, sign, lr)
+    t = check_threads(threads)
     seconds = np.zeros(lib.L5_PROFILE_STAGES, dtype=np.float64)
     loss_sum = ffi.new("double *")
     correct = ffi.new("int64_t *")
-    _call(lib.l5_profile_train_batch(_ptr("double *", params), N_PARAMS, _ptr("uint8_t *", images),
-                                     _ptr("uint8_t *", labels), n, *args, _ptr("double *", seconds),
+    _call(lib.l5_profile_train_batch(_ptr("double *", params), N_PARAMS, *batch, t, _ptr("double *", seconds),
                                      len(seconds), loss_sum, correct))
     return seconds, float(loss_sum[0]), int(correct[0])
 
