@@ -73,14 +73,6 @@ def train_seconds(engine, params, images, labels, batches):
     return train(engine, params, images[:n], labels[:n], CONFIG).train_seconds
 
 
-def time_training(engine, images, labels, batches, repeats):
-    """Median images/s of `repeats` runs of `batches` batches, after a warm-up."""
-    params = init_params(0)
-    train_seconds(engine, params, images, labels, 1)
-    return statistics.median(batches * BATCH / train_seconds(engine, params, images, labels, batches)
-                             for _ in range(repeats))
-
-
 def paired_rates(engines, images, labels, batches, repeats):
     """Images/s of each engine in each of `repeats` rounds, measured in turns:
     one repetition of each, then the next round, so that a change in the
@@ -94,6 +86,11 @@ def paired_rates(engines, images, labels, batches, repeats):
         for k, (engine, p) in enumerate(zip(engines, params)):
             rates[k].append(batches * BATCH / train_seconds(engine, p, images, labels, batches))
     return rates
+
+
+def time_training(engine, images, labels, batches, repeats):
+    """Median images/s of `repeats` runs of `batches` batches, after a warm-up."""
+    return statistics.median(paired_rates([engine], images, labels, batches, repeats)[0])
 
 
 def time_epoch(engine, images, labels):
@@ -391,7 +388,8 @@ def main(argv=None):
         slow = name.startswith(("C reference", "NumPy"))
         n_batches = max(1, batches // 4) if slow else batches
         n_repeats = max(1, repeats - 2) if slow else repeats
-        rate = paired.get(id(engine)) or time_training(engine, train_x, train_y, n_batches, n_repeats)
+        rate = paired[id(engine)] if id(engine) in paired else time_training(engine, train_x, train_y,
+                                                                              n_batches, n_repeats)
         if full_epoch and not quick:
             epoch = time_epoch(engine, train_x, train_y)
             measured = True
