@@ -326,6 +326,18 @@ def profile(quick, use_torch):
     return 0
 
 
+def use_variant(parser, name):
+    """Run the fast kernels' variant name (None: the default, or LENET5_ISA's);
+    one that cannot run here ends the benchmark with one line (exit 2)."""
+    try:
+        if name:
+            core.use_isa(name)
+        else:
+            core.isa()  # raises IsaEnvironmentError (a ValueError) for a LENET5_ISA that cannot run
+    except ValueError as e:
+        parser.error(f"--isa: {e}" if name else str(e))
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="a few batches only: checks the output format")
@@ -340,11 +352,7 @@ def main(argv=None):
     p.add_argument("--profile", action="store_true",
                    help="time and multiply-add rate per layer at 1 thread and the default, the machine's peak")
     args = p.parse_args(argv)
-    if args.isa:
-        try:
-            core.use_isa(args.isa)
-        except ValueError as e:
-            p.error(f"--isa: {e}")
+    use_variant(p, args.isa)
     if args.contended:
         return contended(args.quick)
     if args.profile:

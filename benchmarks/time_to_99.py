@@ -15,9 +15,9 @@ import argparse
 import dataclasses
 
 import numpy as np
-from bench import TorchEngine, machine  # benchmarks/bench.py, beside this script
+from bench import TorchEngine, machine, use_variant  # benchmarks/bench.py, beside this script
 
-from lenet5 import core
+from lenet5 import cli, core
 from lenet5.data import load_split
 from lenet5.engines import CEngine
 from lenet5.loop import PRESETS, History, Position, TrainConfig, train
@@ -40,12 +40,16 @@ def time_to(engine, target, config, train_set, test_set):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--max-epochs", type=int, default=PRESETS["best"]["epochs"])
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--max-epochs", type=cli.positive_int, default=PRESETS["best"]["epochs"])
+    p.add_argument("--threads", type=cli.thread_count, default=None)
     p.add_argument("--no-torch", action="store_true")
     args = p.parse_args()
-    config = TrainConfig(**PRESETS["best"])
-    config = dataclasses.replace(config, epochs=min(args.max_epochs, config.epochs))
+    use_variant(p, None)
+    try:
+        config = dataclasses.replace(TrainConfig(**PRESETS["best"]),
+                                     epochs=min(args.max_epochs, PRESETS["best"]["epochs"]))
+    except ValueError as e:  # e.g. a run no longer than the preset's warm-up
+        p.error(f"--max-epochs {args.max_epochs}: {e}")
     train_set, test_set = load_split("train", progress=False), load_split("test", progress=False)
     threads = args.threads or core.default_threads()
     engines = [CEngine(threads=threads)]

@@ -98,3 +98,19 @@ def test_inference_benchmark_output_format(tmp_path):
     assert data["rows"][0]["latency_us"] > 0 and data["rows"][0]["agreement"] == 1.0
     for row in data["rows"]:
         assert row["batch_seconds"] > 0 and row["agreement"] > 0.99
+
+
+def test_benchmarks_refuse_bad_settings_in_one_line():
+    """An unrunnable LENET5_ISA, or time_to_99.py asked for a run no longer
+    than the preset's warm-up or for -1 threads: one line, exit 2, no traceback."""
+    import os
+    time_to_99 = BENCH.parent / "time_to_99.py"
+    cases = [([str(BENCH), "--quick"], {"LENET5_ISA": "neon"}, "LENET5_ISA=neon: instruction set must be one of"),
+             ([str(time_to_99)], {"LENET5_ISA": "neon"}, "LENET5_ISA=neon: instruction set must be one of"),
+             ([str(time_to_99), "--max-epochs", "1"], {}, "--max-epochs 1: warmup (1 epochs) must be shorter"),
+             ([str(time_to_99), "--threads", "-1"], {}, "argument --threads: must be between 1 and")]
+    for args, env, message in cases:
+        r = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=120,
+                           env=dict(os.environ, **env))
+        assert r.returncode == 2, (args, r.stderr)
+        assert message in r.stderr and "Traceback" not in r.stderr, (args, r.stderr)
