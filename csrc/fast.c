@@ -654,18 +654,17 @@ static int for_each_tile(int64_t n, int threads, TileWork *work, void *args, dou
         if (!t) {
 #pragma omp atomic write
             failed = 1;
+        } else {
+            t->timing = profile != NULL;
         }
 #pragma omp for schedule(dynamic)
         for (int64_t k = 0; k < n_tiles; k++) {
             if (!t) continue;
             int64_t first = k * LANES;
-            if (profile) {
-                t->timing = 1;
-                t->mark = l5_now();
-            }
+            if (t->timing) t->mark = l5_now();
             work(t, first, n - first < LANES ? (int)(n - first) : LANES, args);
         }
-        if (t && profile) {
+        if (t && t->timing) {
 #pragma omp critical
             for (int k = 0; k < L5_N_STAGES; k++) profile[k] += t->clock[k];
         }
