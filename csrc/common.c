@@ -162,8 +162,15 @@ static void l5_on_fork_child(void) {
     if (atomic_load(&l5_team_ran)) l5_forked_after_team = 1;
 }
 
-__attribute__((constructor)) static void l5_watch_forks(void) {
+/* OpenMP's default team size as the process started (OMP_NUM_THREADS, else
+ * the cores), read once, when the library loads: another library in the
+ * process may change OpenMP's default for its own threads later (PyTorch's
+ * set_num_threads does), and lenet5's default must not follow it. */
+static int l5_default_team = 1;
+
+__attribute__((constructor)) static void l5_on_load(void) {
     pthread_atfork(NULL, NULL, l5_on_fork_child);
+    l5_default_team = omp_get_max_threads();
 }
 
 static void l5_note_once(atomic_int *noted, const char *text) {
@@ -172,8 +179,8 @@ static void l5_note_once(atomic_int *noted, const char *text) {
 #endif
 
 /*
- * The team size: the caller's count, else OpenMP's default (OMP_NUM_THREADS)
- * capped at the CPUs this process may use (10,000 threads would only cost
+ * The team size: the caller's count, else OpenMP's default as the library
+ * loaded (OMP_NUM_THREADS, else the cores) capped at the CPUs this process may use (10,000 threads would only cost
  * memory); one thread in a build without OpenMP or in a child forked after a
  * team ran.  Asking is not running: only l5_resolve_threads, called just
  * before a team starts, marks the pool as used (so a fork after
@@ -188,7 +195,7 @@ int l5_thread_count(int threads) {
     }
     int team = threads;
     if (team <= 0) {
-        team = omp_get_max_threads();
+        team = l5_default_team;
         int cpus = omp_get_num_procs();
         if (team > cpus) {
             l5_note_once(&l5_noted_cap, "lenet5: OMP_NUM_THREADS is more than the CPUs this process "

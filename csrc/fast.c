@@ -779,25 +779,32 @@ int L5_ISA_NAME(l5_fast_forward)(const double *params, const uint8_t *images, in
  * The machine's multiply-add rate in the kernels' own form (docs/SPEC.md
  * §9.7): acc = acc + x * w on this variant's vectors, a multiply then a
  * separate add, with PEAK_CHAINS independent accumulators so that neither
- * the adds' latency nor a dependency limits it.  One thread, about `seconds`
- * long; returns multiply-adds per second.  The result is kept alive through
- * a volatile store, or the compiler could drop the loop.
+ * the adds' latency nor a dependency limits it, and w broadcast from memory
+ * as the kernels broadcast their weights.  w changes every step and x
+ * differs by lane: with both fixed the compiler would form x * w once,
+ * outside the loop, and time the adds alone (on a CPU whose multiplies and
+ * adds share their units that reads twice the true peak).  One thread,
+ * about `seconds` long; returns multiply-adds per second.  The result is
+ * kept alive through a volatile store, or the compiler could drop the loop.
  */
-enum { PEAK_CHAINS = 12, PEAK_STEPS = 4096 };
+enum { PEAK_CHAINS = 12, PEAK_STEPS = 4096, PEAK_WEIGHTS = 64 };
 
 double L5_ISA_NAME(l5_fast_peak_macs)(double seconds) {
     vd acc[PEAK_CHAINS], x[PEAK_CHAINS];
     for (int k = 0; k < PEAK_CHAINS; k++) {
         acc[k] = splat(0.0);
-        x[k] = splat(1.0 + k * 1e-3);
+        for (int l = 0; l < LANES; l++) x[k][l] = 1.0 + k * 1e-3 + l * 1e-4;
     }
-    const vd w = splat(1e-9);
+    double w[PEAK_WEIGHTS];
+    for (int s = 0; s < PEAK_WEIGHTS; s++) w[s] = 1e-9 * (1.0 + s * 1e-3);
     int64_t steps = 0;
     double start = l5_now(), elapsed = 0.0;
     do {
-        for (int s = 0; s < PEAK_STEPS; s++)
+        for (int s = 0; s < PEAK_STEPS; s++) {
+            vd wv = splat(w[s % PEAK_WEIGHTS]);
 #pragma GCC unroll 12
-            for (int k = 0; k < PEAK_CHAINS; k++) acc[k] = acc[k] + x[k] * w;
+            for (int k = 0; k < PEAK_CHAINS; k++) acc[k] = acc[k] + x[k] * wv;
+        }
         steps += PEAK_STEPS;
         elapsed = l5_now() - start;
     } while (elapsed < seconds);

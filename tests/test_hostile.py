@@ -455,6 +455,19 @@ def test_asking_the_thread_count_is_not_running_threads():
     assert r.stdout.split() == ["2", "child", "2"] and "forked" not in r.stderr
 
 
+def test_another_librarys_openmp_setting_does_not_move_the_default():
+    """PyTorch's set_num_threads calls omp_set_num_threads; lenet5's default
+    stays what OpenMP's default was when the library loaded (docs/SPEC.md §9.1)."""
+    code = ("import ctypes, lenet5.core as c\n"
+            "before = c.default_threads()\n"
+            "ctypes.CDLL('libgomp.so.1').omp_set_num_threads(1)\n"
+            "print(before, c.default_threads())\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                       env=dict(os.environ, OMP_NUM_THREADS="2"))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["2", "2"]
+
+
 def test_omp_num_threads_beyond_the_cpus_is_capped_with_a_note():
     code = "import lenet5.core as c; print(c.default_threads()); print(c.default_threads())"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,

@@ -2,7 +2,9 @@
 unprofiled one, its stages add up, their multiply-adds follow the layer shapes,
 and bad arguments are refused.  Its times are printed by the benchmark, never
 tested."""
+import platform
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -72,6 +74,22 @@ def test_profile_refuses_bad_arguments(mnist_train):
 
 def test_peak_is_a_positive_rate():
     assert core.peak_macs(1, 0.01) > 1e8  # any CPU of this century does 0.1 GMAC/s
+
+
+@pytest.mark.skipif(shutil.which("objdump") is None or platform.machine() not in ("x86_64", "AMD64"),
+                    reason="reads the x86 machine code with objdump")
+def test_the_peak_loop_multiplies():
+    """The peak must time multiplies and adds.  With a fixed x * w the compiler
+    forms the product once, outside the loop, and the peak times adds alone:
+    twice the truth where multiplies and adds share their units."""
+    import lenet5._core
+    code = subprocess.run(["objdump", "-d", "--no-show-raw-insn", lenet5._core.__file__], capture_output=True,
+                          text=True, check=True).stdout
+    built = [isa for isa in ("avx512", "avx2", "sse2", "generic") if f"<l5_fast_peak_macs_{isa}>:" in code]
+    assert "sse2" in built and "generic" in built  # every x86-64 build has these
+    for isa in built:
+        body = code.split(f"<l5_fast_peak_macs_{isa}>:", 1)[1].split("\n\n", 1)[0]
+        assert len(re.findall(r"\bv?mulpd\b", body)) >= 12, isa  # one per chain, at least
 
 
 def test_profile_benchmark_prints_every_stage_and_the_peak():
