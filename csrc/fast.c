@@ -90,10 +90,13 @@ _Static_assert(GRAD_MAPS_B == 2, "conv_weight_grad_tile keeps exactly two maps' 
 
 /* Phase 2's W3 outer products: W3_IN_B inputs by W3_OUT_B outputs (3
  * vectors), over W3_IMAGES_B images at a time: one task walks all 400 inputs
- * for its outputs while those images' rows of layer4 (64 x 3.2 KB) stay in
- * the L2 cache, instead of fetching every image's row again for each block. */
+ * for its outputs while those images' layer4 values (64 x 3.2 KB) stay in
+ * the L2 cache, instead of fetching every image's again for each block.
+ * Phase 1 stores layer4 and e5 packed for these blocks (packed_at), so that a
+ * block reads both operands as two contiguous runs. */
 enum { W3_IN_B = 4, W3_OUT_B = 3 * LANES, W3_IMAGES_B = 64 };
 _Static_assert(L5_LAYER4_CELLS % W3_IN_B == 0 && L5_CONV3_MAPS % W3_OUT_B == 0, "W3 outer blocks");
+_Static_assert(CHUNK % W3_IMAGES_B == 0 && W3_IMAGES_B % LANES == 0, "W3 image groups");
 
 /* Phase 2's run of g_small values per task (docs/SPEC.md §9.1): small
  * enough to stay in L1, and 22 tasks, so the threads' shares even out.
@@ -489,13 +492,34 @@ static Tile *new_tile(void) {
  * (the rest) of the chunk. */
 typedef struct {
     vd *g_tiles;     /* [CHUNK / LANES][G_SMALL]: gW1, gW2, gb1, gb2, gb3, gb4 */
-    double *layer4;  /* [CHUNK][400] */
-    double *e5;      /* [CHUNK][120] */
+    double *layer4;  /* [CHUNK][400], packed by W3_IN_B (packed_at) */
+    double *e5;      /* [CHUNK][120], packed by W3_OUT_B (packed_at) */
     double *layer5;  /* [CHUNK][120] */
     double *d;       /* [CHUNK][10]  */
     double *loss;    /* [CHUNK] */
     int *correct;    /* [CHUNK] */
 } ChunkBuffers;
+
+/*
+ * Where image i's value k of `cells` per image goes when packed by b for the
+ * W3 blocks: [i / W3_IMAGES_B][k / b][i % W3_IMAGES_B][k % b].  A block of b
+ * values of a group of images is then one contiguous run, image by image.
+ */
+static inline int64_t packed_at(int64_t i, int k, int cells, int b) {
+    return ((i / W3_IMAGES_B * (cells / b) + k / b) * W3_IMAGES_B + i % W3_IMAGES_B) * b + k % b;
+}
+
+/* A tile's `count` images' values (rows: [cells][lane]), image `first` in
+ * lane 0, stored packed by b.  A tile never straddles a group, so for each
+ * block of b values its images' runs follow one another: one contiguous
+ * write of count * b values. */
+static void store_packed(double *dst, const vd *rows, int64_t first, int count, int cells, int b) {
+    for (int k0 = 0; k0 < cells; k0 += b) {
+        double *run = dst + packed_at(first, k0, cells, b);
+        for (int l = 0; l < count; l++)
+            for (int a = 0; a < b; a++) run[l * b + a] = rows[k0 + a][l];
+    }
+}
 
 /* Phase 1 for one tile: all of its images' per-image values. */
 static void train_tile(Tile *t, ChunkBuffers *cb, int64_t first, int count,
@@ -521,10 +545,10 @@ static void train_tile(Tile *t, ChunkBuffers *cb, int64_t first, int count,
     vd *gb3 = g + G_BIASES + L5_B1_SIZE + L5_B2_SIZE;
     memcpy(gb3, t->e5, sizeof(vd) * L5_B3_SIZE);                  /* gb3 = e5 */
     memcpy(gb3 + L5_B3_SIZE, t->d, sizeof(vd) * L5_B4_SIZE);      /* gb4 = d */
+    store_packed(cb->layer4, t->layer4, first, count, L5_LAYER4_CELLS, W3_IN_B);
+    store_packed(cb->e5, t->e5, first, count, L5_LAYER5_CELLS, W3_OUT_B);
     for (int l = 0; l < count; l++) {
         int64_t i = first + l;
-        for (int k = 0; k < L5_LAYER4_CELLS; k++) cb->layer4[i * L5_LAYER4_CELLS + k] = t->layer4[k][l];
-        for (int k = 0; k < L5_LAYER5_CELLS; k++) cb->e5[i * L5_LAYER5_CELLS + k] = t->e5[k][l];
         for (int k = 0; k < L5_LAYER5_CELLS; k++) cb->layer5[i * L5_LAYER5_CELLS + k] = t->layer5[k][l];
         for (int k = 0; k < L5_N_CLASSES; k++) cb->d[i * L5_N_CLASSES + k] = t->d[k][l];
     }
@@ -533,25 +557,25 @@ static void train_tile(Tile *t, ChunkBuffers *cb, int64_t first, int count,
 
 /*
  * Phase 2, W3 (docs/SPEC.md §9.3): sum_w3t[u][co] += layer4[i][u] * e5[i][co]
- * for the images i0 <= i < i1 in order, for a block of W3_IN_B u by W3_OUT_B
- * co.  The image is the inner index and stays sequential (the caller walks
- * the groups of images in order too); the 48 accumulators are independent.
+ * for the m images of a group in order, for a block of W3_IN_B u by W3_OUT_B
+ * co.  x: the group's packed layer4 block at u0, [m][W3_IN_B]; e: its packed
+ * e5 block at co0, [m][W3_OUT_B].  The image is the inner index and stays
+ * sequential (the caller walks the groups in order too); the 48
+ * accumulators are independent.
  */
-static void w3_outer_block(double *sum_w3t, const double *layer4, const double *e5,
-                           int64_t i0, int64_t i1, int u0, int co0) {
+static void w3_outer_block(double *sum_w3t, const double *x, const double *e, int64_t m,
+                           int u0, int co0) {
     enum { VECS = W3_OUT_B / LANES };
     vd acc[W3_IN_B][VECS];
     for (int a = 0; a < W3_IN_B; a++)
         for (int v = 0; v < VECS; v++)
             acc[a][v] = *(const vd_u *)&sum_w3t[(u0 + a) * L5_CONV3_MAPS + co0 + LANES * v];
-    for (int64_t i = i0; i < i1; i++) {
-        const double *e5_i = e5 + i * L5_LAYER5_CELLS + co0;
-        const double *layer4_i = layer4 + i * L5_LAYER4_CELLS + u0;
+    for (int64_t i = 0; i < m; i++) {
         vd ev[VECS];
-        for (int v = 0; v < VECS; v++) ev[v] = *(const vd_u *)&e5_i[LANES * v];
+        for (int v = 0; v < VECS; v++) ev[v] = *(const vd *)&e[i * W3_OUT_B + LANES * v];
 #pragma GCC unroll 4
         for (int a = 0; a < W3_IN_B; a++) {
-            vd xv = splat(layer4_i[a]);
+            vd xv = splat(x[i * W3_IN_B + a]);
             for (int v = 0; v < VECS; v++) acc[a][v] = acc[a][v] + xv * ev[v];
         }
     }
@@ -579,10 +603,13 @@ static void reduce_chunk(double *sum_packed, double *sum_w3t, const ChunkBuffers
             /* W3: outer products, blocked W3_IN_B x W3_OUT_B; the task owns
              * W3_OUT_B outputs and adds the images in order, W3_IMAGES_B at a time. */
             int co0 = task * W3_OUT_B;
-            for (int64_t i0 = 0; i0 < n; i0 += W3_IMAGES_B)
+            for (int64_t i0 = 0; i0 < n; i0 += W3_IMAGES_B) {
+                int64_t m = n - i0 < W3_IMAGES_B ? n - i0 : W3_IMAGES_B;
+                const double *e = cb->e5 + packed_at(i0, co0, L5_LAYER5_CELLS, W3_OUT_B);
                 for (int u0 = 0; u0 < L5_LAYER4_CELLS; u0 += W3_IN_B)
-                    w3_outer_block(sum_w3t, cb->layer4, cb->e5, i0, i0 + W3_IMAGES_B < n ? i0 + W3_IMAGES_B : n,
+                    w3_outer_block(sum_w3t, cb->layer4 + packed_at(i0, u0, L5_LAYER4_CELLS, W3_IN_B), e, m,
                                    u0, co0);
+            }
         } else if (task < W3_TASKS + SUM_TASKS) {
             /* W1, W2 and biases: per-image values added image by image, a
              * tile's lanes in order (the last tile's missing images are left out). */
@@ -615,9 +642,12 @@ static void free_chunk_buffers(ChunkBuffers *cb) {
 
 static int alloc_chunk_buffers(ChunkBuffers *cb, int64_t rows) {
     size_t tile_rows = (size_t)(rows + LANES - 1) / LANES;
+    /* Whole groups for the packed W3 operands (their stride is a full group);
+     * each size is a multiple of 64 bytes, as aligned_alloc wants. */
+    size_t group_rows = (size_t)(rows + W3_IMAGES_B - 1) / W3_IMAGES_B * W3_IMAGES_B;
     cb->g_tiles = aligned_alloc(64, (sizeof(vd) * tile_rows * G_SMALL + 63) / 64 * 64);
-    cb->layer4 = malloc(sizeof(double) * rows * L5_LAYER4_CELLS);
-    cb->e5 = malloc(sizeof(double) * rows * L5_LAYER5_CELLS);
+    cb->layer4 = aligned_alloc(64, sizeof(double) * group_rows * L5_LAYER4_CELLS);
+    cb->e5 = aligned_alloc(64, sizeof(double) * group_rows * L5_LAYER5_CELLS);
     cb->layer5 = malloc(sizeof(double) * rows * L5_LAYER5_CELLS);
     cb->d = malloc(sizeof(double) * rows * L5_N_CLASSES);
     cb->loss = malloc(sizeof(double) * rows);
