@@ -247,8 +247,11 @@ int l5_profile_train_batch(double *params, int64_t n_params,
 double l5_peak_macs(int threads, double seconds) {
     if (check_threads(threads)) return -1.0;
     if (!(seconds > 0.0 && seconds <= L5_PEAK_MAX_SECONDS)) return -1.0;
-    double total = 0.0;
+    /* The team's multiply-adds over its wall time, as a batch's rate is
+     * taken: a thread that did not run for part of it (another process on
+     * its core) lowers the peak instead of being counted at its own best. */
+    double total = 0.0, start = l5_now();
 #pragma omp parallel num_threads(l5_resolve_threads(threads)) reduction(+ : total)
-    total += l5_fast_peak_macs(seconds);
-    return total;
+    total += l5_fast_peak_macs(start + seconds);
+    return total / (l5_now() - start);
 }

@@ -189,9 +189,9 @@ typedef int L5FastTrainBatch(double *params, const uint8_t *images, const uint8_
 typedef int L5FastForward(const double *params, const uint8_t *images, int64_t n,
                           double *out, int threads);
 /* l5_fast_train_batch's profile: NULL, or L5_N_STAGES thread-seconds to add
- * to (docs/SPEC.md §9.7).  l5_fast_peak_macs: multiply-adds per second of
- * one thread running that variant's vectors for about `seconds`. */
-typedef double L5FastPeakMacs(double seconds);
+ * to (docs/SPEC.md §9.7).  l5_fast_peak_macs: the multiply-adds one thread
+ * issues in that variant's vectors until l5_now() reaches `until`. */
+typedef double L5FastPeakMacs(double until);
 
 /* infer.c: prepared inference, the same bits as the reference forward pass.
  * The caller has checked every argument (prepared: L5_PREPARED_BYTES,

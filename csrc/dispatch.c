@@ -125,7 +125,7 @@ int l5_fast_forward(const double *params, const uint8_t *images, int64_t n,
     return running()->forward(params, images, n, out, threads);
 }
 
-double l5_fast_peak_macs(double seconds) { return running()->peak_macs(seconds); }
+double l5_fast_peak_macs(double until) { return running()->peak_macs(until); }
 
 void l5_infer_prepare(void *prepared, const double *params) {
     running()->infer_prepare(prepared, params);

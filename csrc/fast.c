@@ -813,13 +813,14 @@ int L5_ISA_NAME(l5_fast_forward)(const double *params, const uint8_t *images, in
  * as the kernels broadcast their weights.  w changes every step and x
  * differs by lane: with both fixed the compiler would form x * w once,
  * outside the loop, and time the adds alone (on a CPU whose multiplies and
- * adds share their units that reads twice the true peak).  One thread,
- * about `seconds` long; returns multiply-adds per second.  The result is
- * kept alive through a volatile store, or the compiler could drop the loop.
+ * adds share their units that reads twice the true peak).  One thread, until
+ * the clock reaches `until`; returns the multiply-adds it issued.  The
+ * result is kept alive through a volatile store, or the compiler could drop
+ * the loop.
  */
 enum { PEAK_CHAINS = 12, PEAK_STEPS = 4096, PEAK_WEIGHTS = 64 };
 
-double L5_ISA_NAME(l5_fast_peak_macs)(double seconds) {
+double L5_ISA_NAME(l5_fast_peak_macs)(double until) {
     vd acc[PEAK_CHAINS], x[PEAK_CHAINS];
     for (int k = 0; k < PEAK_CHAINS; k++) {
         acc[k] = splat(0.0);
@@ -828,7 +829,6 @@ double L5_ISA_NAME(l5_fast_peak_macs)(double seconds) {
     double w[PEAK_WEIGHTS];
     for (int s = 0; s < PEAK_WEIGHTS; s++) w[s] = 1e-9 * (1.0 + s * 1e-3);
     int64_t steps = 0;
-    double start = l5_now(), elapsed = 0.0;
     do {
         for (int s = 0; s < PEAK_STEPS; s++) {
             vd wv = splat(w[s % PEAK_WEIGHTS]);
@@ -836,11 +836,10 @@ double L5_ISA_NAME(l5_fast_peak_macs)(double seconds) {
             for (int k = 0; k < PEAK_CHAINS; k++) acc[k] = acc[k] + x[k] * wv;
         }
         steps += PEAK_STEPS;
-        elapsed = l5_now() - start;
-    } while (elapsed < seconds);
+    } while (l5_now() < until);
     vd total = splat(0.0);
     for (int k = 0; k < PEAK_CHAINS; k++) total = total + acc[k];
     static volatile double sink;
     sink = total[0];
-    return (double)steps * PEAK_CHAINS * LANES / elapsed;
+    return (double)steps * PEAK_CHAINS * LANES;
 }

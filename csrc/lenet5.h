@@ -181,9 +181,9 @@ int l5_use_isa(const char *name);
  * threads (thread-seconds); n_seconds must be L5_PROFILE_STAGES.  Each stage
  * has a name and a count of multiply-adds per image (0 for stages that only
  * move, compare or add).  l5_peak_macs measures the multiply-adds per second
- * of `threads` threads running independent vector multiplies then adds (the
- * form the kernels use, no fused multiply-add) for about `seconds`; below 0
- * for bad arguments.
+ * of wall time of `threads` threads running independent vector multiplies
+ * then adds (the form the kernels use, no fused multiply-add) for about
+ * `seconds`; below 0 for bad arguments.
  */
 #define L5_PROFILE_STAGES 18
 
