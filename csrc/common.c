@@ -25,17 +25,23 @@
  * makes NaNs; we give it an all-zero input instead, which changes nothing for
  * any other image (docs/SPEC.md §12).
  */
-void l5_normalize_image(double *input, const uint8_t *pixels) {
-    double s1 = 0.0, s2 = 0.0;
+int l5_image_moments(const uint8_t *pixels, double *mean, double *std) {
+    int64_t s1 = 0, s2 = 0; /* exact in any order, so integers: the same doubles */
     for (int i = 0; i < L5_IMAGE_PIXELS; i++) {
-        s1 += (double)pixels[i];
-        s2 += (double)(pixels[i] * pixels[i]);
+        s1 += pixels[i];
+        s2 += pixels[i] * pixels[i];
     }
-    double mean = s1 / L5_IMAGE_PIXELS;
-    double var = s2 / L5_IMAGE_PIXELS - mean * mean;
+    *mean = (double)s1 / L5_IMAGE_PIXELS;
+    double var = (double)s2 / L5_IMAGE_PIXELS - *mean * *mean;
+    if (!(var > 0.0)) return 0;
+    *std = sqrt(var);
+    return 1;
+}
+
+void l5_normalize_image(double *input, const uint8_t *pixels) {
+    double mean, std;
     memset(input, 0, sizeof(double) * L5_INPUT_CELLS);
-    if (!(var > 0.0)) return; /* flat image: leave the input at zero */
-    double std = sqrt(var);
+    if (!l5_image_moments(pixels, &mean, &std)) return; /* flat image: leave the input at zero */
     for (int r = 0; r < L5_IMAGE_SIZE; r++)
         for (int c = 0; c < L5_IMAGE_SIZE; c++)
             input[(r + L5_INPUT_PAD) * L5_INPUT_SIZE + (c + L5_INPUT_PAD)] =

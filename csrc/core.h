@@ -89,7 +89,10 @@ _Static_assert(L5_CONV3_SIZE == 1, "conv3 must reduce each map to a single cell"
  */
 
 /* One image (L5_IMAGE_PIXELS bytes) to the L5_INPUT_CELLS network input
- * (docs/SPEC.md §4). */
+ * (docs/SPEC.md §4): each pixel becomes (pixel - mean) / std.
+ * l5_image_moments gives that mean and std, or returns 0 for a flat image
+ * (whose input is all zeros). */
+int l5_image_moments(const uint8_t *pixels, double *mean, double *std);
 void l5_normalize_image(double *input, const uint8_t *pixels);
 
 /* The output error d[L5_N_CLASSES] of outputs z for label; returns the loss

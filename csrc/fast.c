@@ -430,15 +430,30 @@ static void bias_grad_tile(vd *gb, const vd *err, int maps, int cells) {
     }
 }
 
-/* Load up to LANES images into the tile's lanes; missing lanes get a blank image
- * (docs/SPEC.md §9.2). */
+/* Load up to LANES images into the tile's lanes, normalised as
+ * l5_normalize_image does, one division per cell for all lanes; missing
+ * lanes get a blank image (docs/SPEC.md §9.2), and a flat image's lane is
+ * +0 throughout.  Only the 28 x 28 middle is written: the zero frame around
+ * it was cleared when the tile was made and nothing writes there. */
 static void load_tile(Tile *t, const uint8_t *images, int count) {
-    double one[L5_INPUT_CELLS];
     static const uint8_t blank[L5_IMAGE_PIXELS];
+    const uint8_t *pixels[LANES];
+    vd mean, std;
+    vi live; /* all ones in lanes whose image is not flat */
     for (int l = 0; l < LANES; l++) {
-        l5_normalize_image(one, l < count ? images + (int64_t)l * L5_IMAGE_PIXELS : blank);
-        for (int k = 0; k < L5_INPUT_CELLS; k++) t->input[k][l] = one[k];
+        pixels[l] = l < count ? images + (int64_t)l * L5_IMAGE_PIXELS : blank;
+        double m, s;
+        int ok = l5_image_moments(pixels[l], &m, &s);
+        live[l] = ok ? -1 : 0;
+        mean[l] = ok ? m : 0.0;
+        std[l] = ok ? s : 1.0;
     }
+    for (int r = 0; r < L5_IMAGE_SIZE; r++)
+        for (int c = 0; c < L5_IMAGE_SIZE; c++) {
+            vd p;
+            for (int l = 0; l < LANES; l++) p[l] = pixels[l][r * L5_IMAGE_SIZE + c];
+            t->input[(r + L5_INPUT_PAD) * L5_INPUT_SIZE + c + L5_INPUT_PAD] = (vd)(live & (vi)((p - mean) / std));
+        }
 }
 
 /* The forward pass of a tile, layer by layer as in reference.c's forward_image. */

@@ -80,6 +80,17 @@ def test_flat_image_gives_zero_input_not_nan():
         assert np.isfinite(loss) and np.isfinite(p).all()
 
 
+def test_flat_images_among_real_ones_train_as_the_reference(isa, mnist_train):
+    """A tile normalises its lanes together: flat images (zero input) beside
+    real ones, in every lane position, give the reference's bits."""
+    images, labels = mnist_train[0][:11].copy(), mnist_train[1][:11]
+    images[[0, 3, 6, 10]] = np.array([0, 200, 255, 37], dtype=np.uint8)[:, None, None]
+    ref, fast = init_params(4), init_params(4)
+    core.train_batch(ref, images, labels, loss="xent", sign=-1, lr=0.1, kernel="reference")
+    core.train_batch(fast, images, labels, loss="xent", sign=-1, lr=0.1, threads=2)
+    assert np.array_equal(bits(ref), bits(fast))
+
+
 def test_normalize_matches_spec(mnist_train):
     """Mean 0 and deviation 1 over the 28x28 block, zeros in the frame."""
     image = mnist_train[0][0]
