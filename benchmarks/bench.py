@@ -319,8 +319,8 @@ def profile(quick, use_torch):
                          ("**batch sum and update**", ("batch sum", "update"))):
         picks = [names.index(name) for name in group]
         row(label, sum(stages[k][1] for k in picks), picks)
-    print("\n(median over the rounds / the best round; the peak is a short run after each round, "
-          "and each round's share is of its own peak)")
+    print("\n(median over the rounds / the best round; the peak is a short run after each round; the "
+          "share is the median of each round's rate over that round's peak / the best rate over the best peak)")
     print("| threads | train images/s | GMAC/s | peak GMAC/s | share of peak | "
           "epoch time / PyTorch f32 (same threads, medians) |")
     print("|---:|---:|---:|---:|---:|---:|")
@@ -329,7 +329,7 @@ def profile(quick, use_torch):
         ratio = f"{torch_rate[t] / rate[t]:.2f} ({torch_rate[t]:,.0f} images/s)" if t in torch_rate else "-"
         print(f"| {t} | {rate[t]:,.0f} / {best[t]:,.0f} | {achieved / 1e9:.1f} / {top / 1e9:.1f} | "
               f"{peak[t][0] / 1e9:.1f} / {peak[t][1] / 1e9:.1f} | "
-              f"{statistics.median(share[t]):.0%} / {max(share[t]):.0%} | {ratio} |")
+              f"{statistics.median(share[t]):.0%} / {top / peak[t][1]:.0%} | {ratio} |")
     if len(teams) > 1:
         many = teams[-1]
         print(f"\n{many} threads train {rate[many] / rate[1]:.2f} times as fast as 1 (medians); the peak "
