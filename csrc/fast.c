@@ -833,7 +833,15 @@ int L5_ISA_NAME(l5_fast_forward)(const double *params, const uint8_t *images, in
  * result is kept alive through a volatile store, or the compiler could drop
  * the loop.
  */
-enum { PEAK_CHAINS = 12, PEAK_STEPS = 4096, PEAK_WEIGHTS = 64 };
+enum { PEAK_STEPS = 4096, PEAK_WEIGHTS = 64 };
+/* Enough accumulators to hide the adds' latency, few enough to stay in
+ * registers: 12 with AVX; without it (16 xmm registers, and each product
+ * needs a copy) 8 registers' worth, which measured faster than 12 for sse2. */
+#if defined(__AVX__)
+enum { PEAK_CHAINS = 12 };
+#else
+enum { PEAK_CHAINS = 8 * 2 / LANES };
+#endif
 
 double L5_ISA_NAME(l5_fast_peak_macs)(double until) {
     vd acc[PEAK_CHAINS], x[PEAK_CHAINS];
