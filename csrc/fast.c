@@ -824,11 +824,12 @@ int L5_ISA_NAME(l5_fast_forward)(const double *params, const uint8_t *images, in
  * The machine's multiply-add rate in the kernels' own form (docs/SPEC.md
  * §9.7): acc = acc + x * w on this variant's vectors, a multiply then a
  * separate add, with PEAK_CHAINS independent accumulators so that neither
- * the adds' latency nor a dependency limits it, and w broadcast from memory
- * as the kernels broadcast their weights.  w changes every step and x
- * differs by lane: with both fixed the compiler would form x * w once,
- * outside the loop, and time the adds alone (on a CPU whose multiplies and
- * adds share their units that reads twice the true peak).  One thread, until
+ * the adds' latency nor a dependency limits it, and w a vector loaded from
+ * memory (a load, not a broadcast, which would take an arithmetic unit's
+ * turn).  w changes every step and x differs by lane: with both fixed the
+ * compiler would form x * w once, outside the loop, and time the adds alone
+ * (on a CPU whose multiplies and adds share their units that reads twice
+ * the true peak).  One thread, until
  * the clock reaches `until`; returns the multiply-adds it issued.  The
  * result is kept alive through a volatile store, or the compiler could drop
  * the loop.
@@ -849,12 +850,13 @@ double L5_ISA_NAME(l5_fast_peak_macs)(double until) {
         acc[k] = splat(0.0);
         for (int l = 0; l < LANES; l++) x[k][l] = 1.0 + k * 1e-3 + l * 1e-4;
     }
-    double w[PEAK_WEIGHTS];
-    for (int s = 0; s < PEAK_WEIGHTS; s++) w[s] = 1e-9 * (1.0 + s * 1e-3);
+    vd w[PEAK_WEIGHTS];
+    for (int s = 0; s < PEAK_WEIGHTS; s++)
+        for (int l = 0; l < LANES; l++) w[s][l] = 1e-9 * (1.0 + s * 1e-3 + l * 1e-5);
     int64_t steps = 0;
     do {
         for (int s = 0; s < PEAK_STEPS; s++) {
-            vd wv = splat(w[s % PEAK_WEIGHTS]);
+            vd wv = w[s % PEAK_WEIGHTS];
 #pragma GCC unroll 12
             for (int k = 0; k < PEAK_CHAINS; k++) acc[k] = acc[k] + x[k] * wv;
         }
