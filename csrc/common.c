@@ -168,8 +168,8 @@ static void l5_on_fork_child(void) {
     if (atomic_load(&l5_team_ran)) l5_forked_after_team = 1;
 }
 
-/* OpenMP's default team size as the process started (OMP_NUM_THREADS, else
- * the cores), read once, when the library loads: another library in the
+/* OpenMP's default team size as the library loads (OMP_NUM_THREADS, else
+ * the cores), read once, then: another library in the
  * process may change OpenMP's default for its own threads later (PyTorch's
  * set_num_threads does), and lenet5's default must not follow it. */
 static int l5_default_team = 1;

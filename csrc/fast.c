@@ -37,7 +37,7 @@
  * build_ffi.py compiles this file once per instruction set (docs/SPEC.md
  * §9.4), with -DL5_ISA=<name> (which suffixes the names it exports, core.h)
  * and -DL5_LANES=<images per tile>: 8 for AVX-512F (one zmm register), 4 for
- * AVX2 and the generic build, 2 for SSE2 (one xmm register).  dispatch.c
+ * AVX2, 2 for SSE2 and the generic build (one xmm or NEON register).  dispatch.c
  * picks the variant at run time.  The lane count changes how many images
  * run side by side, never the order of any lane's arithmetic.
  */
@@ -576,8 +576,8 @@ static void train_tile(Tile *t, ChunkBuffers *cb, int64_t first, int count,
  * for the m images of a group in order, for a block of W3_IN_B u by W3_OUT_B
  * co.  x: the group's packed layer4 block at u0, [m][W3_IN_B]; e: its packed
  * e5 block at co0, [m][W3_OUT_B].  The image is the inner index and stays
- * sequential (the caller walks the groups in order too); the 48
- * accumulators are independent.
+ * sequential (the caller walks the groups in order too); the 4 x 3
+ * vector accumulators are independent.
  */
 static void w3_outer_block(double *sum_w3t, const double *x, const double *e, int64_t m,
                            int u0, int co0) {
@@ -837,8 +837,9 @@ int L5_ISA_NAME(l5_fast_forward)(const double *params, const uint8_t *images, in
  */
 enum { PEAK_STEPS = 4096, PEAK_WEIGHTS = 64 };
 /* Enough accumulators to hide the adds' latency, few enough to stay in
- * registers: 12 with AVX; without it (16 xmm registers, and each product
- * needs a copy) 8 registers' worth, which measured faster than 12 for sse2. */
+ * registers: 12 with AVX, whose three-operand multiply reads x from memory;
+ * without AVX each product needs a copy of a register first, and 8
+ * registers' worth measured faster than 12 for sse2. */
 #if defined(__AVX__)
 enum { PEAK_CHAINS = 12 };
 #else

@@ -82,9 +82,11 @@ def test_flat_image_gives_zero_input_not_nan():
 
 def test_flat_images_among_real_ones_train_as_the_reference(isa, mnist_train):
     """A tile normalises its lanes together: flat images (zero input) beside
-    real ones, in every lane position, give the reference's bits."""
-    images, labels = mnist_train[0][:11].copy(), mnist_train[1][:11]
-    images[[0, 3, 6, 10]] = np.array([0, 200, 255, 37], dtype=np.uint8)[:, None, None]
+    real ones, in every lane position of 2, 4 and 8 lanes, and a last tile
+    short of images, give the reference's bits."""
+    images, labels = mnist_train[0][:19].copy(), mnist_train[1][:19]
+    flat = [0, 9, 2, 11, 4, 13, 6, 15]  # one per lane position, modulo 8
+    images[flat] = np.array([0, 200, 255, 37, 1, 128, 254, 90], dtype=np.uint8)[:, None, None]
     ref, fast = init_params(4), init_params(4)
     core.train_batch(ref, images, labels, loss="xent", sign=-1, lr=0.1, kernel="reference")
     core.train_batch(fast, images, labels, loss="xent", sign=-1, lr=0.1, threads=2)
