@@ -283,6 +283,7 @@ def profile(quick, use_torch):
     print(f"{per_image:,} multiply-adds per image; the peak is independent vector multiplies then adds "
           "(no fused multiply-add, as the kernels)\n")
     seconds, peak, share, rate, best, torch_rate = {}, {}, {}, {}, {}, {}
+    peak_seconds = 0.02 if quick else 0.1  # the short peak run after each round
     for team in teams:
         # In turns: a profiled round, then the C core's and PyTorch's rates, round after round.
         profiled, peers = ProfiledEngine(team), [CEngine("fast", team)]
@@ -293,7 +294,7 @@ def profile(quick, use_torch):
                 use_torch = False
         peaks: list = []
         rates = paired_rates([profiled, *peers], train_x, train_y, batches, repeats,
-                             after_round=lambda: peaks.append(core.peak_macs(team, 0.02 if quick else 0.1)))
+                             after_round=lambda into=peaks, t=team: into.append(core.peak_macs(t, peak_seconds)))
         seconds[team] = np.median(profiled.per_batch, axis=0)  # thread-seconds per image, by stage
         rate[team], best[team] = statistics.median(rates[1]), max(rates[1])
         if use_torch:
