@@ -169,9 +169,9 @@ static void l5_on_fork_child(void) {
 }
 
 /* OpenMP's default team size as the library loads (OMP_NUM_THREADS, else
- * the cores), read once, then: another library in the
- * process may change OpenMP's default for its own threads later (PyTorch's
- * set_num_threads does), and lenet5's default must not follow it. */
+ * the cores), read once: another library in the process may change OpenMP's
+ * default for its own threads later (PyTorch's set_num_threads does), and
+ * lenet5's default must not follow it. */
 static int l5_default_team = 1;
 
 __attribute__((constructor)) static void l5_on_load(void) {
@@ -186,11 +186,12 @@ static void l5_note_once(atomic_int *noted, const char *text) {
 
 /*
  * The team size: the caller's count, else OpenMP's default as the library
- * loaded (OMP_NUM_THREADS, else the cores) capped at the CPUs this process may use (10,000 threads would only cost
- * memory); one thread in a build without OpenMP or in a child forked after a
- * team ran.  Asking is not running: only l5_resolve_threads, called just
- * before a team starts, marks the pool as used (so a fork after
- * l5_default_threads alone keeps its threads).
+ * loaded (OMP_NUM_THREADS, else the cores) capped at the CPUs this process
+ * may use (10,000 threads would only cost memory); one thread in a build
+ * without OpenMP or in a child forked after a team ran.  Asking is not
+ * running: only l5_resolve_threads, called just before a team starts, marks
+ * the pool as used (so a fork after l5_default_threads alone keeps its
+ * threads).
  */
 int l5_thread_count(int threads) {
 #ifdef _OPENMP

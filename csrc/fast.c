@@ -830,10 +830,9 @@ int L5_ISA_NAME(l5_fast_forward)(const double *params, const uint8_t *images, in
  * turn).  w changes every step and x differs by lane: with both fixed the
  * compiler would form x * w once, outside the loop, and time the adds alone
  * (on a CPU whose multiplies and adds share their units that reads twice
- * the true peak).  One thread, until
- * the clock reaches `until`; returns the multiply-adds it issued.  The
- * result is kept alive through a volatile store, or the compiler could drop
- * the loop.
+ * the true peak).  One thread, until the clock reaches `until`; returns the
+ * multiply-adds it issued.  The result is kept alive through a volatile
+ * store, or the compiler could drop the loop.
  */
 enum { PEAK_STEPS = 4096, PEAK_WEIGHTS = 64 };
 /* Enough accumulators to hide the adds' latency, few enough to stay in

@@ -431,11 +431,17 @@ print("parent", np.array_equal(net.forward(x, threads=2), want))
 """
 
 
+def python_with_omp_threads(threads: str, code: str, *args: str) -> subprocess.CompletedProcess:
+    """Run `python -c code args` with OMP_NUM_THREADS=threads; it must succeed."""
+    r = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=60,
+                       env=dict(os.environ, OMP_NUM_THREADS=threads))
+    assert r.returncode == 0, r.stderr
+    return r
+
+
 @pytest.mark.parametrize("how", ["os.fork", "multiprocessing"])
 def test_a_child_forked_after_the_core_ran_threads_can_use_it(how):
-    r = subprocess.run([sys.executable, "-c", FORK_AFTER_THREADS, how], capture_output=True, text=True,
-                       timeout=60, env=dict(os.environ, OMP_NUM_THREADS="2"))
-    assert r.returncode == 0, r.stderr
+    r = python_with_omp_threads("2", FORK_AFTER_THREADS, how)
     assert r.stdout.split() == ["same", "parent", "True"]
     assert r.stderr.count("forked after the C core ran threads; it runs on one thread here") <= (
         1 if how == "os.fork" else 4)
@@ -449,9 +455,7 @@ def test_asking_the_thread_count_is_not_running_threads():
             "pid = os.fork()\n"
             "if pid == 0:\n    print('child', c.default_threads(), flush=True)\n    os._exit(0)\n"
             "os.waitpid(pid, 0)\n")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                       env=dict(os.environ, OMP_NUM_THREADS="2"))
-    assert r.returncode == 0, r.stderr
+    r = python_with_omp_threads("2", code)
     assert r.stdout.split() == ["2", "child", "2"] and "forked" not in r.stderr
 
 
@@ -466,9 +470,7 @@ def test_another_librarys_openmp_setting_does_not_move_the_default():
             "if not found:\n    print('no-runtime'); raise SystemExit\n"
             "ctypes.CDLL(found[0]).omp_set_num_threads(1)\n"
             "print(before, c.default_threads())\n")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                       env=dict(os.environ, OMP_NUM_THREADS="2"))
-    assert r.returncode == 0, r.stderr
+    r = python_with_omp_threads("2", code)
     if r.stdout.split() == ["no-runtime"]:
         pytest.skip("the core runs without a shared OpenMP runtime")
     assert r.stdout.split() == ["2", "2"]
@@ -476,9 +478,7 @@ def test_another_librarys_openmp_setting_does_not_move_the_default():
 
 def test_omp_num_threads_beyond_the_cpus_is_capped_with_a_note():
     code = "import lenet5.core as c; print(c.default_threads()); print(c.default_threads())"
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                       env=dict(os.environ, OMP_NUM_THREADS="10000"))
-    assert r.returncode == 0, r.stderr
+    r = python_with_omp_threads("10000", code)
     cpus = len(os.sched_getaffinity(0))
     assert r.stdout.split() == [str(cpus), str(cpus)]
     assert r.stderr.count("OMP_NUM_THREADS is more than the CPUs") == 1
