@@ -216,13 +216,13 @@ class LeNet5:
 
     def to_torch(self) -> Any:
         """The model as a float64 ``torch.nn.Module`` (lenet5.torch_model.LeNet5Module;
-        docs/SPEC.md §15).  Needs PyTorch (``pip install torch``)."""
+        docs/SPEC.md §14.5).  Needs PyTorch (``pip install torch``)."""
         from .torch_model import to_module
         return to_module(self._params)
 
     @classmethod
     def from_torch(cls, module_or_state_dict: Any) -> LeNet5:
-        """A model from a LeNet5Module or its state_dict (docs/SPEC.md §15),
+        """A model from a LeNet5Module or its state_dict (docs/SPEC.md §14.5),
         checked as ``load`` checks a file's parameters."""
         from .torch_model import from_state
         return cls(from_state(module_or_state_dict))

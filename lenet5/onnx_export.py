@@ -1,6 +1,6 @@
 """The network as an ONNX graph (docs/SPEC.md §14), built with the ``onnx``
-package (the extra ``[onnx]``; ``pip install onnx``), for onnxruntime,
-onnxruntime-web or any runtime that reads ONNX.
+package (the extra ``[onnx]``; ``pip install onnx``), for onnxruntime or
+any other runtime that reads ONNX opset 17.
 
     from lenet5.onnx_export import build_model, save_model
     model = build_model(net.params)                  # float32; float64=True for the exact one
@@ -11,8 +11,8 @@ The graph takes ``images``, uint8 (N, 28, 28), normalises each image inside
 outputs) and ``probabilities`` (their softmax), both (N, 10).  Two shapes of
 the same network, because onnxruntime's CPU provider has no float64 ``Conv``:
 
-- float32: the standard operators (``Conv``, ``MaxPool``, ``Gemm``), what
-  every runtime runs fastest;
+- float32: the standard operators (``Conv``, ``MaxPool``, ``Gemm``), the
+  ones runtimes make fastest;
 - float64: each convolution is one ``MatMul`` of kernel-row slices of the
   input against a banded weight matrix (§14.3), pooling a ``ReduceMax``.
 
@@ -28,10 +28,10 @@ import numpy as np
 
 from . import core
 from .files import PathLike, atomic_write
+from .params import check_finite
 
-#: The ONNX operator set the graph is written in (docs/SPEC.md §14.1): every
-#: operator it uses has had its present form since opset 13, and 17 runs on
-#: onnxruntime 1.12 and later, onnxruntime-web included.
+#: The ONNX operator set the graph is written in (docs/SPEC.md §14.1);
+#: onnxruntime reads it since its version 1.12.
 OPSET = 17
 #: Names of the graph's inputs and outputs.
 IMAGES, INPUT, OUTPUTS, PROBABILITIES = "images", "input", "outputs", "probabilities"
@@ -181,8 +181,8 @@ def build_model(params: np.ndarray, float64: bool = False, normalised_input: boo
     float ``input`` (N, 28, 28) already normalised by §4, in the graph's type,
     instead of uint8 ``images``; probabilities=False leaves the softmax out."""
     onnx = require_onnx()
-    params = np.array(params, dtype=np.float64)
-    core.check_params(params)
+    params = core.check_params(np.array(params, dtype=np.float64))
+    check_finite(params)
     dtype = np.float64 if float64 else np.float32
     g = _Graph(onnx, dtype)
     elem = onnx.TensorProto.DOUBLE if float64 else onnx.TensorProto.FLOAT
