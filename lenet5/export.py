@@ -40,12 +40,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     cli.check_output(p, "--onnx", args.onnx, suffixes=(".onnx",))
 
     def body() -> int:
+        net = cli.load_model(args.model)
         from .onnx_export import build_model, require_onnx, save_model
         try:
             require_onnx()
         except ImportError as e:
             raise cli.Stop(str(e), 2) from None
-        net = cli.load_model(args.model)
         save_model(build_model(net.params, float64=args.float64), args.onnx)
         kind = "float64" if args.float64 else "float32"
         cli.say(f"{PROG}: wrote {args.onnx} ({kind}; input 'images' uint8 (N, 28, 28), "

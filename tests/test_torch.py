@@ -1,9 +1,9 @@
 """The model as a PyTorch module, both ways (lenet5/torch_model.py, docs/SPEC.md §14.5).
 
 to_torch's float64 outputs within 1e-9 of lenet5's on the 10,000 test
-images; from_torch(to_torch()) gives back the same parameter bytes; a model
-fine-tuned for a few batches in PyTorch loads back and gives PyTorch's
-digits with outputs within 1e-9; from_torch refuses what load would refuse.
+images (slow; 1,000 in the default run); from_torch(to_torch()) gives back
+the same parameter bytes; a model fine-tuned for a few batches in PyTorch
+loads back and gives PyTorch's digits with outputs within 1e-9 (slow); from_torch refuses what load would refuse.
 Skipped, saying why, without PyTorch; the message for a missing PyTorch is
 checked without it.
 """
@@ -45,13 +45,15 @@ def pretrained():
 
 
 @needs_torch
-def test_float64_module_gives_lenet5s_outputs_on_the_test_set(pretrained, mnist_test):
-    images = mnist_test[0]
+@pytest.mark.parametrize("count", [pytest.param(1000, id="1000"),
+                                   pytest.param(10000, id="10000", marks=pytest.mark.slow)])
+def test_float64_module_gives_lenet5s_outputs_on_the_test_set(pretrained, mnist_test, count):
+    images = mnist_test[0][:count]
     module = pretrained.to_torch()
     assert isinstance(module, torch.nn.Module)
     assert all(p.dtype == torch.float64 for p in module.parameters())
     outputs = run(module, images)
-    assert outputs.dtype == np.float64 and outputs.shape == (10000, 10)
+    assert outputs.dtype == np.float64 and outputs.shape == (count, 10)
     assert np.abs(outputs - pretrained.forward(images)).max() <= 1e-9
     assert np.array_equal(outputs.argmax(axis=1), pretrained.predict(images))
     # raw 0..255 pixels as floats give what the bytes give
