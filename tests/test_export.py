@@ -2,10 +2,9 @@
 
 The float64 graph gives lenet5's digit on all 10,000 test images with
 outputs within 1e-9, in under 2 GB (slow; 1,000 images in the default run);
-the float32 graph the same digit on at
-least 99.9 %; flat, noisy and single images; the lean graph of the benchmark;
-`python -m lenet5.export` and its one-line refusals; the docs page's
-examples as written.  Skipped, saying why, without onnx or onnxruntime.
+the float32 graph the same digit on at least 99.9 %; flat, noisy and single
+images; the lean graph of the benchmark; `python -m lenet5.export` and its
+one-line refusals; the docs page's examples as written.  Skipped, saying why, without onnx or onnxruntime.
 """
 import json
 import re
