@@ -27,6 +27,7 @@ from typing import Any, Dict, List
 import numpy as np
 
 from . import core
+from ._version import __version__
 from .files import PathLike, atomic_write
 from .params import check_finite
 
@@ -200,7 +201,8 @@ def build_model(params: np.ndarray, float64: bool = False, normalised_input: boo
         outputs.append(onnx.helper.make_tensor_value_info(PROBABILITIES, elem, ["N", 10]))
     graph = onnx.helper.make_graph(g.nodes, "lenet5", inputs, outputs, g.inits)
     model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", OPSET)],
-                                   producer_name="lenet5", doc_string=_doc(float64, normalised_input))
+                                   producer_name="lenet5", producer_version=__version__,
+                                   doc_string=_doc(float64, normalised_input))
     # ir_version: the one the opset came with, so older runtimes read the file too
     model.ir_version = 8
     onnx.checker.check_model(model, full_check=True)
