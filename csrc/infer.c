@@ -18,7 +18,7 @@
  * is skipped: conv1 adds the zero frame's 0 * w terms as the reference does.
  *
  * No allocation and no global mutable state: one image's activations live
- * on the calling thread's stack (Scratch, about 78 KB) and the prepared
+ * on the calling thread's stack (Scratch, 72,288 bytes) and the prepared
  * weights are only read, so any number of threads may call at once.  Fewer
  * than TEAM_MIN images run on the calling thread; more are shared among
  * OpenMP threads, one whole image each.

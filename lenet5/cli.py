@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Sequence
 
 from . import core, engines
+from ._version import __version__
 from .files import OutputPathError, check_writable
 from .loop import STOP_SIGNALS, SignalStop
 
@@ -76,6 +77,12 @@ def _check_port(value: int, name: Optional[str]) -> int:
 
 
 port_number = _arg_type(int, _check_port, "a whole number")
+
+
+def add_version_option(p: argparse.ArgumentParser) -> None:
+    """--version: every command says which lenet5 it is (``lenet5-train --version``)."""
+    p.add_argument("--version", action="version", version=f"lenet5 {__version__}",
+                   help="print the version and exit")
 
 
 def add_engine_options(p: argparse.ArgumentParser) -> None:

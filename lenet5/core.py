@@ -101,7 +101,7 @@ def isa() -> str:
 
 
 def isa_lanes() -> int:
-    """Images per tile of the running variant: 8 (avx512), 4 (avx2, generic), 2 (sse2)."""
+    """Images per tile of the running variant: 8 (avx512), 4 (avx2), 2 (sse2, generic)."""
     _variant_ready()
     return int(lib.l5_isa_lanes())
 

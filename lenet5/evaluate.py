@@ -25,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", nargs="?", default=None,
                    help="model file (.npz or .dat); default: the pretrained model shipped with lenet5")
     cli.add_data_option(p)
+    cli.add_version_option(p)
     p.add_argument("--split", choices=["test", "train"], default="test",
                    help="which MNIST images to score: the 10,000 test images (default) "
                         "or the 60,000 training images")

@@ -114,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli.add_data_option(p)
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON (default: none)")
     p.add_argument("--quiet", action="store_true", help="no progress lines (default: a line every 20 batches)")
+    cli.add_version_option(p)
     return p
 
 

@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="take each image as it is (it must be 28 x 28, white digit on black, like MNIST)")
     p.add_argument("--threads", type=cli.thread_count, default=None, metavar="N",
                    help="threads of the C core (default: OMP_NUM_THREADS, else all cores)")
+    cli.add_version_option(p)
     return p
 
 

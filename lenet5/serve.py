@@ -204,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=cli.port_number, default=8000, help="port (default 8000; 0: any free port)")
     p.add_argument("--log", action="store_true", help="print a line per request (default: quiet)")
+    cli.add_version_option(p)
     return p
 
 

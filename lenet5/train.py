@@ -84,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save", metavar="PATH",
                    help="write the trained model (.npz, or .dat: the reference layout); default: not saved")
     cli.add_data_option(p)
+    cli.add_version_option(p)
     cli.add_engine_options(p)
     p.add_argument("--json", metavar="PATH", help="write the run's summary as JSON (default: none)")
     p.add_argument("--plot", metavar="PNG",
