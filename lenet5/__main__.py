@@ -38,7 +38,7 @@ EXTRAS: Dict[str, str] = {"PIL": "images", "matplotlib": "plot", "uvicorn": "ser
 def usage() -> str:
     """The text of ``lenet5 --help``."""
     width = max(map(len, SUBCOMMANDS))
-    lines = [f"usage: lenet5 [--version] COMMAND [OPTIONS]  (lenet5 COMMAND --help: its options)",
+    lines = ["usage: lenet5 [--version] COMMAND [OPTIONS]  (lenet5 COMMAND --help: its options)",
              "",
              f"lenet5 {__version__}: an exact, fast LeNet-5 for MNIST.",
              "",

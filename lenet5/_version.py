@@ -24,7 +24,7 @@ def extra_packages(extra: str) -> List[str]:
         requirements = importlib.metadata.requires(DISTRIBUTION) or []
     except importlib.metadata.PackageNotFoundError:
         return []
-    marker = re.compile(r"""extra\s*==\s*['"]%s['"]""" % re.escape(extra))
+    marker = re.compile(r"""extra\s*==\s*['"]""" + re.escape(extra) + r"""['"]""")
     names = []
     for requirement in requirements:
         name = re.match(r"[A-Za-z0-9._-]+", requirement)

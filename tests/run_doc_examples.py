@@ -56,7 +56,7 @@ FLAGS = ("notrun", "server")
 DOC_ADDRESS = "127.0.0.1:8000"
 #: Folders of the repository whose files an example may name.
 REPO_DIRS = ("data", "docs", "lenet5", "tests", "benchmarks", "csrc")
-_PATH = re.compile(r"(?<![\w./-])((?:%s)/[\w./-]*\w\.\w+)" % "|".join(REPO_DIRS))
+_PATH = re.compile(r"(?<![\w./-])((?:" + "|".join(REPO_DIRS) + r")/[\w./-]*\w\.\w+)")
 #: Where each command's output ends in a console block's run, and its status.
 _MARK = "@@lenet5-doc-example-status"
 
@@ -74,7 +74,8 @@ class Block:
 
     @property
     def where(self) -> str:
-        return f"{self.path.relative_to(ROOT)}:{self.line}"
+        shown = self.path.relative_to(ROOT) if self.path.is_relative_to(ROOT) else self.path
+        return f"{shown}:{self.line}"
 
     @property
     def runs(self) -> bool:
