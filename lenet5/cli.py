@@ -143,6 +143,17 @@ def _stop_now(signum: int, frame: Any) -> None:
     raise SignalStop(signum, f"interrupted by {signal.Signals(signum).name}")
 
 
+def _silence_stdout() -> None:
+    """Point standard output at /dev/null, so that the interpreter's last flush
+    does not fail again on the closed pipe."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+
+
 def run(prog: str, body: Callable[[], int]) -> int:
     """Run a command's body; a Stop, Ctrl-C, SIGTERM or SIGHUP ends it with one
     line and its status (128 + the signal's number: 130, 143, 129).  Training
@@ -160,6 +171,9 @@ def run(prog: str, body: Callable[[], int]) -> int:
     except KeyboardInterrupt as e:
         say(f"{prog}: {e or 'interrupted'}")
         return 128 + getattr(e, "signum", signal.SIGINT)
+    except BrokenPipeError:  # the reader left (`lenet5 evaluate | head -2`): end quietly, as other tools do
+        _silence_stdout()
+        return 128 + signal.SIGPIPE
     except OutputPathError as e:  # an output replaced by a device or folder since it was checked
         say(f"{prog}: {e}")
         return 1
@@ -181,9 +195,8 @@ def load_model(path: Optional[str]) -> LeNet5:
             return LeNet5.load(path)
         except ModelFileError as e:
             raise Stop(str(e), 1) from None
-    pretrained = getattr(LeNet5, "pretrained", None)
-    if pretrained is None:
-        raise Stop("no model to use: give one with --model PATH (a .npz or .dat file from "
-                   "python -m lenet5.train --save PATH); this version ships no pretrained model", 2)
-    net: LeNet5 = pretrained()
-    return net
+    try:
+        return LeNet5.pretrained()
+    except ModelFileError as e:  # an installation without its package data, or a damaged one
+        raise Stop(f"no model to use: the shipped model cannot be read ({e}); give one with --model PATH "
+                   "(a .npz or .dat file from lenet5 train --save PATH)", 2) from None

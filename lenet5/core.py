@@ -65,7 +65,7 @@ _ERRORS: Dict[int, str] = {
     lib.L5_ERR_SIGN: "sign must be +1 or -1",
     lib.L5_ERR_LR: "learning rate must be finite and > 0",
     lib.L5_ERR_KERNEL: "unknown kernel",
-    lib.L5_ERR_THREADS: "thread count must be >= 0",
+    lib.L5_ERR_THREADS: f"thread count must be 0 (the default) or 1 to {lib.L5_MAX_THREADS}",
     lib.L5_ERR_PREPARED: "the prepared buffer is the wrong size, misaligned or was never prepared",
     lib.L5_ERR_MOMENTUM: "momentum must lie in [0, 1)",
     lib.L5_ERR_DECAY: "weight decay must be finite and >= 0",

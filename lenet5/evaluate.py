@@ -46,6 +46,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     cli.check_output(p, "--json", args.json)
 
     def body() -> int:
+        if args.figures:
+            from .plots import MISSING, have_matplotlib
+            if not have_matplotlib():  # said before the work, and the command fails: nothing was drawn
+                raise cli.Stop(f"--figures {args.figures}: {MISSING}", 1)
         net = cli.load_model(args.model)
         try:
             images, labels = load_split(args.split, args.data_dir)

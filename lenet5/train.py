@@ -171,6 +171,11 @@ def resolve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Tuple[
         check_extras(args, fixed.get("outputs"))
         config = resume.config
     else:
+        warmup, epochs = requested.get("warmup", 0), requested.get("epochs", 1)
+        if isinstance(warmup, int) and isinstance(epochs, int) and warmup >= epochs:
+            parser.error(f"--warmup {warmup} must be shorter than the run (--epochs {epochs}): give --epochs "
+                         f"{warmup + 1} or more, or --warmup {epochs - 1}"
+                         + (f" (--preset {args.preset} warms up for {warmup})" if args.preset else ""))
         try:
             config = TrainConfig(**{k: v for k, v in requested.items() if k not in RUN_EXTRAS})
         except (TypeError, ValueError) as e:  # the argument types checked each value already
@@ -273,6 +278,9 @@ def report(args: argparse.Namespace, net: LeNet5, result: FitResult) -> None:
           + (f" | saved {args.save}" if args.save else ""), flush=True)
     if failed:
         raise failed
+    if not args.save:
+        cli.say("the trained model was not saved: give --save PATH to keep it"
+                + (f" (the checkpoint {args.checkpoint} holds it)" if args.checkpoint else ""))
     if args.json:
         try:
             write_text_atomic(args.json, json.dumps(s, indent=1) + "\n")
