@@ -18,9 +18,10 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 
-from . import core
+from . import rules
+from .config import TrainConfig
 from .files import PathLike
-from .loop import History, Position, TrainConfig
+from .loop import History, Position
 from .params import ModelFileError, read_extra_array, read_params, write_params
 
 
@@ -101,6 +102,6 @@ def _velocity(path: PathLike, config: TrainConfig) -> Optional[np.ndarray]:
         return None
     if not config.uses_velocity:
         raise CheckpointError("array 'velocity' is there, but the settings have no momentum or weight decay")
-    if velocity.dtype != np.float64 or velocity.shape != (core.N_PARAMS,) or not np.isfinite(velocity).all():
-        raise CheckpointError(f"array 'velocity' must be {core.N_PARAMS} finite float64 values")
+    if velocity.dtype != np.float64 or velocity.shape != (rules.N_PARAMS,) or not np.isfinite(velocity).all():
+        raise CheckpointError(f"array 'velocity' must be {rules.N_PARAMS} finite float64 values")
     return np.array(velocity)

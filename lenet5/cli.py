@@ -1,5 +1,5 @@
 """What the command-line modules share: argument types built on the core's
-checks (so each rule has one home, ``lenet5.core``), the options several
+checks (so each rule has one home, ``lenet5.rules``), the options several
 commands take, and the way a command ends with one line and an exit status.
 
 Exit status everywhere: 0 done; 1 a bad data or model file; 2 a bad
@@ -16,10 +16,10 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Sequence
 
-from . import core, engines
+from . import core, engines, rules
 from ._version import __version__
 from .files import OutputPathError, check_writable
-from .loop import STOP_SIGNALS, SignalStop
+from .signals import STOP_SIGNALS, SignalStop
 
 if TYPE_CHECKING:
     from .model import LeNet5
@@ -60,14 +60,14 @@ def _sign_text(text: str) -> int:
     return int(text)
 
 
-positive_int = _arg_type(int, lambda v, name: core.check_count(v, name), "a whole number")
-seed_int = _arg_type(int, lambda v, name: core.check_count(v, name, minimum=0), "a whole number")
-learning_rate = _arg_type(float, core.check_lr, "a number")
-sign_value = _arg_type(_sign_text, core.check_sign, "+1 or -1")
-thread_count = _arg_type(int, core.check_threads, "a whole number")
-momentum_value = _arg_type(float, core.check_momentum, "a number")
-decay_value = _arg_type(float, core.check_weight_decay, "a number")
-count_or_zero = _arg_type(int, lambda v, name: core.check_count(v, name, minimum=0), "a whole number")
+positive_int = _arg_type(int, lambda v, name: rules.check_count(v, name), "a whole number")
+seed_int = _arg_type(int, lambda v, name: rules.check_count(v, name, minimum=0), "a whole number")
+learning_rate = _arg_type(float, rules.check_lr, "a number")
+sign_value = _arg_type(_sign_text, rules.check_sign, "+1 or -1")
+thread_count = _arg_type(int, rules.check_threads, "a whole number")
+momentum_value = _arg_type(float, rules.check_momentum, "a number")
+decay_value = _arg_type(float, rules.check_weight_decay, "a number")
+count_or_zero = _arg_type(int, lambda v, name: rules.check_count(v, name, minimum=0), "a whole number")
 
 
 def _check_port(value: int, name: Optional[str]) -> int:
@@ -89,7 +89,7 @@ def add_engine_options(p: argparse.ArgumentParser) -> None:
     """--engine, --kernel, --threads: which engine runs the work."""
     p.add_argument("--engine", choices=engines.NAMES, default="c",
                    help="c: the exact C core (default); numpy: the NumPy twin (BLAS-order sums)")
-    p.add_argument("--kernel", choices=sorted(core.KERNELS), default=None,
+    p.add_argument("--kernel", choices=sorted(rules.KERNELS), default=None,
                    help="C kernels: fast (default) or reference (the plain, readable ones; same bits)")
     p.add_argument("--threads", type=thread_count, default=None, metavar="N",
                    help="threads of the C core (default: OMP_NUM_THREADS, else all cores)")
@@ -157,7 +157,7 @@ def _silence_stdout() -> None:
 def run(prog: str, body: Callable[[], int]) -> int:
     """Run a command's body; a Stop, Ctrl-C, SIGTERM or SIGHUP ends it with one
     line and its status (128 + the signal's number: 130, 143, 129).  Training
-    turns these signals into a stop at a batch boundary (loop.InterruptRequest)."""
+    turns these signals into a stop at a batch boundary (signals.InterruptRequest)."""
     main = threading.current_thread() is threading.main_thread()
     previous = {s: signal.signal(s, _stop_now) for s in STOP_SIGNALS if s != signal.SIGINT} if main else {}
     try:

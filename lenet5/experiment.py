@@ -23,10 +23,11 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import numpy as np
 
 from . import cli
+from .config import DESCENDING_SIGN, TrainConfig
 from .data import DataError, load_split
 from .engines import Engine
 from .files import write_text_atomic
-from .loop import DESCENDING_SIGN, BatchReport, TrainConfig, train
+from .loop import BatchReport, train
 from .params import init_params
 from .plots import plot_experiment
 

@@ -25,11 +25,13 @@ import numpy as np
 
 from . import cli
 from .checkpoint import Checkpoint, CheckpointError, load_checkpoint
+from .config import DEFAULT_LR, DESCENDING_SIGN, PRESETS, SCHEDULES, TrainConfig
 from .data import DataError, load_split
 from .files import WrittenElsewhere, save_or_rescue, write_text_atomic
-from .loop import DEFAULT_LR, DESCENDING_SIGN, PRESETS, SCHEDULES, Diverged, InterruptRequest, TrainConfig
+from .loop import Diverged
 from .model import FitResult, Interrupted, LeNet5
 from .params import ModelFileError
+from .signals import InterruptRequest
 
 PROG = "lenet5.train"
 

@@ -16,7 +16,7 @@ import zlib
 import numpy as np
 import pytest
 
-from conftest import golden_params
+from helpers import golden_params
 from lenet5 import LeNet5, core
 from lenet5.images import MAX_PIXELS, ImageError, as_is, load_image, preprocess
 from lenet5.predict import main as predict_main

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import golden_params
+from helpers import golden_params
 from lenet5 import LeNet5, serve
 
 pytest.importorskip("PIL.Image")

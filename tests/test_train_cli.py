@@ -7,12 +7,9 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import CASES, GOLDEN, file_sha256
+from helpers import CASES, GOLDEN, file_sha256, run_train
 
-
-def run(*args, cwd=None, module="lenet5.train", timeout=600):
-    return subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout)
+run = run_train
 
 
 
