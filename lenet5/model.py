@@ -36,7 +36,7 @@ from .loop import (
     train,
     validation_split,
 )
-from .numpy_engine import softmax
+from .outputs import softmax
 from .params import Meta, ModelFileError, check_finite, init_params, read_params, write_params
 from .progress import Progress
 

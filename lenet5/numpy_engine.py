@@ -14,6 +14,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from . import rules
+from .outputs import softmax
 
 K = 5
 
@@ -101,13 +102,6 @@ def forward(params: np.ndarray, images: np.ndarray) -> Dict[str, np.ndarray]:
     a["layer5"] = np.maximum(flat4 @ p["W3"].transpose(0, 2, 3, 1).reshape(-1, 120) + p["b3"], 0.0)
     a["output"] = np.maximum(a["layer5"] @ p["W4"] + p["b4"], 0.0)
     return a
-
-
-def softmax(z: np.ndarray) -> np.ndarray:
-    """Row-wise softmax, shifted by each row's largest value (docs/SPEC.md §6.4).
-    The package's one softmax in NumPy: predict_proba and the twin's errors use it."""
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
 
 
 def output_error(z: np.ndarray, labels: np.ndarray, loss: str) -> Tuple[np.ndarray, np.ndarray]:
