@@ -1,7 +1,7 @@
 /*
  * infer.c - prepared inference: the forward pass of one image at a time,
  * vectorised within the image, from weights laid out once in a buffer the
- * caller owns (docs/SPEC.md §9.6).  It uses only common.c.
+ * caller owns (docs/SPEC.md §9.6).  It uses only common.c and loss.c.
  *
  * fast.c vectorises across images: a tile of 4 images, one per lane.  That
  * pays for training and big batches, but a lone image leaves three lanes
