@@ -12,6 +12,7 @@ dependency is missing says what to install instead of failing the others.
 Exit status: the subcommand's; 0 for --help and --version; 2 for an unknown
 or missing subcommand; 1 when a subcommand's optional dependency is missing.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -31,18 +32,26 @@ SUBCOMMANDS: Dict[str, Tuple[str, str]] = {
 }
 
 #: An optional dependency's import name -> the extra that installs it.
-EXTRAS: Dict[str, str] = {"PIL": "images", "matplotlib": "plot", "uvicorn": "serve", "starlette": "serve",
-                          "onnx": "onnx", "onnxruntime": "onnx"}
+EXTRAS: Dict[str, str] = {
+    "PIL": "images",
+    "matplotlib": "plot",
+    "uvicorn": "serve",
+    "starlette": "serve",
+    "onnx": "onnx",
+    "onnxruntime": "onnx",
+}
 
 
 def usage() -> str:
     """The text of ``lenet5 --help``."""
     width = max(map(len, SUBCOMMANDS))
-    lines = ["usage: lenet5 [--version] COMMAND [OPTIONS]  (lenet5 COMMAND --help: its options)",
-             "",
-             f"lenet5 {__version__}: an exact, fast LeNet-5 for MNIST.",
-             "",
-             "commands:"]
+    lines = [
+        "usage: lenet5 [--version] COMMAND [OPTIONS]  (lenet5 COMMAND --help: its options)",
+        "",
+        f"lenet5 {__version__}: an exact, fast LeNet-5 for MNIST.",
+        "",
+        "commands:",
+    ]
     lines += [f"  {name:<{width}}  {what}" for name, (_, what) in SUBCOMMANDS.items()]
     lines += ["", "Each is also a module (python -m lenet5.train) and a script (lenet5-train).", ""]
     return "\n".join(lines)
@@ -63,8 +72,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"lenet5 {__version__}")
         return 0
     if first not in SUBCOMMANDS:
-        sys.stderr.write(f"lenet5: unknown command {first!r} (choose from {', '.join(SUBCOMMANDS)}; "
-                         "lenet5 --help lists them)\n")
+        sys.stderr.write(
+            f"lenet5: unknown command {first!r} (choose from {', '.join(SUBCOMMANDS)}; lenet5 --help lists them)\n"
+        )
         return 2
     module_name = SUBCOMMANDS[first][0]
     try:
@@ -75,8 +85,10 @@ def main(argv: Optional[List[str]] = None) -> int:
             sys.stderr.write(f"lenet5: this version ({__version__}) has no {first} command\n")
             return 2
         if missing in EXTRAS:
-            sys.stderr.write(f"lenet5 {first}: needs {missing}, which is not installed; "
-                             f"get it with: {install_hint(EXTRAS[missing])}\n")
+            sys.stderr.write(
+                f"lenet5 {first}: needs {missing}, which is not installed; "
+                f"get it with: {install_hint(EXTRAS[missing])}\n"
+            )
             return 1
         raise
     status: int = module.main(rest)

@@ -7,6 +7,7 @@ what pip can fetch: the packages an extra brings (read from the installed
 metadata, so pyproject.toml stays their one source), and the extra itself for
 a checkout.  They never name ``lenet5-exact[...]``, which the index lacks.
 """
+
 from __future__ import annotations
 
 import importlib.metadata

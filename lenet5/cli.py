@@ -91,6 +91,11 @@ def add_engine_options(p: argparse.ArgumentParser) -> None:
                    help="c: the exact C core (default); numpy: the NumPy twin (BLAS-order sums)")
     p.add_argument("--kernel", choices=sorted(rules.KERNELS), default=None,
                    help="C kernels: fast (default) or reference (the plain, readable ones; same bits)")
+    add_threads_option(p)
+
+
+def add_threads_option(p: argparse.ArgumentParser) -> None:
+    """--threads: the C core's team size (docs/SPEC.md §9.1)."""
     p.add_argument("--threads", type=thread_count, default=None, metavar="N",
                    help="threads of the C core (default: OMP_NUM_THREADS, else all cores)")
 

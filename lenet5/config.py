@@ -5,6 +5,7 @@ settings are checked (by lenet5.rules) before anything runs.
     config = TrainConfig(loss="xent", batch_size=300, epochs=1)
     config.batch_lr(epoch, batch, per_epoch)   # the rate of one batch
 """
+
 from __future__ import annotations
 
 import math
@@ -25,14 +26,31 @@ AUGMENT_RANGES = {"shift": 3.0, "rotate": 12.0, "scale": 0.1}
 #: Named settings for ``--preset`` (docs/SPEC.md §8.9); explicit options override them.
 #: "best" was chosen on a validation hold-out of the training set, never on the test set.
 PRESETS: Dict[str, Dict[str, Any]] = {
-    "best": {"loss": "xent", "lr": 0.05, "batch_size": 64, "epochs": 20, "shuffle": True,
-             "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4, "schedule": "cosine",
-             "warmup": 1, "augment": True},
+    "best": {
+        "loss": "xent",
+        "lr": 0.05,
+        "batch_size": 64,
+        "epochs": 20,
+        "shuffle": True,
+        "momentum": 0.9,
+        "nesterov": True,
+        "weight_decay": 5e-4,
+        "schedule": "cosine",
+        "warmup": 1,
+        "augment": True,
+    },
 }
 #: Fields added after the first checkpoints: a checkpoint without them ran
 #: with these values (the reference's plain update, no warp, no hold-out).
-ADDED_FIELDS = {"momentum": 0.0, "nesterov": False, "weight_decay": 0.0, "schedule": "constant",
-                "warmup": 0, "augment": False, "val": 0}
+ADDED_FIELDS = {
+    "momentum": 0.0,
+    "nesterov": False,
+    "weight_decay": 0.0,
+    "schedule": "constant",
+    "warmup": 0,
+    "augment": False,
+    "val": 0,
+}
 
 
 @dataclass(frozen=True)
@@ -47,13 +65,13 @@ class TrainConfig:
     epochs: int = 1
     shuffle: bool = False
     seed: int = 0
-    momentum: float = 0.0          # SGD momentum mu (docs/SPEC.md §8.5)
-    nesterov: bool = False         # Nesterov's step instead of heavy ball
-    weight_decay: float = 0.0      # L2 decay lambda, always toward zero
-    schedule: str = "constant"     # lr over the run (docs/SPEC.md §8.7)
-    warmup: int = 0                # epochs of linear warm-up
-    augment: bool = False          # warp each training image (docs/SPEC.md §8.6)
-    val: int = 0                   # training images held out for validation (§8.8)
+    momentum: float = 0.0  # SGD momentum mu (docs/SPEC.md §8.5)
+    nesterov: bool = False  # Nesterov's step instead of heavy ball
+    weight_decay: float = 0.0  # L2 decay lambda, always toward zero
+    schedule: str = "constant"  # lr over the run (docs/SPEC.md §8.7)
+    warmup: int = 0  # epochs of linear warm-up
+    augment: bool = False  # warp each training image (docs/SPEC.md §8.6)
+    val: int = 0  # training images held out for validation (§8.8)
 
     def __post_init__(self) -> None:
         rules.check_loss(self.loss)
@@ -117,9 +135,11 @@ class TrainConfig:
         assert self.sign is not None  # __post_init__ filled it in
         good = DESCENDING_SIGN[self.loss]
         kind = "positive" if self.loss == "xent" else "negative"
-        return (f"loss {self.loss} with sign {self.sign:+d} climbs the loss: {self.loss}'s output "
-                f"error is the {kind} gradient, so w = w {'+' if self.sign > 0 else '-'} lr/B * S "
-                f"goes uphill; expect training to collapse to chance. Sign {good:+d} descends.")
+        return (
+            f"loss {self.loss} with sign {self.sign:+d} climbs the loss: {self.loss}'s output "
+            f"error is the {kind} gradient, so w = w {'+' if self.sign > 0 else '-'} lr/B * S "
+            f"goes uphill; expect training to collapse to chance. Sign {good:+d} descends."
+        )
 
     def to_dict(self) -> Dict[str, Any]:
         """The fields as a JSON-ready dict (a checkpoint's settings, docs/SPEC.md §10.3)."""

@@ -29,8 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", choices=["test", "train"], default="test",
                    help="which MNIST images to score: the 10,000 test images (default) "
                         "or the 60,000 training images")
-    p.add_argument("--threads", type=cli.thread_count, default=None, metavar="N",
-                   help="threads of the C core (default: OMP_NUM_THREADS, else all cores)")
+    cli.add_threads_option(p)
     p.add_argument("--json", metavar="PATH",
                    help="also write accuracy and confusion matrix as JSON (default: none)")
     p.add_argument("--figures", metavar="DIR",

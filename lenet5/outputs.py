@@ -3,6 +3,7 @@ the ten digits (docs/SPEC.md §6.4).  NumPy only, no C: the package's one
 softmax in Python, used by ``LeNet5.predict_proba`` (outputs of either
 engine), the page's answers and the NumPy twin's output errors.  The C core
 computes its own, in C, inside the training kernels."""
+
 from __future__ import annotations
 
 import numpy as np

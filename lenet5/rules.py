@@ -12,6 +12,7 @@ The figures below (shapes, offsets, limits, codes) are the C core's, written
 here once for Python; ``lenet5.core`` asserts each against the compiled core
 when it loads it, so the two cannot drift apart.
 """
+
 from __future__ import annotations
 
 import math
@@ -67,7 +68,7 @@ AUGMENT_LIMITS: Dict[str, float] = {"shift": 14.0, "rotate": 90.0, "scale": 0.5}
 def block(params: np.ndarray, name: str) -> np.ndarray:
     """A view of one parameter block (``"W1"`` ... ``"b4"``) in its shape (docs/SPEC.md §3.1)."""
     offset, shape = BLOCKS[name]
-    return params[offset:offset + int(np.prod(shape))].reshape(shape)
+    return params[offset : offset + int(np.prod(shape))].reshape(shape)
 
 
 def _refuse(kind: type, name: Optional[str], rule: str) -> NoReturn:
@@ -97,8 +98,9 @@ def check_images(images: Any, name: str = "images") -> int:
         _refuse(TypeError, name, f"must be a numpy array, not {type(images).__name__}")
     if images.dtype != np.uint8:
         _refuse(TypeError, name, f"must have dtype uint8 (raw MNIST pixels 0..255), not {images.dtype}")
-    if not ((images.ndim == 3 and images.shape[1:] == (28, 28))
-            or (images.ndim == 2 and images.shape[1] == IMAGE_PIXELS)):
+    if not (
+        (images.ndim == 3 and images.shape[1:] == (28, 28)) or (images.ndim == 2 and images.shape[1] == IMAGE_PIXELS)
+    ):
         _refuse(ValueError, name, f"must have shape (N, 28, 28) or (N, 784), not {images.shape}")
     if images.shape[0] < 1:
         _refuse(ValueError, name, "holds no images (need at least 1)")

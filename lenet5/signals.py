@@ -3,6 +3,7 @@ batch boundary and save what it has (docs/SPEC.md §8.4); a second signal
 stops at once.  The training loop takes an ``InterruptRequest`` as its
 ``should_stop``; the commands (lenet5.cli) end with 128 + the signal's number.
 """
+
 from __future__ import annotations
 
 import signal

@@ -1,6 +1,7 @@
 """Shared fixtures: real MNIST from data/, the golden models' initial
 parameters, and each instruction-set variant.  Helpers that are not fixtures
 live in helpers.py."""
+
 import pytest
 
 from helpers import ISA_PARAMS, MANIFEST, golden_params, sha256, variant

@@ -1,6 +1,7 @@
 """What several test files share (``from helpers import ...``): the golden
 models and their hashes, the instruction-set variants, and running the
 trainer's command line.  Fixtures live in conftest.py."""
+
 import contextlib
 import hashlib
 import json
@@ -31,24 +32,30 @@ def golden_params(name):
 def isa_skip_reason(name):
     """Why the variant cannot run here, or None if it can."""
     from lenet5 import core
+
     if name in core.runnable_isas():
         return None
     from lenet5._core import lib
+
     if lib.l5_isa_status(name.encode()) == lib.L5_ISA_CPU_LACKS:
         return f"{name}: compiled into this build, but this CPU cannot run it"
     return f"{name}: not built (the compiler cannot target it here)"
 
 
 #: One pytest.param per instruction-set variant, skipped visibly where it cannot run.
-ISA_PARAMS = [pytest.param(name, id=name, marks=pytest.mark.skipif(isa_skip_reason(name) is not None,
-                                                                 reason=str(isa_skip_reason(name))))
-              for name in ("avx512", "avx2", "sse2", "generic")]
+ISA_PARAMS = [
+    pytest.param(
+        name, id=name, marks=pytest.mark.skipif(isa_skip_reason(name) is not None, reason=str(isa_skip_reason(name)))
+    )
+    for name in ("avx512", "avx2", "sse2", "generic")
+]
 
 
 @contextlib.contextmanager
 def variant(name):
     """Run the fast kernels' variant name (None: leave it) inside the block, then restore the one before."""
     from lenet5 import core
+
     before = core.isa()
     if name:
         core.use_isa(name)
@@ -65,8 +72,7 @@ def train_cmd(*args, module="lenet5.train"):
 
 def run_train(*args, cwd=None, module="lenet5.train", timeout=600):
     """Run the trainer (or another command module) to the end; its CompletedProcess, output as text."""
-    return subprocess.run(train_cmd(*args, module=module), cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(train_cmd(*args, module=module), cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
 
 #: A short shuffled xent run the signal and full-disk tests interrupt.
@@ -76,6 +82,7 @@ RUN = ("--loss", "xent", "--train-limit", 3000, "--batch-size", 50, "--shuffle",
 def checkpoint_state(path):
     """The position a checkpoint file records."""
     from lenet5.params import read_params
+
     return read_params(path)[1]["checkpoint"]
 
 
@@ -84,4 +91,5 @@ def temp_leftovers(folder):
     import os
 
     from lenet5.files import TEMP_PREFIX
+
     return [n for n in os.listdir(folder) if n.startswith(TEMP_PREFIX)]

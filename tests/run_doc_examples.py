@@ -33,6 +33,7 @@ this interpreter's folder first on PATH, so ``python``, ``pip`` and ``lenet5``
 are this environment's.  Exit status: 0 all passed, 1 an example failed,
 2 a bad argument.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -106,8 +107,9 @@ def blocks_of(path: Path) -> List[Block]:
             if language in RUNNABLE:
                 unknown = block.flags - set(FLAGS)
                 if unknown:
-                    block.problems.append(f"unknown word(s) after ```{language}: {', '.join(sorted(unknown))} "
-                                          f"(known: {', '.join(FLAGS)})")
+                    block.problems.append(
+                        f"unknown word(s) after ```{language}: {', '.join(sorted(unknown))} (known: {', '.join(FLAGS)})"
+                    )
             found.append(block)
         i += 1
     return found
@@ -168,8 +170,9 @@ def run_python(block: Block, timeout: float, port: int) -> Optional[str]:
     """Run a python block; None if it passed, else why not."""
     source = block.text.replace(DOC_ADDRESS, f"127.0.0.1:{port}")
     try:
-        r = subprocess.run([sys.executable, "-c", source], cwd=ROOT, env=environment(),
-                           capture_output=True, text=True, timeout=timeout)
+        r = subprocess.run(
+            [sys.executable, "-c", source], cwd=ROOT, env=environment(), capture_output=True, text=True, timeout=timeout
+        )
     except subprocess.TimeoutExpired:
         return f"did not finish within {timeout:g} s"
     if r.returncode != 0:
@@ -184,11 +187,18 @@ def run_console(block: Block, timeout: float, port: int) -> Optional[str]:
     for command, _ in steps:
         command = command.replace(DOC_ADDRESS, f"127.0.0.1:{port}")
         # the status is printed after the command and handed on, so "$ echo $?" shows it
-        script.append(f"{command}\n__l5=$?; printf '\\n{_MARK} %d\\n' \"$__l5\"; (exit \"$__l5\")")
+        script.append(f'{command}\n__l5=$?; printf \'\\n{_MARK} %d\\n\' "$__l5"; (exit "$__l5")')
     try:
-        r = subprocess.run(["bash", "-c", "\n".join(script) + "\n"], cwd=ROOT, env=environment(),
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                           text=True, timeout=timeout)
+        r = subprocess.run(
+            ["bash", "-c", "\n".join(script) + "\n"],
+            cwd=ROOT,
+            env=environment(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            timeout=timeout,
+        )
     except subprocess.TimeoutExpired:
         return f"did not finish within {timeout:g} s"
     pieces = re.split(rf"\n?{_MARK} (\d+)\n", r.stdout)
@@ -200,7 +210,7 @@ def run_console(block: Block, timeout: float, port: int) -> Optional[str]:
         if status != 0 and shown_next != "echo $?":
             return f"$ {command}\nexit status {status} (show it with '$ echo $?' if it is meant):\n{out}"
         if any(line.strip() for line in expected) and not output_matches(expected, out):
-            return (f"$ {command}\nprinted:\n{out}\nwhere the docs show:\n" + "\n".join(expected))
+            return f"$ {command}\nprinted:\n{out}\nwhere the docs show:\n" + "\n".join(expected)
     return None
 
 
@@ -215,9 +225,14 @@ class Server:
         """Start the server unless it runs; None when it listens, else why not."""
         if self.process is not None:
             return None
-        self.process = subprocess.Popen([sys.executable, "-m", "lenet5.serve", "--port", str(self.port)],
-                                        cwd=ROOT, env=environment(), stdout=subprocess.PIPE,
-                                        stderr=subprocess.STDOUT, text=True)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "lenet5.serve", "--port", str(self.port)],
+            cwd=ROOT,
+            env=environment(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -260,8 +275,9 @@ def remove_new(before: Set[Path]) -> None:
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Check, then run, the examples; returns the exit status."""
-    p = argparse.ArgumentParser(prog="python tests/run_doc_examples.py",
-                                description="Run the examples of README.md and docs/*.md.")
+    p = argparse.ArgumentParser(
+        prog="python tests/run_doc_examples.py", description="Run the examples of README.md and docs/*.md."
+    )
     p.add_argument("files", nargs="*", type=Path, help="Markdown files (default: README.md and docs/*.md)")
     p.add_argument("--check", action="store_true", help="only check the blocks (flags, named files); run none")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds per block (default 300)")
@@ -290,8 +306,11 @@ def main(argv: Optional[List[str]] = None) -> int:
                 why = (run_python if b.language == "python" else run_console)(b, args.timeout, args.port)
             ran += 1
             status = "ok" if why is None else "FAILED"
-            print(f"{b.where}: ```{b.language} {' '.join(sorted(b.flags))}".rstrip()
-                  + f" {status} ({time.monotonic() - started:.1f} s)", flush=True)
+            print(
+                f"{b.where}: ```{b.language} {' '.join(sorted(b.flags))}".rstrip()
+                + f" {status} ({time.monotonic() - started:.1f} s)",
+                flush=True,
+            )
             if why is not None:
                 failures.append(f"{b.where}: {why}")
     finally:

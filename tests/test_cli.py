@@ -1,6 +1,7 @@
 """The one command (lenet5 SUB), --version everywhere, and the command line's
 paper cuts: a closed pipe, figures without matplotlib, nothing saved, the
 warm-up hint, a missing shipped model, the thread range."""
+
 import importlib.util
 import subprocess
 import sys
@@ -14,9 +15,11 @@ from lenet5.__main__ import SUBCOMMANDS
 from lenet5._version import install_hint
 
 #: The optional dependencies, hidden from the import system: a core-only install.
-CORE_ONLY = ("import sys\n"
-             "for name in ('PIL', 'matplotlib', 'starlette', 'uvicorn', 'onnx', 'onnxruntime', 'torch'):\n"
-             "    sys.modules[name] = None\n")
+CORE_ONLY = (
+    "import sys\n"
+    "for name in ('PIL', 'matplotlib', 'starlette', 'uvicorn', 'onnx', 'onnxruntime', 'torch'):\n"
+    "    sys.modules[name] = None\n"
+)
 
 
 def run(*args, code=None, timeout=120):
@@ -61,8 +64,9 @@ def test_the_subcommand_runs_with_its_arguments():
     assert r.returncode == 2 and "argument --batch-size: must be at least 1, not 0" in r.stderr
 
 
-@pytest.mark.parametrize("script", ["lenet5", "lenet5-train", "lenet5-evaluate", "lenet5-predict",
-                                    "lenet5-serve", "lenet5-experiment"])
+@pytest.mark.parametrize(
+    "script", ["lenet5", "lenet5-train", "lenet5-evaluate", "lenet5-predict", "lenet5-serve", "lenet5-experiment"]
+)
 def test_installed_scripts_say_their_version(script):
     path = Path(sys.executable).parent / script
     if not path.exists():
@@ -79,8 +83,9 @@ def test_install_hints_name_what_pip_can_fetch():
 
 
 def test_a_closed_pipe_ends_the_command_quietly():
-    p = subprocess.Popen([sys.executable, "-m", "lenet5", "evaluate"], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        [sys.executable, "-m", "lenet5", "evaluate"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     p.stdout.close()  # the reader leaves before the first line, as `| head -0` would
     err = p.stderr.read()
     assert p.wait(timeout=120) == 141 and err == ""
@@ -91,8 +96,10 @@ def test_figures_without_matplotlib_fail_with_the_install_line(tmp_path):
     code = CORE_ONLY + f"from lenet5.evaluate import main\nsys.exit(main(['--figures', {str(out)!r}]))\n"
     r = run(code=code)
     assert r.returncode == 1 and not r.stdout
-    assert r.stderr.strip() == (f"lenet5.evaluate: --figures {out}: matplotlib is not installed, so no figure "
-                                f"was written; get it with: {install_hint('plot')}")
+    assert r.stderr.strip() == (
+        f"lenet5.evaluate: --figures {out}: matplotlib is not installed, so no figure "
+        f"was written; get it with: {install_hint('plot')}"
+    )
     assert not out.exists()
 
 
@@ -107,13 +114,16 @@ def test_a_warmup_as_long_as_the_run_says_how_to_fix_it():
     assert r.returncode == 2
     assert r.stderr.splitlines()[-1].endswith(
         "--warmup 1 must be shorter than the run (--epochs 1): give --epochs 2 or more, or --warmup 0 "
-        "(--preset best warms up for 1)")
+        "(--preset best warms up for 1)"
+    )
 
 
 def test_a_missing_shipped_model_is_one_line_not_a_traceback(tmp_path):
-    code = ("import sys, pathlib\nimport lenet5.model\n"
-            f"lenet5.model.PRETRAINED_PATH = pathlib.Path({str(tmp_path / 'gone.npz')!r})\n"
-            "from lenet5.evaluate import main\nsys.exit(main([]))\n")
+    code = (
+        "import sys, pathlib\nimport lenet5.model\n"
+        f"lenet5.model.PRETRAINED_PATH = pathlib.Path({str(tmp_path / 'gone.npz')!r})\n"
+        "from lenet5.evaluate import main\nsys.exit(main([]))\n"
+    )
     r = run(code=code)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert r.stderr.startswith("lenet5.evaluate: no model to use: the shipped model cannot be read (")
@@ -123,13 +133,24 @@ def test_a_missing_shipped_model_is_one_line_not_a_traceback(tmp_path):
 def test_the_cores_thread_refusal_names_the_real_range():
     from lenet5 import core
     from lenet5._core import ffi, lib
+
     params = np.zeros(core.N_PARAMS)
     images = np.zeros((1, 28, 28), np.uint8)
     labels = np.zeros(1, np.uint8)
-    rc = lib.l5_train_batch(ffi.from_buffer("double[]", params), core.N_PARAMS,
-                            ffi.from_buffer("uint8_t[]", images), ffi.from_buffer("uint8_t[]", labels), 1,
-                            core.LOSSES["mse"], 1, 0.5, core.KERNELS["fast"], core.MAX_THREADS + 1,
-                            ffi.new("double *"), ffi.new("int64_t *"))
+    rc = lib.l5_train_batch(
+        ffi.from_buffer("double[]", params),
+        core.N_PARAMS,
+        ffi.from_buffer("uint8_t[]", images),
+        ffi.from_buffer("uint8_t[]", labels),
+        1,
+        core.LOSSES["mse"],
+        1,
+        0.5,
+        core.KERNELS["fast"],
+        core.MAX_THREADS + 1,
+        ffi.new("double *"),
+        ffi.new("int64_t *"),
+    )
     assert rc == lib.L5_ERR_THREADS
     with pytest.raises(RuntimeError, match=f"thread count must be 0 \\(the default\\) or 1 to {core.MAX_THREADS}$"):
         core._call(rc)

@@ -3,6 +3,7 @@
 The examples themselves run in CI (tests/run_doc_examples.py, from .ci/run);
 here the harness is held to its rules on small made-up pages, and the real
 pages are checked without running them."""
+
 import re
 import subprocess
 import sys
@@ -30,8 +31,12 @@ def test_the_long_form_is_in_at_least_four_docs_pages_the_readme_links():
 
 
 def test_every_block_of_the_docs_is_well_formed_and_names_files_that_exist():
-    r = subprocess.run([sys.executable, str(ROOT / "tests" / "run_doc_examples.py"), "--check"],
-                       capture_output=True, text=True, cwd=ROOT)
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "tests" / "run_doc_examples.py"), "--check"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert r.returncode == 0, r.stderr
     assert " 0 problem(s)" in r.stdout
 
@@ -52,23 +57,33 @@ def test_one_tolerance_for_the_numpy_twin_everywhere():
 def run_page(tmp_path, text, *args):
     page = tmp_path / "page.md"
     page.write_text(text)
-    return subprocess.run([sys.executable, str(ROOT / "tests" / "run_doc_examples.py"), str(page), *args],
-                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "tests" / "run_doc_examples.py"), str(page), *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
 
 
 def test_the_harness_runs_python_and_console_blocks_and_checks_their_output(tmp_path):
-    r = run_page(tmp_path, "```python\nprint(6 * 7)\n```\n\n```console\n$ echo hello world\nhello ...\n"
-                           "$ false\n$ echo $?\n1\n```\n")
+    r = run_page(
+        tmp_path,
+        "```python\nprint(6 * 7)\n```\n\n```console\n$ echo hello world\nhello ...\n$ false\n$ echo $?\n1\n```\n",
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     assert "2 examples run, 0 failed" in r.stdout
 
 
-@pytest.mark.parametrize("page, why", [
-    ("```python\nraise SystemExit(3)\n```\n", "exit status 3"),
-    ("```console\n$ echo hello\ngoodbye\n```\n", "where the docs show"),
-    ("```console\n$ false\n$ echo done\n```\n", "exit status 1"),
-    ("```python\nimport time; time.sleep(30)\n```\n", "did not finish within 2 s"),
-])
+@pytest.mark.parametrize(
+    "page, why",
+    [
+        ("```python\nraise SystemExit(3)\n```\n", "exit status 3"),
+        ("```console\n$ echo hello\ngoodbye\n```\n", "where the docs show"),
+        ("```console\n$ false\n$ echo done\n```\n", "exit status 1"),
+        ("```python\nimport time; time.sleep(30)\n```\n", "did not finish within 2 s"),
+    ],
+)
 def test_the_harness_fails_a_block_that_does_not_do_what_it_shows(tmp_path, page, why):
     r = run_page(tmp_path, page, "--timeout", "2")
     assert r.returncode == 1 and why in r.stderr, r.stdout + r.stderr

@@ -2,6 +2,7 @@
 read beyond what is announced: edited checkpoints, npz archives with extra or
 huge members, gzip bombs, sparse and overflowing IDX files, data folders the
 user named, unreadable models."""
+
 import os
 import socket
 import subprocess
@@ -16,28 +17,54 @@ from lenet5.data import REPO_DATA
 
 # -- checkpoints: every field checked ------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def small_checkpoint(tmp_path_factory):
     ck = tmp_path_factory.mktemp("ck") / "ck.npz"
-    subprocess.run(train_cmd("--train-limit", 600, "--batch-size", 100, "--checkpoint", ck,
-                             "--checkpoint-every", 2, "--epochs", 2, "--quiet"), check=True, capture_output=True)
+    subprocess.run(
+        train_cmd(
+            "--train-limit",
+            600,
+            "--batch-size",
+            100,
+            "--checkpoint",
+            ck,
+            "--checkpoint-every",
+            2,
+            "--epochs",
+            2,
+            "--quiet",
+        ),
+        check=True,
+        capture_output=True,
+    )
     return ck.read_bytes()
 
 
-@pytest.mark.parametrize("edit,message", [
-    (lambda m: m["checkpoint"]["settings"].update(train_limit=0), "field 'train_limit' must be a whole number >= 1"),
-    (lambda m: m["checkpoint"]["settings"].update(train_limit=-5), "field 'train_limit' must be a whole number >= 1"),
-    (lambda m: m["checkpoint"]["settings"].update(batch_size=-5), "batch_size must be at least 1"),
-    (lambda m: m["checkpoint"]["settings"].update(outputs=["m.npz"]), "field 'outputs' must be an object of paths"),
-    (lambda m: m["checkpoint"]["settings"].update(init=3), "field 'init' must be a path or null"),
-    (lambda m: m.update(format_version="1"), "format version '1' is not a whole number"),
-    (lambda m: m.update(format_version=None), "format version None is not a whole number"),
-    (lambda m: m.update(checkpoint=[1]), "field 'checkpoint' must be an object"),
-    (lambda m: m.update(checkpoint=7), "field 'checkpoint' must be an object"),
-])
+@pytest.mark.parametrize(
+    "edit,message",
+    [
+        (
+            lambda m: m["checkpoint"]["settings"].update(train_limit=0),
+            "field 'train_limit' must be a whole number >= 1",
+        ),
+        (
+            lambda m: m["checkpoint"]["settings"].update(train_limit=-5),
+            "field 'train_limit' must be a whole number >= 1",
+        ),
+        (lambda m: m["checkpoint"]["settings"].update(batch_size=-5), "batch_size must be at least 1"),
+        (lambda m: m["checkpoint"]["settings"].update(outputs=["m.npz"]), "field 'outputs' must be an object of paths"),
+        (lambda m: m["checkpoint"]["settings"].update(init=3), "field 'init' must be a path or null"),
+        (lambda m: m.update(format_version="1"), "format version '1' is not a whole number"),
+        (lambda m: m.update(format_version=None), "format version None is not a whole number"),
+        (lambda m: m.update(checkpoint=[1]), "field 'checkpoint' must be an object"),
+        (lambda m: m.update(checkpoint=7), "field 'checkpoint' must be an object"),
+    ],
+)
 def test_more_edited_checkpoint_fields_are_refused(tmp_path, small_checkpoint, edit, message):
     import json
     import zipfile
+
     ck = tmp_path / "ck.npz"
     ck.write_bytes(small_checkpoint)
     with np.load(ck) as f:
@@ -54,6 +81,7 @@ def test_more_edited_checkpoint_fields_are_refused(tmp_path, small_checkpoint, e
 
 def test_metadata_that_is_a_list_or_a_number_is_refused(tmp_path):
     from lenet5.params import ModelFileError
+
     for meta in ("[1, 2]", "3"):
         blocks = {name: np.zeros(shape) for name, (_, shape) in __import__("lenet5.core").core.BLOCKS.items()}
         np.savez(tmp_path / "m.npz", meta=np.array(meta), **blocks)
@@ -63,9 +91,11 @@ def test_metadata_that_is_a_list_or_a_number_is_refused(tmp_path):
 
 # -- reading hostile files -------------------------------------------------------
 
+
 def zip_with(path, members):
     """A zip of the given (name, data) members."""
     import zipfile
+
     with zipfile.ZipFile(path, "w") as z:
         for name, data in members:
             z.writestr(name, data)
@@ -73,9 +103,11 @@ def zip_with(path, members):
 
 def test_an_npz_with_an_extra_member_is_refused_from_the_directory(tmp_path):
     from lenet5.params import ModelFileError
+
     good = tmp_path / "good.npz"
     LeNet5.init(0).save(good)
     import zipfile
+
     with zipfile.ZipFile(good) as z:
         members = [(n, z.read(n)) for n in z.namelist()]
     zip_with(tmp_path / "extra.npz", members + [("payload.npy", b"x" * 1000)])
@@ -87,9 +119,11 @@ def error_under_memory_cap(limit: int, module: str, function: str, error: str, p
     """Call lenet5.<module>.<function>(path, *args) in a fresh Python whose
     address space is capped at limit bytes; return the message of the
     <error> it raised."""
-    code = (f"import resource, sys; resource.setrlimit(resource.RLIMIT_AS, ({limit}, {limit}));"
-            f"from lenet5.{module} import {function}, {error}\n"
-            f"try:\n {function}(sys.argv[1], *{args!r})\nexcept {error} as e:\n print(e)")
+    code = (
+        f"import resource, sys; resource.setrlimit(resource.RLIMIT_AS, ({limit}, {limit}));"
+        f"from lenet5.{module} import {function}, {error}\n"
+        f"try:\n {function}(sys.argv[1], *{args!r})\nexcept {error} as e:\n print(e)"
+    )
     r = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     return r.stdout
@@ -100,6 +134,7 @@ def test_an_npz_member_declaring_a_huge_size_is_refused_before_reading(tmp_path)
     under a memory limit that reading it would break."""
     import struct
     import zipfile
+
     good = tmp_path / "good.npz"
     LeNet5.init(0).save(good)
     with zipfile.ZipFile(good) as z:
@@ -111,7 +146,7 @@ def test_an_npz_member_declaring_a_huge_size_is_refused_before_reading(tmp_path)
     at = blob.find(b"PK\x01\x02")
     while at >= 0:
         name_len = struct.unpack_from("<H", blob, at + 28)[0]
-        if bytes(blob[at + 46:at + 46 + name_len]) == b"W1.npy":
+        if bytes(blob[at + 46 : at + 46 + name_len]) == b"W1.npy":
             struct.pack_into("<I", blob, at + 24, 3_000_000_000)
         at = blob.find(b"PK\x01\x02", at + 4)
     bomb.write_bytes(bytes(blob))
@@ -123,6 +158,7 @@ def test_a_gzip_bomb_is_decompressed_no_further_than_its_header_announces(tmp_pa
     """A 1 GiB bomb behind a 10-image header, read under a 600 MiB memory
     limit: the reader stops at the announced size and says trailing bytes."""
     import zlib
+
     header = bytes([0, 0, 8, 3]) + (10).to_bytes(4, "big") + (28).to_bytes(4, "big") * 2
     z = zlib.compressobj(1, zlib.DEFLATED, 31)
     chunks = [z.compress(header + bytes(10 * 784))]
@@ -142,15 +178,18 @@ def test_a_sparse_huge_raw_idx_file_is_refused_without_reading_it(tmp_path):
     assert "has trailing bytes" in error_under_memory_cap(600 << 20, "data", "read_idx", "DataError", path, 2051)
 
 
-@pytest.mark.parametrize("dims", [[0xFFFFFFFF] * 3, [60000, 28, 0xFFFFFFFF], [2 ** 32 - 1, 2 ** 32 - 1]])
+@pytest.mark.parametrize("dims", [[0xFFFFFFFF] * 3, [60000, 28, 0xFFFFFFFF], [2**32 - 1, 2**32 - 1]])
 def test_idx_dimensions_that_overflow_are_one_clear_error(tmp_path, dims):
     from lenet5.data import DataError, read_idx
+
     path = tmp_path / "x-idx3-ubyte"
     path.write_bytes(bytes([0, 0, 8, len(dims)]) + b"".join(d.to_bytes(4, "big") for d in dims) + bytes(100))
     with pytest.raises(DataError, match="more than any MNIST file"):
         read_idx(path)
 
+
 # -- data folders the user named -------------------------------------------------
+
 
 def dead_mirror():
     with socket.socket() as s:
@@ -160,6 +199,7 @@ def dead_mirror():
 
 def test_a_named_data_folder_is_used_or_refused_never_replaced(tmp_path):
     from lenet5 import data
+
     a_file = tmp_path / "a-file"
     a_file.write_text("x")
     empty = tmp_path / "empty"
@@ -167,9 +207,12 @@ def test_a_named_data_folder_is_used_or_refused_never_replaced(tmp_path):
     incomplete = tmp_path / "incomplete"
     incomplete.mkdir()
     (incomplete / "t10k-images-idx3-ubyte.gz").write_bytes((data.REPO_DATA / "t10k-images-idx3-ubyte.gz").read_bytes())
-    cases = [(a_file, "is a file, not a folder"), (empty, "has no t10k-images-idx3-ubyte"),
-             (tmp_path / "missing", "has no t10k-images-idx3-ubyte"),
-             (incomplete, "has no t10k-labels-idx1-ubyte")]
+    cases = [
+        (a_file, "is a file, not a folder"),
+        (empty, "has no t10k-images-idx3-ubyte"),
+        (tmp_path / "missing", "has no t10k-images-idx3-ubyte"),
+        (incomplete, "has no t10k-labels-idx1-ubyte"),
+    ]
     for folder, message in cases:
         with pytest.raises(data.DataError, match=message) as e:
             data.load_split("test", folder, download=False)
@@ -182,14 +225,16 @@ def test_a_named_data_folder_is_used_or_refused_never_replaced(tmp_path):
 def test_lenet5_data_that_is_a_file_is_refused_on_the_command_line(tmp_path):
     a_file = tmp_path / "a-file"
     a_file.write_text("x")
-    r = subprocess.run(train_cmd("--quiet"), capture_output=True, text=True, timeout=60,
-                       env=dict(os.environ, LENET5_DATA=str(a_file)))
+    r = subprocess.run(
+        train_cmd("--quiet"), capture_output=True, text=True, timeout=60, env=dict(os.environ, LENET5_DATA=str(a_file))
+    )
     assert r.returncode == 1, r.stderr
     assert r.stderr == f"lenet5.train: data error: LENET5_DATA {a_file}: is a file, not a folder of MNIST files\n"
 
 
 def test_a_split_reads_only_its_own_two_files(tmp_path, monkeypatch):
     from lenet5 import data
+
     monkeypatch.setattr(data, "REPO_DATA", tmp_path / "no-repo")
     monkeypatch.delenv("LENET5_DATA", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
@@ -209,8 +254,9 @@ def test_a_split_reads_only_its_own_two_files(tmp_path, monkeypatch):
 
 
 def test_a_5000_character_data_path_is_one_line():
-    r = subprocess.run(train_cmd("--data-dir", "/tmp/" + "a" * 5000, "--quiet"), capture_output=True, text=True,
-                       timeout=60)
+    r = subprocess.run(
+        train_cmd("--data-dir", "/tmp/" + "a" * 5000, "--quiet"), capture_output=True, text=True, timeout=60
+    )
     assert r.returncode == 1 and "File name too long" in r.stderr and "Traceback" not in r.stderr, r.stderr[-300:]
     assert len(r.stderr) < 400
 
@@ -218,6 +264,7 @@ def test_a_5000_character_data_path_is_one_line():
 def test_an_unreadable_dat_model_is_one_line(tmp_path):
     """Permission denied (as nobody when run by root, whom no mode stops)."""
     from lenet5.params import ModelFileError, read_params
+
     model = tmp_path / "m.dat"
     LeNet5.init(0).save(model)
     os.chmod(model, 0)
@@ -241,8 +288,9 @@ def test_an_unreadable_dat_model_is_one_line(tmp_path):
 
 
 def test_lr_1e308_says_the_learning_rate_is_too_large():
-    r = subprocess.run(train_cmd("--lr", "1e308", "--train-limit", 3000, "--quiet"), capture_output=True,
-                       text=True, timeout=120)
+    r = subprocess.run(
+        train_cmd("--lr", "1e308", "--train-limit", 3000, "--quiet"), capture_output=True, text=True, timeout=120
+    )
     assert r.returncode == 3, r.stderr
     assert "the parameters became NaN or infinite" in r.stderr
     assert "the learning rate 1e+308 is too large (--loss mse trains well with --lr 0.5)" in r.stderr

@@ -2,6 +2,7 @@
 SIGHUP write the checkpoint and print the resume command; a second signal
 while saving leaves the old file whole; a signal while the results are
 written waits for them."""
+
 import os
 import signal
 import subprocess
@@ -15,6 +16,7 @@ from lenet5 import LeNet5
 from lenet5.files import atomic_write
 
 # -- signals -------------------------------------------------------------------
+
 
 def start_and_signal(cmd, ck, signum, cwd):
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd)
@@ -31,8 +33,12 @@ def start_and_signal(cmd, ck, signum, cwd):
 def test_sigterm_mid_epoch_then_the_printed_resume_command_gives_the_same_bytes(tmp_path):
     subprocess.run(train_cmd(*RUN, "--save", tmp_path / "whole.dat", "--quiet"), check=True, capture_output=True)
     ck, out, summary = tmp_path / "ck.npz", tmp_path / "out.dat", tmp_path / "s.json"
-    status, _, err = start_and_signal(train_cmd(*RUN, "--checkpoint", ck, "--checkpoint-every", 2, "--save", out,
-                                                "--json", summary, "--quiet"), ck, signal.SIGTERM, tmp_path)
+    status, _, err = start_and_signal(
+        train_cmd(*RUN, "--checkpoint", ck, "--checkpoint-every", 2, "--save", out, "--json", summary, "--quiet"),
+        ck,
+        signal.SIGTERM,
+        tmp_path,
+    )
     assert status == 128 + signal.SIGTERM, err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert "interrupted by SIGTERM at epoch" in err and not out.exists() and not summary.exists()
@@ -51,8 +57,9 @@ def test_sigterm_mid_epoch_then_the_printed_resume_command_gives_the_same_bytes(
 
 def test_sighup_stops_with_a_checkpoint_and_status_129(tmp_path):
     ck = tmp_path / "ck.npz"
-    status, _, err = start_and_signal(train_cmd(*RUN, "--checkpoint", ck, "--checkpoint-every", 2, "--quiet"),
-                                      ck, signal.SIGHUP, tmp_path)
+    status, _, err = start_and_signal(
+        train_cmd(*RUN, "--checkpoint", ck, "--checkpoint-every", 2, "--quiet"), ck, signal.SIGHUP, tmp_path
+    )
     assert status == 128 + signal.SIGHUP, err
     assert "interrupted by SIGHUP at epoch" in err and "resume with:" in err and "Traceback" not in err
     assert checkpoint_state(ck)["batch"] > 0 or checkpoint_state(ck)["epoch"] > 0
@@ -65,6 +72,7 @@ def test_sigterm_outside_training_ends_a_command_with_143_and_one_line(capsys):
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(5)  # never reached: the handler raises
         return 0
+
     assert cli.run("lenet5.train", body) == 143
     assert capsys.readouterr().err == "lenet5.train: interrupted by SIGTERM\n"
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
@@ -72,6 +80,7 @@ def test_sigterm_outside_training_ends_a_command_with_143_and_one_line(capsys):
 
 def test_a_second_signal_while_saving_leaves_the_old_file_whole(tmp_path):
     from lenet5.signals import InterruptRequest, SignalStop
+
     target = tmp_path / "ck.npz"
     target.write_bytes(b"the last complete checkpoint")
 
@@ -88,6 +97,7 @@ def test_a_second_signal_while_saving_leaves_the_old_file_whole(tmp_path):
     assert e.value.signum == signal.SIGTERM
     assert target.read_bytes() == b"the last complete checkpoint" and temp_leftovers(tmp_path) == []
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # handlers restored
+
 
 def test_a_signal_while_the_results_are_written_waits_for_them(tmp_path):
     """SIGTERM arrives while --save writes (sent from inside the real save, to

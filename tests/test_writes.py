@@ -2,6 +2,7 @@
 devices, FIFOs and sockets, keep the umask's or the replaced file's mode, use
 short temporary names cleaned on failure; the same file named twice; a full
 disk after training (or at a checkpoint) that still keeps the model."""
+
 import os
 import socket
 import stat
@@ -17,6 +18,7 @@ from lenet5 import LeNet5
 from lenet5.files import TEMP_PREFIX, OutputPathError, atomic_write, check_writable, write_text_atomic
 
 # -- writes: only regular files ----------------------------------------------
+
 
 def test_json_to_a_fifo_is_refused_before_training_and_the_fifo_stays(tmp_path):
     fifo = tmp_path / "pipe"
@@ -53,6 +55,7 @@ def test_atomic_write_refuses_a_socket_a_fifo_and_a_folder(tmp_path):
 
 # -- writes: modes, names, leftovers -----------------------------------------
 
+
 def test_new_files_get_the_umask_mode(tmp_path):
     old = os.umask(0o027)
     try:
@@ -82,8 +85,13 @@ def test_a_symlinked_output_is_written_through(tmp_path, other_disk):
     goes beside the target, so the rename never crosses disks)."""
     store = tmp_path / "store"
     store.mkdir()
-    if other_disk and subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(store)],
-                                     capture_output=True).returncode != 0:
+    if (
+        other_disk
+        and subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(store)], capture_output=True
+        ).returncode
+        != 0
+    ):
         pytest.skip("cannot mount a tmpfs here (needs root)")
     try:
         (store / "model.npz").write_bytes(b"old")
@@ -114,16 +122,18 @@ def test_a_failed_write_leaves_no_temporary_file_and_the_old_file(tmp_path):
     def fail(f):
         f.write(b"half")
         raise OSError(28, "No space left on device")
+
     with pytest.raises(OSError):
         atomic_write(target, fail)
     assert target.read_text() == "old" and temp_leftovers(tmp_path) == []
 
 
 def test_temporary_files_of_a_killed_run_are_swept(tmp_path):
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True).stdout.strip()
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    ).stdout.strip()
     stale = tmp_path / f"{TEMP_PREFIX}{dead}-abcdef.tmp"
-    fresh = tmp_path / f"{TEMP_PREFIX}{dead}-fedcba.tmp"     # may be a live writer in a moment ago
+    fresh = tmp_path / f"{TEMP_PREFIX}{dead}-fedcba.tmp"  # may be a live writer in a moment ago
     alive = tmp_path / f"{TEMP_PREFIX}{os.getppid()}-aaaaaa.tmp"
     for p in (stale, fresh, alive):
         p.write_bytes(b"x")
@@ -136,21 +146,28 @@ def test_temporary_files_of_a_killed_run_are_swept(tmp_path):
 
 def test_two_outputs_naming_the_same_file_are_refused_before_training(tmp_path):
     m = tmp_path / "m.npz"
-    r = subprocess.run(train_cmd("--save", m, "--json", tmp_path / "." / "m.npz", "--quiet"),
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        train_cmd("--save", m, "--json", tmp_path / "." / "m.npz", "--quiet"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 2 and "the same file as --save" in r.stderr, r.stderr
     assert not m.exists()
 
 
 # -- a full disk after training ---------------------------------------------
 
+
 @pytest.fixture
 def small_tmpfs(tmp_path):
     """A 64 KiB tmpfs (a real full disk); skipped where one cannot be mounted."""
     mnt = tmp_path / "small"
     mnt.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)],
-                      capture_output=True).returncode != 0:
+    if (
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)], capture_output=True).returncode
+        != 0
+    ):
         pytest.skip("cannot mount a tmpfs here (needs root)")
     yield mnt
     subprocess.run(["umount", str(mnt)], check=True)
@@ -159,9 +176,13 @@ def small_tmpfs(tmp_path):
 def test_a_full_disk_after_training_saves_the_model_elsewhere(tmp_path, small_tmpfs):
     run = tmp_path / "run"
     run.mkdir()
-    r = subprocess.run(train_cmd("--train-limit", 600, "--save", small_tmpfs / "m.npz",
-                                 "--json", tmp_path / "s.json", "--quiet"),
-                       capture_output=True, text=True, cwd=run, timeout=120)
+    r = subprocess.run(
+        train_cmd("--train-limit", 600, "--save", small_tmpfs / "m.npz", "--json", tmp_path / "s.json", "--quiet"),
+        capture_output=True,
+        text=True,
+        cwd=run,
+        timeout=120,
+    )
     assert r.returncode == 1, r.stderr
     rescued = run / "lenet5-rescued-m.npz"
     line = r.stderr.strip()
@@ -171,20 +192,29 @@ def test_a_full_disk_after_training_saves_the_model_elsewhere(tmp_path, small_tm
     assert f"saved {rescued}" in r.stdout
     assert os.listdir(small_tmpfs) == []  # no temporary file left on the full disk
 
+
 def test_a_full_disk_for_the_checkpoint_stops_the_run_with_it_saved_elsewhere(tmp_path, small_tmpfs):
     run = tmp_path / "run"
     run.mkdir()
     ck = small_tmpfs / "ck.npz"
-    r = subprocess.run(train_cmd(*RUN, "--checkpoint", ck, "--checkpoint-every", 4, "--save", tmp_path / "m.dat",
-                                 "--quiet"), capture_output=True, text=True, cwd=run, timeout=120)
+    r = subprocess.run(
+        train_cmd(*RUN, "--checkpoint", ck, "--checkpoint-every", 4, "--save", tmp_path / "m.dat", "--quiet"),
+        capture_output=True,
+        text=True,
+        cwd=run,
+        timeout=120,
+    )
     assert r.returncode == 1, r.stderr
     rescued = run / "lenet5-rescued-ck.npz"
     assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
-    assert f"--checkpoint {ck}: No space left on device; the run stopped and its checkpoint was saved to " \
-           f"{rescued} instead; resume with: python -m lenet5.train --resume {rescued}" in r.stderr
+    assert (
+        f"--checkpoint {ck}: No space left on device; the run stopped and its checkpoint was saved to "
+        f"{rescued} instead; resume with: python -m lenet5.train --resume {rescued}" in r.stderr
+    )
     assert checkpoint_state(rescued)["batch"] == 4
-    resumed = subprocess.run(train_cmd("--resume", rescued, "--quiet"), capture_output=True, text=True,
-                             cwd=run, timeout=120)
+    resumed = subprocess.run(
+        train_cmd("--resume", rescued, "--quiet"), capture_output=True, text=True, cwd=run, timeout=120
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert LeNet5.load(tmp_path / "m.dat").params.shape == (51902,)  # the recorded --save, written at the end
 
@@ -197,13 +227,19 @@ def test_evaluate_json_on_a_full_disk_is_one_line(tmp_path, small_tmpfs):
         with pytest.raises(OSError):
             while True:
                 f.write(bytes(4096))
-    r = subprocess.run([sys.executable, "-m", "lenet5.evaluate", model, "--json", small_tmpfs / "e.json"],
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "lenet5.evaluate", model, "--json", small_tmpfs / "e.json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 1, r.stderr
     assert r.stderr == "lenet5.evaluate: cannot write: No space left on device\n"
     assert sorted(os.listdir(small_tmpfs)) == ["filler"]
 
+
 # -- what main already had: kept honest here -------------------------------------
+
 
 def test_non_finite_parameters_are_refused_at_construction():
     for bad in (np.full(51902, np.nan), np.r_[np.zeros(51901), np.inf]):
@@ -217,16 +253,22 @@ def test_evaluate_json_is_checked_before_any_work(tmp_path):
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)
     for target, message in ((fifo, "is a FIFO"), (tmp_path / "no" / "e.json", "does not exist")):
-        r = subprocess.run([sys.executable, "-m", "lenet5.evaluate", model, "--json", target],
-                           capture_output=True, text=True, timeout=60)
+        r = subprocess.run(
+            [sys.executable, "-m", "lenet5.evaluate", model, "--json", target],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert r.returncode == 2 and message in r.stderr and "accuracy" not in r.stdout, r.stderr
     assert stat.S_ISFIFO(os.stat(fifo).st_mode)
 
 
 def test_plot_without_matplotlib_is_said_before_training(tmp_path):
-    code = ("import sys; sys.modules['matplotlib'] = None  # as if not installed\n"
-            "from lenet5.train import main\n"
-            f"sys.exit(main(['--plot', {str(tmp_path / 'c.png')!r}, '--train-limit', '300', '--batch-size', '500']))")
+    code = (
+        "import sys; sys.modules['matplotlib'] = None  # as if not installed\n"
+        "from lenet5.train import main\n"
+        f"sys.exit(main(['--plot', {str(tmp_path / 'c.png')!r}, '--train-limit', '300', '--batch-size', '500']))"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     lines = r.stderr.splitlines()
     assert r.returncode == 2 and "matplotlib is not installed" in lines[0], r.stderr
