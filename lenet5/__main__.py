@@ -91,6 +91,10 @@ def main(argv: Optional[List[str]] = None) -> int:
             )
             return 1
         raise
+    if "lenet5.cli" in sys.modules:  # usage and error lines then say "lenet5 train", as it was typed
+        from . import cli
+
+        cli.invoked_as = f"lenet5 {first}"
     status: int = module.main(rest)
     return status
 

@@ -25,6 +25,17 @@ if TYPE_CHECKING:
     from .model import LeNet5
 
 
+#: How the running command was started, for its usage and error lines: ``lenet5 SUB``
+#: sets it (lenet5/__main__.py); otherwise each command names itself as a module.
+invoked_as: Optional[str] = None
+
+
+def prog(module: str) -> str:
+    """The name a command's parser shows: ``lenet5 train`` when started so,
+    else ``python -m lenet5.train`` (module is ``lenet5.train``)."""
+    return invoked_as or f"python -m {module}"
+
+
 class Stop(Exception):
     """Ends a command with a one-line message and an exit status."""
 

@@ -20,7 +20,7 @@ PROG = "lenet5.evaluate"
 
 def build_parser() -> argparse.ArgumentParser:
     """The command's options."""
-    p = argparse.ArgumentParser(prog="python -m lenet5.evaluate",
+    p = argparse.ArgumentParser(prog=cli.prog("lenet5.evaluate"),
                                 description="Accuracy and confusion matrix of a model file on MNIST.")
     p.add_argument("model", nargs="?", default=None,
                    help="model file (.npz or .dat); default: the pretrained model shipped with lenet5")

@@ -98,7 +98,7 @@ def markdown_table(runs: List[Dict[str, Any]]) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     """The command's options."""
-    p = argparse.ArgumentParser(prog="python -m lenet5.experiment", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog=cli.prog("lenet5.experiment"), description=__doc__.split("\n\n")[0])
     p.add_argument("--batches", type=cli.positive_int, default=200, metavar="N",
                    help="batches per run, from the first training image on (default 200: one epoch)")
     p.add_argument("--batch-size", type=cli.positive_int, default=300, metavar="N",

@@ -31,7 +31,7 @@ PROG = "lenet5.predict"
 
 def build_parser() -> argparse.ArgumentParser:
     """The command's options."""
-    p = argparse.ArgumentParser(prog="python -m lenet5.predict",
+    p = argparse.ArgumentParser(prog=cli.prog("lenet5.predict"),
                                 description="The digit in each image file (or .npy array).")
     p.add_argument("images", nargs="+", metavar="IMAGE",
                    help="image files: PNG, JPEG, BMP, GIF, TIFF, PGM (needs Pillow) or .npy arrays")

@@ -196,7 +196,7 @@ def start(net: LeNet5, host: str = "127.0.0.1", port: int = 0) -> DigitServer:
 
 def build_parser() -> argparse.ArgumentParser:
     """The command's options."""
-    p = argparse.ArgumentParser(prog="python -m lenet5.serve",
+    p = argparse.ArgumentParser(prog=cli.prog("lenet5.serve"),
                                 description="A local page to draw digits and watch LeNet-5 read them.")
     p.add_argument("--model", metavar="PATH",
                    help="model file (.npz or .dat; default: the pretrained model, if this version ships one)")

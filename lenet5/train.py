@@ -47,7 +47,7 @@ PROG = "lenet5.train"
 def build_parser() -> argparse.ArgumentParser:
     """The command's options."""
     p = argparse.ArgumentParser(
-        prog="python -m lenet5.train",
+        prog=cli.prog("lenet5.train"),
         description="Train LeNet-5 on MNIST. Defaults reproduce the reference program "
                     "(mse, sign +1, lr 0.5, batch 300, 1 epoch, file order).")
     p.add_argument("--loss", choices=sorted(DEFAULT_LR), default=None,

@@ -61,7 +61,10 @@ def test_no_or_an_unknown_subcommand_is_an_argument_error(args, says):
 
 def test_the_subcommand_runs_with_its_arguments():
     r = run("train", "--batch-size", "0")
-    assert r.returncode == 2 and "argument --batch-size: must be at least 1, not 0" in r.stderr
+    assert r.returncode == 2 and r.stderr.startswith("usage: lenet5 train ")
+    assert r.stderr.endswith("lenet5 train: error: argument --batch-size: must be at least 1, not 0\n")
+    r = run(code="import sys\nfrom lenet5.train import main\nsys.exit(main(['--batch-size', '0']))\n")
+    assert r.returncode == 2 and r.stderr.startswith("usage: python -m lenet5.train ")
 
 
 @pytest.mark.parametrize(
