@@ -125,7 +125,7 @@ def add_data_option(p: argparse.ArgumentParser) -> None:
     """--data-dir: where the MNIST files are (docs/SPEC.md §11.3)."""
     p.add_argument("--data-dir", metavar="DIR",
                    help="folder holding the MNIST files (default: LENET5_DATA, the repository's "
-                        "data/, ./data, then the user cache; see the README)")
+                        "data/, ./data, then the user cache; see docs/usage.md)")
 
 
 def check_output(parser: argparse.ArgumentParser, flag: str, path: Optional[str],

@@ -166,17 +166,37 @@ def environment() -> dict:
     return env
 
 
+def run_group(argv: List[str], timeout: float) -> Tuple[Optional[int], str]:
+    """Run argv in a process group of its own, output and errors together; on
+    the timeout the whole group is killed (a server an example started too).
+    Returns (exit status, or None after the timeout; the output)."""
+    p = subprocess.Popen(
+        argv,
+        cwd=ROOT,
+        env=environment(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out, _ = p.communicate(timeout=timeout)
+        return p.returncode, out
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        out, _ = p.communicate()
+        return None, out
+
+
 def run_python(block: Block, timeout: float, port: int) -> Optional[str]:
     """Run a python block; None if it passed, else why not."""
     source = block.text.replace(DOC_ADDRESS, f"127.0.0.1:{port}")
-    try:
-        r = subprocess.run(
-            [sys.executable, "-c", source], cwd=ROOT, env=environment(), capture_output=True, text=True, timeout=timeout
-        )
-    except subprocess.TimeoutExpired:
-        return f"did not finish within {timeout:g} s"
-    if r.returncode != 0:
-        return f"exit status {r.returncode}:\n{r.stdout}{r.stderr}"
+    status, out = run_group([sys.executable, "-c", source], timeout)
+    if status is None:
+        return f"did not finish within {timeout:g} s:\n{out}"
+    if status != 0:
+        return f"exit status {status}:\n{out}"
     return None
 
 
@@ -188,23 +208,13 @@ def run_console(block: Block, timeout: float, port: int) -> Optional[str]:
         command = command.replace(DOC_ADDRESS, f"127.0.0.1:{port}")
         # the status is printed after the command and handed on, so "$ echo $?" shows it
         script.append(f'{command}\n__l5=$?; printf \'\\n{_MARK} %d\\n\' "$__l5"; (exit "$__l5")')
-    try:
-        r = subprocess.run(
-            ["bash", "-c", "\n".join(script) + "\n"],
-            cwd=ROOT,
-            env=environment(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            text=True,
-            timeout=timeout,
-        )
-    except subprocess.TimeoutExpired:
-        return f"did not finish within {timeout:g} s"
-    pieces = re.split(rf"\n?{_MARK} (\d+)\n", r.stdout)
+    status, output = run_group(["bash", "-c", "\n".join(script) + "\n"], timeout)
+    if status is None:
+        return f"did not finish within {timeout:g} s:\n{output}"
+    pieces = re.split(rf"\n?{_MARK} (\d+)\n", output)
     outputs, statuses = pieces[0:-1:2], [int(s) for s in pieces[1::2]]
     if len(statuses) != len(steps):
-        return f"ended after {len(statuses)} of {len(steps)} commands:\n{r.stdout}"
+        return f"ended after {len(statuses)} of {len(steps)} commands:\n{output}"
     for k, ((command, expected), out, status) in enumerate(zip(steps, outputs, statuses)):
         shown_next = steps[k + 1][0].strip() if k + 1 < len(steps) else ""
         if status != 0 and shown_next != "echo $?":
