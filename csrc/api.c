@@ -1,6 +1,6 @@
 /*
  * api.c - the public entry points of lenet5.h: check every argument, then
- * make one call into a kernel set (reference.c or fast.c) or common.c.  C
+ * make one call into a kernel set (reference.c or fast.c) or common.c, loss.c, update.c.  C
  * never trusts its caller: every check is here, so the files below need none.
  */
 #include <math.h>

@@ -114,6 +114,7 @@ static void warp_image(uint8_t *out, const uint8_t *image, uint64_t key,
 void l5_augment_batch(const uint8_t *images, const int64_t *index, int64_t n,
                       uint64_t seed, int64_t epoch, double max_shift,
                       double max_rotate, double max_scale, uint8_t *out, int threads) {
+    (void)threads; /* read only by the OpenMP pragma: a build without OpenMP ignores it */
 #pragma omp parallel for schedule(static) num_threads(l5_resolve_threads(threads)) \
     if (n >= L5_AUGMENT_MIN_PARALLEL)
     for (int64_t i = 0; i < n; i++)

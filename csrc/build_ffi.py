@@ -8,7 +8,8 @@ reorder a sum (``-ffp-contract=off``, no fast-math): the core must round every
 operation exactly as the reference program does.  OpenMP is used when the
 compiler accepts it; set LENET5_OPENMP=0 to build without it.
 LENET5_SANITIZE=1 builds with AddressSanitizer and UndefinedBehaviorSanitizer
-(for the sanitizer tests).
+(for the sanitizer tests).  Warnings are on (-Wall -Wextra) and the core has
+none; LENET5_WERROR=1 makes any an error (CI's extra build does).
 
 No ``-march=native``: a build must run on any CPU of its architecture.  The
 vector kernels (ISA_SOURCES) are compiled once more per instruction set in
@@ -35,7 +36,7 @@ from cffi import FFI
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 # In dependency order (core.h says why): helpers, the kernel sets, entry points.
-SOURCES = ["common.c", "augment.c", "reference.c", "dispatch.c", "api.c"]
+SOURCES = ["common.c", "loss.c", "update.c", "augment.c", "reference.c", "dispatch.c", "api.c"]
 # The vector kernels, compiled once per instruction set.
 ISA_SOURCES = ["fast.c", "infer.c"]
 # Instruction set -> (compiler flags, images per tile of fast.c), widest
@@ -103,7 +104,11 @@ def _flags():
             "clang (Debian/Ubuntu: apt-get install gcc python3-dev) and run pip again.")
     # -Wno-psabi: vectors wider than the target's registers (generic, sse2): GCC notes
     # an ABI change that static functions never see.
-    compile_args = ["-O3", "-ffp-contract=off", "-fno-fast-math", "-std=c11", "-Wno-psabi"]
+    # -Wall -Wextra: the core builds without a warning; LENET5_WERROR=1 (CI's extra build)
+    # turns any new one into an error.
+    compile_args = ["-O3", "-ffp-contract=off", "-fno-fast-math", "-std=c11", "-Wall", "-Wextra", "-Wno-psabi"]
+    if os.environ.get("LENET5_WERROR", "0") == "1":
+        compile_args.append("-Werror")
     # dispatch.c offers the variants that are built
     compile_args += [f"-DL5_BUILT_{isa.upper()}" for isa in built_isas() if isa != "generic"]
     link_args = []

@@ -1,9 +1,9 @@
 /*
- * common.c - the helpers both kernel sets share: the input normalisation, the
- * output error, the predicted class, the update, the thread count, and the
- * profiler's stage table and clock.  They work on one image (or one flat
- * array) at a time and call nothing else of the core; reference.c and fast.c
- * call them, so both compute these steps with the very same code.
+ * common.c - the helpers every kernel set shares: the input normalisation,
+ * the thread count and fork safety, and the profiler's stage table and
+ * clock.  (The loss is in loss.c, the update in update.c.)  They work on one
+ * image at a time and call nothing else of the core; reference.c, fast.c and
+ * infer.c call them, so all compute these steps with the very same code.
  */
 #define _POSIX_C_SOURCE 200809L /* clock_gettime: -std=c11 alone hides POSIX */
 #include <math.h>
@@ -47,110 +47,6 @@ void l5_normalize_image(double *input, const uint8_t *pixels) {
             input[(r + L5_INPUT_PAD) * L5_INPUT_SIZE + (c + L5_INPUT_PAD)] =
                 ((double)pixels[r * L5_IMAGE_SIZE + c] - mean) / std;
 }
-
-/* The predicted class: the largest output, ties to the smallest index
- * (docs/SPEC.md §5.5). */
-int l5_argmax10(const double *z) {
-    int best = 0;
-    for (int i = 1; i < L5_N_CLASSES; i++)
-        if (z[i] > z[best]) best = i;
-    return best;
-}
-
-/*
- * The output error d from the ReLU-ed outputs z and the label; returns the
- * image's loss (docs/SPEC.md §6.3).  The two variants differ in sign
- * convention (docs/SPEC.md §6.1, §6.2, §8.2):
- *   mse  returns the NEGATIVE gradient of E = 1/2 sum (p - y)^2, p = softmax(z),
- *        so the reference's update w += lr/B * S descends;
- *   xent returns the POSITIVE gradient p - y of -log p_label, so it must be
- *        paired with w -= lr/B * S.  Pair it with += and training climbs.
- */
-double l5_output_error(double *d, const double *z, int label, int loss) {
-    double p[L5_N_CLASSES];
-    double value = 0.0;
-    if (loss == L5_LOSS_MSE) {
-        /* p_i = 1 / sum_j exp(z_j - z_i): the reference's softmax. */
-        for (int i = 0; i < L5_N_CLASSES; i++) {
-            double s = 0.0;
-            for (int j = 0; j < L5_N_CLASSES; j++) s += exp(z[j] - z[i]);
-            p[i] = 1.0 / s;
-        }
-        double inner = 0.0;
-        for (int i = 0; i < L5_N_CLASSES; i++) inner = inner - p[i] * p[i];
-        inner = inner + p[label];
-        for (int i = 0; i < L5_N_CLASSES; i++) {
-            double y = (i == label) ? 1.0 : 0.0;
-            d[i] = p[i] * ((y - p[i]) - inner);
-            value += (p[i] - y) * (p[i] - y);
-        }
-        return 0.5 * value;
-    }
-    /* xent: softmax shifted by the largest output, then p - y. */
-    double m = -INFINITY, ex[L5_N_CLASSES], s = 0.0;
-    for (int i = 0; i < L5_N_CLASSES; i++)
-        if (z[i] > m) m = z[i];
-    for (int i = 0; i < L5_N_CLASSES; i++) {
-        ex[i] = exp(z[i] - m);
-        s += ex[i];
-    }
-    for (int i = 0; i < L5_N_CLASSES; i++) {
-        p[i] = ex[i] / s;
-        d[i] = p[i] - ((i == label) ? 1.0 : 0.0);
-    }
-    return -log(p[label]);
-}
-
-/*
- * The reference's update (docs/SPEC.md §8.2): w = w + k*S or w = w - k*S
- * with k = lr / B: one division, then two roundings per element (the
- * product, then the sum), never fused.
- */
-static void plain_update(double *params, const double *sum, int64_t count,
-                         int sign, double lr, int64_t batch) {
-    double k = lr / (double)batch;
-    if (sign > 0)
-        for (int64_t i = 0; i < count; i++) params[i] = params[i] + k * sum[i];
-    else
-        for (int64_t i = 0; i < count; i++) params[i] = params[i] - k * sum[i];
-}
-
-/*
- * SGD with momentum and L2 weight decay (docs/SPEC.md §8.5), per element:
- *     g = sign * (S / B)            the step the sign asks for (negation is exact)
- *     g = g - lambda * w            decay pulls toward zero, whatever the sign
- *     v = mu * v + g
- *     w = w + lr * v                heavy ball
- *     w = w + lr * (g + mu * v)     Nesterov (v already updated)
- * every operation rounded on its own, in this order, so a NumPy line-by-line
- * transcription gives the same bytes.  Elements never interact, so any split
- * of them over threads gives the same bytes too.
- */
-static void momentum_update(double *params, double *velocity, const double *sum,
-                            int64_t count, const L5Update *u, int64_t batch) {
-    const double b = (double)batch, mu = u->momentum, lambda = u->weight_decay, lr = u->lr;
-#pragma omp parallel for schedule(static) num_threads(l5_resolve_threads(u->threads))
-    for (int64_t i = 0; i < count; i++) {
-        double g = sum[i] / b;
-        if (u->sign < 0) g = -g;
-        g = g - lambda * params[i];
-        double v = mu * velocity[i] + g;
-        velocity[i] = v;
-        if (u->nesterov)
-            params[i] = params[i] + lr * (g + mu * v);
-        else
-            params[i] = params[i] + lr * v;
-    }
-}
-
-void l5_apply_update(double *params, const double *sum, int64_t count,
-                     const L5Update *update, int64_t batch) {
-    if (update->velocity)
-        momentum_update(params, update->velocity, sum, count, update, batch);
-    else
-        plain_update(params, sum, count, update->sign, update->lr, batch);
-}
-
 
 #ifdef _OPENMP
 /*

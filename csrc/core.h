@@ -4,13 +4,17 @@
  * The files depend in one direction only; a file calls nothing from a file
  * below it in this list:
  *
- *   common.c     helpers both kernel sets use: normalisation, output error,
- *                argmax, the update, the thread count
+ *   common.c     helpers every kernel set uses: normalisation, the thread
+ *                count, fork safety, the profiler's stages and clock
+ *   loss.c       the output error (the loss's gradient) and the argmax (uses common.c)
+ *   update.c     the update: the reference's, and SGD with momentum  (uses common.c)
  *   augment.c    the seeded affine warp of training images   (uses common.c)
- *   reference.c  the plain kernels and the batch step made of them   (uses common.c)
- *   fast.c       the fast kernels and their batch step              (uses common.c)
+ *   reference.c  the plain kernels and the batch step made of them
+ *                                                  (uses common.c, loss.c, update.c)
+ *   fast.c       the fast kernels and their batch step
+ *                                                  (uses common.c, loss.c, update.c)
  *   infer.c      prepared inference: one image at a time, vectorised
- *                within the image, from weights laid out once  (uses common.c)
+ *                within the image, from weights laid out once  (uses common.c, loss.c)
  *   dispatch.c   which instruction-set variant of fast.c and infer.c runs
  *                (build_ffi.py compiles those two once per set)  (uses fast.c, infer.c)
  *   api.c        the public entry points of lenet5.h: argument checks,
@@ -85,7 +89,7 @@ _Static_assert(L5_CONV1_SIZE % 2 == 0 && L5_CONV2_SIZE % 2 == 0, "a pooled map h
 _Static_assert(L5_CONV3_SIZE == 1, "conv3 must reduce each map to a single cell");
 
 /* ---------------------------------------------------------------------------
- * common.c: shared by both kernel sets.
+ * common.c, loss.c and update.c: shared by every kernel set.
  */
 
 /* One image (L5_IMAGE_PIXELS bytes) to the L5_INPUT_CELLS network input

@@ -1,7 +1,7 @@
 /*
  * infer.c - prepared inference: the forward pass of one image at a time,
  * vectorised within the image, from weights laid out once in a buffer the
- * caller owns (docs/SPEC.md §9.6).  It uses only common.c.
+ * caller owns (docs/SPEC.md §9.6).  It uses only common.c and loss.c.
  *
  * fast.c vectorises across images: a tile of 4 images, one per lane.  That
  * pays for training and big batches, but a lone image leaves three lanes
@@ -18,7 +18,7 @@
  * is skipped: conv1 adds the zero frame's 0 * w terms as the reference does.
  *
  * No allocation and no global mutable state: one image's activations live
- * on the calling thread's stack (Scratch, about 78 KB) and the prepared
+ * on the calling thread's stack (Scratch, 72,288 bytes) and the prepared
  * weights are only read, so any number of threads may call at once.  Fewer
  * than TEAM_MIN images run on the calling thread; more are shared among
  * OpenMP threads, one whole image each.

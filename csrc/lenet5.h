@@ -160,7 +160,7 @@ int l5_predict_prepared(const void *prepared, int64_t prepared_bytes,
 /*
  * Instruction-set variants (docs/SPEC.md §9.4): the fast and prepared kernels
  * are compiled for "avx512" (AVX-512F, 8 images per tile), "avx2" (4),
- * "sse2" (2) and "generic" (4; any CPU), all giving the same bits.  The
+ * "sse2" (2) and "generic" (2; any CPU), all giving the same bits.  The
  * widest the CPU supports runs unless l5_use_isa chose another.
  * l5_isa_status: L5_ISA_RUNS, L5_ISA_CPU_LACKS (built, but this CPU cannot
  * run it) or L5_ISA_NOT_BUILT (also for an unknown name).

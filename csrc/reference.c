@@ -3,7 +3,7 @@
  * layer pass, loops in exactly the order docs/SPEC.md §5 (forward) and §7
  * (backward) state, and the batch step made of them (docs/SPEC.md §8.1).
  * This file is the readable definition of the network; the fast kernels
- * (fast.c) are tested against it bit for bit.  It uses only common.c.
+ * (fast.c) are tested against it bit for bit.  It uses only common.c, loss.c and update.c.
  *
  * Layouts are row-major with the last index fastest: a stack of maps is
  * [map][row][column], weights are [input map][output map][kr][kc].

@@ -16,12 +16,12 @@ from ._version import __version__
 
 if TYPE_CHECKING:  # for type checkers and editors; at run time __getattr__ imports on use
     # "X as X" marks a re-export (the linters cannot read the __all__ built below).
+    from .config import TrainConfig as TrainConfig
     from .data import DataError as DataError
     from .data import load_split as load_split
     from .images import ImageError as ImageError
     from .images import load_image as load_image
     from .images import preprocess as preprocess
-    from .loop import TrainConfig as TrainConfig
     from .model import Evaluation as Evaluation
     from .model import FitResult as FitResult
     from .model import Interrupted as Interrupted
@@ -31,7 +31,7 @@ if TYPE_CHECKING:  # for type checkers and editors; at run time __getattr__ impo
 #: public name -> the module that defines it
 _EXPORTS = {
     "LeNet5": "model", "Evaluation": "model", "FitResult": "model", "Interrupted": "model",
-    "ModelFileError": "params", "TrainConfig": "loop",
+    "ModelFileError": "params", "TrainConfig": "config",
     "DataError": "data", "load_split": "data",
     "preprocess": "images", "load_image": "images", "ImageError": "images",
 }

@@ -13,7 +13,9 @@ Standard library only.
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
+from typing import List, Union
 
 #: What the core is built from, inside csrc/: the C sources and headers, and
 #: the build script (its flags decide the roundings too).
@@ -23,14 +25,14 @@ SOURCE_PATTERNS = ("*.c", "*.h", "build_ffi.py")
 CSRC = Path(__file__).resolve().parent.parent / "csrc"
 
 
-def source_files(csrc_dir) -> list[Path]:
+def source_files(csrc_dir: Union[str, os.PathLike[str]]) -> List[Path]:
     """The files of csrc_dir that the hash covers, sorted by name."""
     csrc_dir = Path(csrc_dir)
     files = {path for pattern in SOURCE_PATTERNS for path in csrc_dir.glob(pattern) if path.is_file()}
     return sorted(files, key=lambda path: path.name)
 
 
-def source_hash(csrc_dir) -> str:
+def source_hash(csrc_dir: Union[str, os.PathLike[str]]) -> str:
     """SHA-256 (hex) over the names and bytes of source_files(csrc_dir), in order.
     Each file adds its name, a NUL, its length and its bytes, so no two
     different sets of files hash alike by moving bytes from one to the next."""

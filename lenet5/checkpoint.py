@@ -12,15 +12,18 @@ message naming the field, never half trusted.
 """
 from __future__ import annotations
 
+import os
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Mapping, Optional
 
 import numpy as np
 
-from . import core
+from . import rules
+from .config import TrainConfig
 from .files import PathLike
-from .loop import History, Position, TrainConfig
+from .loop import History, Position, batches_per_epoch
 from .params import ModelFileError, read_extra_array, read_params, write_params
 
 
@@ -101,6 +104,63 @@ def _velocity(path: PathLike, config: TrainConfig) -> Optional[np.ndarray]:
         return None
     if not config.uses_velocity:
         raise CheckpointError("array 'velocity' is there, but the settings have no momentum or weight decay")
-    if velocity.dtype != np.float64 or velocity.shape != (core.N_PARAMS,) or not np.isfinite(velocity).all():
-        raise CheckpointError(f"array 'velocity' must be {core.N_PARAMS} finite float64 values")
+    if velocity.dtype != np.float64 or velocity.shape != (rules.N_PARAMS,) or not np.isfinite(velocity).all():
+        raise CheckpointError(f"array 'velocity' must be {rules.N_PARAMS} finite float64 values")
     return np.array(velocity)
+
+
+# -- the command line's resume policy (docs/SPEC.md §8.4) ------------------------
+
+#: Options a checkpoint fixes beyond TrainConfig's fields; a resumed run takes them from it.
+RUN_EXTRAS = ("train_limit", "init")
+#: Output options a checkpoint records; a resumed run writes them unless given others.
+OUTPUTS = ("save", "json", "plot")
+#: Options that say how to run, not what: a resumed run may change them.
+HOW_TO_RUN = ("data_dir", "engine", "kernel", "threads", "checkpoint_every")
+
+
+def run_extras(options: Mapping[str, Any]) -> Dict[str, Any]:
+    """What a checkpoint records beyond TrainConfig: the data selection and the
+    outputs, as absolute paths (so a resume from another folder finds them)."""
+    extra: Dict[str, Any] = {k: options.get(k) for k in RUN_EXTRAS}
+    extra["outputs"] = {k: os.path.abspath(options[k]) if options.get(k) else None for k in OUTPUTS}
+    return extra
+
+
+def check_run_extras(path: PathLike, fixed: Mapping[str, Any]) -> Dict[str, Optional[str]]:
+    """Check what a checkpoint adds to TrainConfig (the field named if wrong);
+    returns its recorded outputs (name -> path or None)."""
+    def bad(name: str, value: Any, rule: str) -> CheckpointError:
+        return CheckpointError(f"{path}: not a usable checkpoint: field {name!r} must be {rule}, not {value!r}")
+    limit = fixed.get("train_limit")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise bad("train_limit", limit, "a whole number >= 1 or null")
+    if fixed.get("init") is not None and not isinstance(fixed["init"], str):
+        raise bad("init", fixed["init"], "a path or null")
+    outputs = fixed.get("outputs")
+    if outputs is None:
+        outputs = {}
+    if not isinstance(outputs, dict) or not all(isinstance(v, str) or v is None for v in outputs.values()):
+        raise bad("outputs", outputs, "an object of paths")
+    return {name: outputs.get(name) for name in OUTPUTS}
+
+
+def check_position(path: PathLike, position: Position, n_train: int, batch_size: int) -> int:
+    """Refuse a checkpoint whose batch lies past the end of an epoch of this
+    data; returns the batches per epoch."""
+    per_epoch = batches_per_epoch(n_train, batch_size)
+    if position.batch >= per_epoch:
+        raise CheckpointError(f"{path}: field 'batch' is {position.batch}, past the end of an epoch of "
+                              f"{per_epoch} batches")
+    return per_epoch
+
+
+def resume_command(checkpoint: PathLike, options: Mapping[str, Any], quiet: bool = False) -> str:
+    """The whole command that continues a run from its checkpoint, with the
+    options that say how it ran (not the engine's default)."""
+    cmd = ["python", "-m", "lenet5.train", "--resume", str(checkpoint)]
+    for name in HOW_TO_RUN:
+        value = options.get(name)
+        if value is not None and not (name == "engine" and value == "c"):
+            cmd += [f"--{name.replace('_', '-')}", str(value)]
+    return shlex.join(cmd + (["--quiet"] if quiet else []))

@@ -1,5 +1,5 @@
 """What the command-line modules share: argument types built on the core's
-checks (so each rule has one home, ``lenet5.core``), the options several
+checks (so each rule has one home, ``lenet5.rules``), the options several
 commands take, and the way a command ends with one line and an exit status.
 
 Exit status everywhere: 0 done; 1 a bad data or model file; 2 a bad
@@ -16,12 +16,24 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Sequence
 
-from . import core, engines
+from . import core, engines, rules
+from ._version import __version__
 from .files import OutputPathError, check_writable
-from .loop import STOP_SIGNALS, SignalStop
+from .signals import STOP_SIGNALS, SignalStop
 
 if TYPE_CHECKING:
     from .model import LeNet5
+
+
+#: How the running command was started, for its usage and error lines: ``lenet5 SUB``
+#: sets it (lenet5/__main__.py); otherwise each command names itself as a module.
+invoked_as: Optional[str] = None
+
+
+def prog(module: str) -> str:
+    """The name a command's parser shows: ``lenet5 train`` when started so,
+    else ``python -m lenet5.train`` (module is ``lenet5.train``)."""
+    return invoked_as or f"python -m {module}"
 
 
 class Stop(Exception):
@@ -59,14 +71,14 @@ def _sign_text(text: str) -> int:
     return int(text)
 
 
-positive_int = _arg_type(int, lambda v, name: core.check_count(v, name), "a whole number")
-seed_int = _arg_type(int, lambda v, name: core.check_count(v, name, minimum=0), "a whole number")
-learning_rate = _arg_type(float, core.check_lr, "a number")
-sign_value = _arg_type(_sign_text, core.check_sign, "+1 or -1")
-thread_count = _arg_type(int, core.check_threads, "a whole number")
-momentum_value = _arg_type(float, core.check_momentum, "a number")
-decay_value = _arg_type(float, core.check_weight_decay, "a number")
-count_or_zero = _arg_type(int, lambda v, name: core.check_count(v, name, minimum=0), "a whole number")
+positive_int = _arg_type(int, lambda v, name: rules.check_count(v, name), "a whole number")
+seed_int = _arg_type(int, lambda v, name: rules.check_count(v, name, minimum=0), "a whole number")
+learning_rate = _arg_type(float, rules.check_lr, "a number")
+sign_value = _arg_type(_sign_text, rules.check_sign, "+1 or -1")
+thread_count = _arg_type(int, rules.check_threads, "a whole number")
+momentum_value = _arg_type(float, rules.check_momentum, "a number")
+decay_value = _arg_type(float, rules.check_weight_decay, "a number")
+count_or_zero = _arg_type(int, lambda v, name: rules.check_count(v, name, minimum=0), "a whole number")
 
 
 def _check_port(value: int, name: Optional[str]) -> int:
@@ -78,12 +90,23 @@ def _check_port(value: int, name: Optional[str]) -> int:
 port_number = _arg_type(int, _check_port, "a whole number")
 
 
+def add_version_option(p: argparse.ArgumentParser) -> None:
+    """--version: every command says which lenet5 it is (``lenet5-train --version``)."""
+    p.add_argument("--version", action="version", version=f"lenet5 {__version__}",
+                   help="print the version and exit")
+
+
 def add_engine_options(p: argparse.ArgumentParser) -> None:
     """--engine, --kernel, --threads: which engine runs the work."""
     p.add_argument("--engine", choices=engines.NAMES, default="c",
                    help="c: the exact C core (default); numpy: the NumPy twin (BLAS-order sums)")
-    p.add_argument("--kernel", choices=sorted(core.KERNELS), default=None,
+    p.add_argument("--kernel", choices=sorted(rules.KERNELS), default=None,
                    help="C kernels: fast (default) or reference (the plain, readable ones; same bits)")
+    add_threads_option(p)
+
+
+def add_threads_option(p: argparse.ArgumentParser) -> None:
+    """--threads: the C core's team size (docs/SPEC.md §9.1)."""
     p.add_argument("--threads", type=thread_count, default=None, metavar="N",
                    help="threads of the C core (default: OMP_NUM_THREADS, else all cores)")
 
@@ -102,7 +125,7 @@ def add_data_option(p: argparse.ArgumentParser) -> None:
     """--data-dir: where the MNIST files are (docs/SPEC.md §11.3)."""
     p.add_argument("--data-dir", metavar="DIR",
                    help="folder holding the MNIST files (default: LENET5_DATA, the repository's "
-                        "data/, ./data, then the user cache; see the README)")
+                        "data/, ./data, then the user cache; see docs/usage.md)")
 
 
 def check_output(parser: argparse.ArgumentParser, flag: str, path: Optional[str],
@@ -136,10 +159,21 @@ def _stop_now(signum: int, frame: Any) -> None:
     raise SignalStop(signum, f"interrupted by {signal.Signals(signum).name}")
 
 
+def _silence_stdout() -> None:
+    """Point standard output at /dev/null, so that the interpreter's last flush
+    does not fail again on the closed pipe."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+
+
 def run(prog: str, body: Callable[[], int]) -> int:
     """Run a command's body; a Stop, Ctrl-C, SIGTERM or SIGHUP ends it with one
     line and its status (128 + the signal's number: 130, 143, 129).  Training
-    turns these signals into a stop at a batch boundary (loop.InterruptRequest)."""
+    turns these signals into a stop at a batch boundary (signals.InterruptRequest)."""
     main = threading.current_thread() is threading.main_thread()
     previous = {s: signal.signal(s, _stop_now) for s in STOP_SIGNALS if s != signal.SIGINT} if main else {}
     try:
@@ -153,6 +187,9 @@ def run(prog: str, body: Callable[[], int]) -> int:
     except KeyboardInterrupt as e:
         say(f"{prog}: {e or 'interrupted'}")
         return 128 + getattr(e, "signum", signal.SIGINT)
+    except BrokenPipeError:  # the reader left (`lenet5 evaluate | head -2`): end quietly, as other tools do
+        _silence_stdout()
+        return 128 + signal.SIGPIPE
     except OutputPathError as e:  # an output replaced by a device or folder since it was checked
         say(f"{prog}: {e}")
         return 1
@@ -174,9 +211,8 @@ def load_model(path: Optional[str]) -> LeNet5:
             return LeNet5.load(path)
         except ModelFileError as e:
             raise Stop(str(e), 1) from None
-    pretrained = getattr(LeNet5, "pretrained", None)
-    if pretrained is None:
-        raise Stop("no model to use: give one with --model PATH (a .npz or .dat file from "
-                   "python -m lenet5.train --save PATH); this version ships no pretrained model", 2)
-    net: LeNet5 = pretrained()
-    return net
+    try:
+        return LeNet5.pretrained()
+    except ModelFileError as e:  # an installation without its package data, or a damaged one
+        raise Stop(f"no model to use: the shipped model cannot be read ({e}); give one with --model PATH "
+                   "(a .npz or .dat file from lenet5 train --save PATH)", 2) from None

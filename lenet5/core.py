@@ -7,14 +7,38 @@ call.  Bad input raises ``TypeError`` (wrong kind of thing) or ``ValueError``
 """
 from __future__ import annotations
 
-import math
 import numbers
 import os
-from typing import Any, Dict, NoReturn, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
 from . import _sources
+from .rules import (  # noqa: F401  (the rules live in lenet5.rules; lenet5.core.check_* stay importable)
+    AUGMENT_LIMITS,
+    BLOCKS,
+    IMAGE_PIXELS,
+    KERNELS,
+    LOSSES,
+    MAX_THREADS,
+    N_CLASSES,
+    N_PARAMS,
+    _refuse,
+    block,
+    check_augment_range,
+    check_count,
+    check_images,
+    check_kernel,
+    check_labels,
+    check_loss,
+    check_lr,
+    check_momentum,
+    check_params,
+    check_sign,
+    check_threads,
+    check_velocity,
+    check_weight_decay,
+)
 
 # OpenMP threads that wait at a barrier sleep instead of spinning (read by
 # libgomp when the core loads it, so set before the import; the caller's own
@@ -35,26 +59,17 @@ except ImportError as e:  # pragma: no cover - depends on how the package was in
 _sources.check_fresh(ffi.string(lib.l5_build_sources_hash()).decode()
                      if hasattr(lib, "l5_build_sources_hash") else "")
 
-N_PARAMS: int = lib.L5_N_PARAMS
-IMAGE_PIXELS: int = lib.L5_IMAGE_PIXELS
-N_CLASSES: int = lib.L5_N_CLASSES
-MAX_THREADS: int = lib.L5_MAX_THREADS
 PREPARED_BYTES: int = lib.L5_PREPARED_BYTES
 
-LOSSES: Dict[str, int] = {"mse": lib.L5_LOSS_MSE, "xent": lib.L5_LOSS_XENT}
-KERNELS: Dict[str, int] = {"reference": lib.L5_KERNEL_REFERENCE, "fast": lib.L5_KERNEL_FAST}
-
-#: The parameter blocks of the flat array: name -> (offset, shape), in docs/SPEC.md §3.1 order.
-BLOCKS: Dict[str, Tuple[int, Tuple[int, ...]]] = {
-    "W1": (lib.L5_OFF_W1, (1, 6, 5, 5)),
-    "W2": (lib.L5_OFF_W2, (6, 16, 5, 5)),
-    "W3": (lib.L5_OFF_W3, (16, 120, 5, 5)),
-    "W4": (lib.L5_OFF_W4, (120, 10)),
-    "b1": (lib.L5_OFF_B1, (6,)),
-    "b2": (lib.L5_OFF_B2, (16,)),
-    "b3": (lib.L5_OFF_B3, (120,)),
-    "b4": (lib.L5_OFF_B4, (10,)),
-}
+# lenet5.rules writes the core's figures once for Python, loading no C; here
+# they meet the compiled core, and a difference stops the import.
+assert (N_PARAMS, IMAGE_PIXELS, N_CLASSES, MAX_THREADS) == (
+    lib.L5_N_PARAMS, lib.L5_IMAGE_PIXELS, lib.L5_N_CLASSES, lib.L5_MAX_THREADS), "lenet5.rules: a limit differs"
+assert LOSSES == {"mse": lib.L5_LOSS_MSE, "xent": lib.L5_LOSS_XENT}, "lenet5.rules: LOSSES differ"
+assert KERNELS == {"reference": lib.L5_KERNEL_REFERENCE, "fast": lib.L5_KERNEL_FAST}, "lenet5.rules: KERNELS differ"
+assert [offset for offset, _ in BLOCKS.values()] == [
+    lib.L5_OFF_W1, lib.L5_OFF_W2, lib.L5_OFF_W3, lib.L5_OFF_W4,
+    lib.L5_OFF_B1, lib.L5_OFF_B2, lib.L5_OFF_B3, lib.L5_OFF_B4], "lenet5.rules: a block's offset differs"
 
 _ERRORS: Dict[int, str] = {
     lib.L5_ERR_NULL: "a required pointer was NULL",
@@ -65,17 +80,13 @@ _ERRORS: Dict[int, str] = {
     lib.L5_ERR_SIGN: "sign must be +1 or -1",
     lib.L5_ERR_LR: "learning rate must be finite and > 0",
     lib.L5_ERR_KERNEL: "unknown kernel",
-    lib.L5_ERR_THREADS: "thread count must be >= 0",
+    lib.L5_ERR_THREADS: f"thread count must be 0 (the default) or 1 to {lib.L5_MAX_THREADS}",
     lib.L5_ERR_PREPARED: "the prepared buffer is the wrong size, misaligned or was never prepared",
     lib.L5_ERR_MOMENTUM: "momentum must lie in [0, 1)",
     lib.L5_ERR_DECAY: "weight decay must be finite and >= 0",
     lib.L5_ERR_AUGMENT: "an augmentation range or image index is out of bounds",
     lib.L5_ERR_ISA: "that instruction set is not built or this CPU lacks it",
 }
-
-#: The largest augmentation ranges the core takes (docs/SPEC.md §8.6): beyond
-#: them a digit leaves its frame or turns over.
-AUGMENT_LIMITS: Dict[str, float] = {"shift": 14.0, "rotate": 90.0, "scale": 0.5}
 
 
 def have_openmp() -> bool:
@@ -101,7 +112,7 @@ def isa() -> str:
 
 
 def isa_lanes() -> int:
-    """Images per tile of the running variant: 8 (avx512), 4 (avx2, generic), 2 (sse2)."""
+    """Images per tile of the running variant: 8 (avx512), 4 (avx2), 2 (sse2, generic)."""
     _variant_ready()
     return int(lib.l5_isa_lanes())
 
@@ -156,12 +167,6 @@ def _variant_ready() -> None:
         raise IsaEnvironmentError(_ISA_ENVIRONMENT_PROBLEM)
 
 
-def block(params: np.ndarray, name: str) -> np.ndarray:
-    """A view of one parameter block (``"W1"`` ... ``"b4"``) in its shape (docs/SPEC.md §3.1)."""
-    offset, shape = BLOCKS[name]
-    return params[offset:offset + int(np.prod(shape))].reshape(shape)
-
-
 def _call(rc: int) -> None:
     """Raise for a return code other than L5_OK: MemoryError, or RuntimeError naming the refusal."""
     if rc == lib.L5_ERR_NOMEM:
@@ -170,133 +175,9 @@ def _call(rc: int) -> None:
         raise RuntimeError(f"lenet5 core refused the call: {_ERRORS.get(rc, rc)}")
 
 
-def _refuse(kind: type, name: Optional[str], rule: str) -> NoReturn:
-    """Raise kind("<name> <rule>"); with name None, just the rule (the command
-    line's argument parser names the flag itself)."""
-    raise kind(f"{name} {rule}" if name else rule)
-
-
-def check_params(params: Any, writable: bool = False, name: str = "params") -> np.ndarray:
-    """A float64 array of N_PARAMS values, C-contiguous (and writable if asked)."""
-    if not isinstance(params, np.ndarray):
-        _refuse(TypeError, name, f"must be a numpy array, not {type(params).__name__}")
-    if params.dtype != np.float64:
-        _refuse(TypeError, name, f"must have dtype float64, not {params.dtype}")
-    if params.shape != (N_PARAMS,):
-        _refuse(ValueError, name, f"must have shape ({N_PARAMS},), not {params.shape}")
-    if not params.flags.c_contiguous:
-        _refuse(ValueError, name, "must be C-contiguous (use np.ascontiguousarray)")
-    if writable and not params.flags.writeable:
-        _refuse(ValueError, name, "must be writable: training updates it in place")
-    return params
-
-
-def check_images(images: Any, name: str = "images") -> int:
-    """uint8 images, (N, 28, 28) or (N, 784), C-contiguous; returns N."""
-    if not isinstance(images, np.ndarray):
-        _refuse(TypeError, name, f"must be a numpy array, not {type(images).__name__}")
-    if images.dtype != np.uint8:
-        _refuse(TypeError, name, f"must have dtype uint8 (raw MNIST pixels 0..255), not {images.dtype}")
-    if not ((images.ndim == 3 and images.shape[1:] == (28, 28))
-            or (images.ndim == 2 and images.shape[1] == IMAGE_PIXELS)):
-        _refuse(ValueError, name, f"must have shape (N, 28, 28) or (N, 784), not {images.shape}")
-    if images.shape[0] < 1:
-        _refuse(ValueError, name, "holds no images (need at least 1)")
-    if not images.flags.c_contiguous:
-        _refuse(ValueError, name, "must be C-contiguous (use np.ascontiguousarray)")
-    return int(images.shape[0])
-
-
-def check_labels(labels: Any, n: int, name: str = "labels") -> np.ndarray:
-    """Integer labels in 0..9, one per image; returns them as contiguous uint8."""
-    if not isinstance(labels, np.ndarray):
-        _refuse(TypeError, name, f"must be a numpy array, not {type(labels).__name__}")
-    if not np.issubdtype(labels.dtype, np.integer):
-        _refuse(TypeError, name, f"must have an integer dtype, not {labels.dtype}")
-    if labels.shape != (n,):
-        _refuse(ValueError, name, f"must have shape ({n},) to match the images, not {labels.shape}")
-    if labels.size and (labels.min() < 0 or labels.max() >= N_CLASSES):
-        _refuse(ValueError, name, f"must lie in 0..9; found {labels.min()}..{labels.max()}")
-    return np.ascontiguousarray(labels, dtype=np.uint8)
-
-
-def check_loss(loss: Any, name: Optional[str] = "loss") -> int:
-    """'mse' or 'xent'; returns the C code."""
-    if loss not in LOSSES:
-        _refuse(ValueError, name, f"must be one of {sorted(LOSSES)}, not {loss!r}")
-    return LOSSES[loss]
-
-
-def check_sign(sign: Any, name: Optional[str] = "sign") -> int:
-    """+1 or -1 (the update is w + sign * lr/B * S, docs/SPEC.md §8.2)."""
-    if isinstance(sign, bool) or sign not in (1, -1):
-        _refuse(ValueError, name, f"must be +1 or -1, not {sign!r}")
-    return int(sign)
-
-
-def check_lr(lr: Any, name: Optional[str] = "lr") -> float:
-    """A finite learning rate > 0."""
-    if isinstance(lr, bool) or not isinstance(lr, numbers.Real):
-        _refuse(TypeError, name, f"must be a number, not {type(lr).__name__}")
-    if not math.isfinite(lr) or lr <= 0:
-        _refuse(ValueError, name, f"must be finite and > 0, not {lr!r}")
-    return float(lr)
-
-
-def check_momentum(momentum: Any, name: Optional[str] = "momentum") -> float:
-    """A momentum mu in [0, 1) (docs/SPEC.md §8.5); 0 keeps no memory of past steps."""
-    if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real):
-        _refuse(TypeError, name, f"must be a number, not {type(momentum).__name__}")
-    if not 0.0 <= float(momentum) < 1.0:
-        _refuse(ValueError, name, f"must be at least 0 and below 1, not {momentum!r}")
-    return float(momentum)
-
-
-def check_weight_decay(decay: Any, name: Optional[str] = "weight_decay") -> float:
-    """A finite L2 weight decay >= 0 (docs/SPEC.md §8.5)."""
-    if isinstance(decay, bool) or not isinstance(decay, numbers.Real):
-        _refuse(TypeError, name, f"must be a number, not {type(decay).__name__}")
-    if not math.isfinite(decay) or decay < 0:
-        _refuse(ValueError, name, f"must be finite and >= 0, not {decay!r}")
-    return float(decay)
-
-
-def check_count(value: Any, name: Optional[str], minimum: int = 1) -> int:
-    """A whole number >= minimum (batch size, epochs, image counts, seeds)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        _refuse(TypeError, name, f"must be a whole number, not {value!r}")
-    if value < minimum:
-        _refuse(ValueError, name, f"must be at least {minimum}, not {value}")
-    return int(value)
-
-
-def check_kernel(kernel: Any, name: Optional[str] = "kernel") -> int:
-    """'fast' or 'reference'; returns the C code."""
-    if kernel not in KERNELS:
-        _refuse(ValueError, name, f"must be one of {sorted(KERNELS)}, not {kernel!r}")
-    return KERNELS[kernel]
-
-
-def check_threads(threads: Any, name: Optional[str] = "threads") -> int:
-    """None for the default (OMP_NUM_THREADS, else all cores), or 1..MAX_THREADS;
-    returns the C value (0 for the default) (docs/SPEC.md §9.1)."""
-    if threads is None:
-        return 0
-    if isinstance(threads, bool) or not isinstance(threads, numbers.Integral):
-        _refuse(TypeError, name, f"must be an integer, not {type(threads).__name__}")
-    if not 1 <= int(threads) <= MAX_THREADS:
-        _refuse(ValueError, name, f"must be between 1 and {MAX_THREADS}, not {threads}")
-    return int(threads)
-
-
 def _ptr(ctype: str, array: np.ndarray) -> Any:
     """A cffi pointer of type ctype to the array's buffer (no copy)."""
     return ffi.cast(ctype, ffi.from_buffer(array))
-
-
-def check_velocity(velocity: Any) -> np.ndarray:
-    """The momentum buffer: like params, float64 of N_PARAMS values, writable."""
-    return check_params(velocity, writable=True, name="velocity")
 
 
 def _checked_batch(params: Any, images: Any, labels: Any, loss: Any, sign: Any,
@@ -342,17 +223,6 @@ def train_batch(params: np.ndarray, images: np.ndarray, labels: np.ndarray, *, l
         _call(lib.l5_train_batch_sgd(_ptr("double *", params), _ptr("double *", velocity), N_PARAMS,
                                      *batch, *sgd, *where, loss_sum, correct))
     return float(loss_sum[0]), int(correct[0])
-
-
-def check_augment_range(value: Any, name: str) -> float:
-    """One augmentation range (shift in pixels, rotate in degrees, scale as a
-    fraction): a number from 0 to its AUGMENT_LIMITS entry (docs/SPEC.md §8.6)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        _refuse(TypeError, name, f"must be a number, not {type(value).__name__}")
-    limit = AUGMENT_LIMITS[name]
-    if not 0.0 <= float(value) <= limit:
-        _refuse(ValueError, name, f"must lie in 0..{limit}, not {value!r}")
-    return float(value)
 
 
 def augment(images: np.ndarray, index: np.ndarray, *, seed: int, epoch: int, shift: float,

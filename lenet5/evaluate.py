@@ -20,16 +20,16 @@ PROG = "lenet5.evaluate"
 
 def build_parser() -> argparse.ArgumentParser:
     """The command's options."""
-    p = argparse.ArgumentParser(prog="python -m lenet5.evaluate",
+    p = argparse.ArgumentParser(prog=cli.prog("lenet5.evaluate"),
                                 description="Accuracy and confusion matrix of a model file on MNIST.")
     p.add_argument("model", nargs="?", default=None,
                    help="model file (.npz or .dat); default: the pretrained model shipped with lenet5")
     cli.add_data_option(p)
+    cli.add_version_option(p)
     p.add_argument("--split", choices=["test", "train"], default="test",
                    help="which MNIST images to score: the 10,000 test images (default) "
                         "or the 60,000 training images")
-    p.add_argument("--threads", type=cli.thread_count, default=None, metavar="N",
-                   help="threads of the C core (default: OMP_NUM_THREADS, else all cores)")
+    cli.add_threads_option(p)
     p.add_argument("--json", metavar="PATH",
                    help="also write accuracy and confusion matrix as JSON (default: none)")
     p.add_argument("--figures", metavar="DIR",
@@ -45,6 +45,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     cli.check_output(p, "--json", args.json)
 
     def body() -> int:
+        if args.figures:
+            from .plots import MISSING, have_matplotlib
+            if not have_matplotlib():  # said before the work, and the command fails: nothing was drawn
+                raise cli.Stop(f"--figures {args.figures}: {MISSING}", 1)
         net = cli.load_model(args.model)
         try:
             images, labels = load_split(args.split, args.data_dir)

@@ -23,10 +23,11 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import numpy as np
 
 from . import cli
+from .config import DESCENDING_SIGN, TrainConfig
 from .data import DataError, load_split
 from .engines import Engine
 from .files import write_text_atomic
-from .loop import DESCENDING_SIGN, BatchReport, TrainConfig, train
+from .loop import BatchReport, train
 from .params import init_params
 from .plots import plot_experiment
 
@@ -97,7 +98,7 @@ def markdown_table(runs: List[Dict[str, Any]]) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     """The command's options."""
-    p = argparse.ArgumentParser(prog="python -m lenet5.experiment", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog=cli.prog("lenet5.experiment"), description=__doc__.split("\n\n")[0])
     p.add_argument("--batches", type=cli.positive_int, default=200, metavar="N",
                    help="batches per run, from the first training image on (default 200: one epoch)")
     p.add_argument("--batch-size", type=cli.positive_int, default=300, metavar="N",
@@ -114,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli.add_data_option(p)
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON (default: none)")
     p.add_argument("--quiet", action="store_true", help="no progress lines (default: a line every 20 batches)")
+    cli.add_version_option(p)
     return p
 
 

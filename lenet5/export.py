@@ -20,7 +20,7 @@ PROG = "lenet5.export"
 
 def build_parser() -> argparse.ArgumentParser:
     """The command's options."""
-    p = argparse.ArgumentParser(prog="python -m lenet5.export",
+    p = argparse.ArgumentParser(prog=cli.prog("lenet5.export"),
                                 description="Write a model as an ONNX graph (uint8 images (N, 28, 28) in; "
                                             "outputs and probabilities (N, 10) out).")
     p.add_argument("model", nargs="?", default=None,
@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--float64", action="store_true",
                    help="compute in float64 (outputs within about 1e-13 of lenet5's; slower) "
                         "instead of float32")
+    cli.add_version_option(p)
     return p
 
 

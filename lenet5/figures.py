@@ -18,7 +18,7 @@ from typing import Any, List
 
 import numpy as np
 
-from . import core
+from . import rules
 from .model import Evaluation, LeNet5
 from .numpy_engine import forward
 from .plots import MISSING, _pyplot, _save
@@ -61,7 +61,7 @@ def _mistakes(plt: Any, images: np.ndarray, labels: np.ndarray, proba: np.ndarra
 
 
 def _filters(plt: Any, params: np.ndarray, path: Path) -> None:
-    w1, w2 = core.block(params, "W1")[0], core.block(params, "W2")  # (6, 5, 5), (6, 16, 5, 5)
+    w1, w2 = rules.block(params, "W1")[0], rules.block(params, "W2")  # (6, 5, 5), (6, 16, 5, 5)
     fig = plt.figure(figsize=(10, 5.2))
     grid = fig.add_gridspec(7, 17, width_ratios=[1.3] + [1] * 16, hspace=0.35, wspace=0.15)
     for m in range(6):

@@ -36,7 +36,7 @@ from .loop import (
     train,
     validation_split,
 )
-from .numpy_engine import softmax
+from .outputs import softmax
 from .params import Meta, ModelFileError, check_finite, init_params, read_params, write_params
 from .progress import Progress
 
@@ -191,7 +191,7 @@ class LeNet5:
     @classmethod
     def pretrained(cls) -> LeNet5:
         """The model shipped with the package: ``--preset best`` from seed 0 on
-        all 60,000 training images (README "A pretrained model"; rebuilt
+        all 60,000 training images (docs/usage.md, "The shipped model"; rebuilt
         byte for byte by ``PRETRAINED_COMMAND``)."""
         return cls.load(PRETRAINED_PATH)
 

@@ -13,14 +13,15 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from . import core
+from . import rules
+from .outputs import softmax
 
 K = 5
 
 
 def _blocks(params: np.ndarray) -> Dict[str, np.ndarray]:
     """Views of the parameter blocks by name (docs/SPEC.md §3.1)."""
-    return {name: core.block(params, name) for name in core.BLOCKS}
+    return {name: rules.block(params, name) for name in rules.BLOCKS}
 
 
 def normalize(images: np.ndarray) -> np.ndarray:
@@ -103,13 +104,6 @@ def forward(params: np.ndarray, images: np.ndarray) -> Dict[str, np.ndarray]:
     return a
 
 
-def softmax(z: np.ndarray) -> np.ndarray:
-    """Row-wise softmax, shifted by each row's largest value (docs/SPEC.md §6.4).
-    The package's one softmax in NumPy: predict_proba and the twin's errors use it."""
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
-
-
 def output_error(z: np.ndarray, labels: np.ndarray, loss: str) -> Tuple[np.ndarray, np.ndarray]:
     """d and the per-image loss (docs/SPEC.md §6.1, §6.2, §6.3); mse's d is the
     negative gradient, xent's the positive."""
@@ -132,7 +126,7 @@ def batch_gradient(params: np.ndarray, images: np.ndarray, labels: np.ndarray,
     a = forward(params, images)
     d, losses = output_error(a["output"], labels, loss)
     n = len(images)
-    g = np.zeros(core.N_PARAMS)
+    g = np.zeros(rules.N_PARAMS)
     gb = _blocks(g)
     gb["W4"][...] = a["layer5"].T @ d
     gb["b4"][...] = d.sum(axis=0)
@@ -182,11 +176,11 @@ class NumpyEngine:
         """Train on one batch in place, w + sign * lr/B * S (docs/SPEC.md §8.2),
         or with a velocity buffer SGD with momentum and weight decay (§8.5);
         returns (summed loss, number correct) of the forward pass."""
-        core.check_params(params, writable=True)
-        n = core.check_images(images)
-        labels = core.check_labels(labels, n)
-        core.check_loss(loss)
-        sign, lr = core.check_sign(sign), core.check_lr(lr)
+        rules.check_params(params, writable=True)
+        n = rules.check_images(images)
+        labels = rules.check_labels(labels, n)
+        rules.check_loss(loss)
+        sign, lr = rules.check_sign(sign), rules.check_lr(lr)
         s, losses, pred = batch_gradient(params, images.reshape(n, 28, 28), labels, loss)
         if velocity is None:
             if momentum != 0.0 or weight_decay != 0.0 or nesterov:
@@ -194,15 +188,15 @@ class NumpyEngine:
             k = lr / n
             params += sign * (k * s)
         else:
-            core.check_velocity(velocity)
-            sgd_update(params, velocity, s, n, sign=sign, lr=lr, momentum=core.check_momentum(momentum),
-                       weight_decay=core.check_weight_decay(weight_decay), nesterov=bool(nesterov))
+            rules.check_velocity(velocity)
+            sgd_update(params, velocity, s, n, sign=sign, lr=lr, momentum=rules.check_momentum(momentum),
+                       weight_decay=rules.check_weight_decay(weight_decay), nesterov=bool(nesterov))
         return float(losses.sum()), int((pred == labels).sum())
 
     def forward(self, params: np.ndarray, images: np.ndarray) -> np.ndarray:
         """The 10 ReLU-ed outputs of each image, shape (N, 10), in chunks of ``chunk`` images."""
-        core.check_params(params)
-        n = core.check_images(images)
+        rules.check_params(params)
+        n = rules.check_images(images)
         images = images.reshape(n, 28, 28)
         return np.concatenate([forward(params, images[i:i + self.chunk])["output"]
                                for i in range(0, n, self.chunk)])

@@ -20,11 +20,11 @@ from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
-from . import core
+from . import rules
 from .files import PathLike, atomic_write
 
 FORMAT_VERSION = 1
-DAT_BYTES = core.N_PARAMS * 8
+DAT_BYTES = rules.N_PARAMS * 8
 MODEL_SUFFIXES = (".npz", ".dat")
 
 Meta = Dict[str, Any]
@@ -42,12 +42,12 @@ def init_params(seed: int = 0) -> np.ndarray:
     fully connected layer, as in the reference program (which seeds from the
     clock; here the seed makes it repeatable).
     """
-    seed = core.check_count(seed, "seed", minimum=0)
+    seed = rules.check_count(seed, "seed", minimum=0)
     rng = np.random.default_rng(seed)
-    params = np.zeros(core.N_PARAMS, dtype=np.float64)
-    fans = {"W1": 25 * (1 + 6), "W2": 25 * (6 + 16), "W3": 25 * (16 + 120), "W4": 120 + 10}
-    for name, fan in fans.items():
-        w = core.block(params, name)
+    params = np.zeros(rules.N_PARAMS, dtype=np.float64)
+    for name in ("W1", "W2", "W3", "W4"):
+        w = rules.block(params, name)  # [maps in][maps out][kernel...]: fan = kernel cells * (in + out)
+        fan = int(np.prod(w.shape[2:])) * (w.shape[0] + w.shape[1])
         w[...] = rng.uniform(-1.0, 1.0, w.shape) * math.sqrt(6.0 / fan)
     return params
 
@@ -79,7 +79,7 @@ def read_params(path: PathLike) -> Tuple[np.ndarray, Meta]:
             size = path.stat().st_size
             if size != DAT_BYTES:
                 raise ModelFileError(f"{path}: {size} bytes; a .dat model is exactly {DAT_BYTES} "
-                                     f"({core.N_PARAMS} little-endian doubles)")
+                                     f"({rules.N_PARAMS} little-endian doubles)")
             params = np.fromfile(path, dtype="<f8").astype(np.float64)
             meta: Meta = {}
     except OSError as e:  # permission denied, a name too long, ...
@@ -100,15 +100,15 @@ META_MAX = 256 << 20
 def _check_members(path: Path) -> None:
     """Check an .npz's member names and declared sizes from the zip directory,
     before any member is read or decompressed (docs/SPEC.md §10.2)."""
-    allowed = {f"{name}.npy": 8 * int(np.prod(shape)) + NPY_HEADER_MAX for name, (_, shape) in core.BLOCKS.items()}
+    allowed = {f"{name}.npy": 8 * int(np.prod(shape)) + NPY_HEADER_MAX for name, (_, shape) in rules.BLOCKS.items()}
     allowed["meta.npy"] = META_MAX
-    allowed["velocity.npy"] = 8 * core.N_PARAMS + NPY_HEADER_MAX  # a checkpoint's momentum (§10.3)
+    allowed["velocity.npy"] = 8 * rules.N_PARAMS + NPY_HEADER_MAX  # a checkpoint's momentum (§10.3)
     with zipfile.ZipFile(path) as z:
         for info in z.infolist():
             limit = allowed.get(info.filename)
             if limit is None:
                 raise ModelFileError(f"{path}: unexpected member {info.filename[:80]!r}; a model holds only "
-                                     f"{', '.join(core.BLOCKS)}, meta and a checkpoint's velocity")
+                                     f"{', '.join(rules.BLOCKS)}, meta and a checkpoint's velocity")
             if info.file_size > limit:
                 raise ModelFileError(f"{path}: member {info.filename} declares {info.file_size:,} bytes, "
                                      f"more than its {limit:,} at most")
@@ -123,8 +123,8 @@ def _read_npz(path: Path) -> Tuple[np.ndarray, Meta]:
         raise
     except Exception as e:  # zipfile, numpy format and OS errors alike
         raise ModelFileError(f"{path}: not a readable .npz model ({e})") from None
-    params = np.zeros(core.N_PARAMS, dtype=np.float64)
-    for name, (offset, shape) in core.BLOCKS.items():
+    params = np.zeros(rules.N_PARAMS, dtype=np.float64)
+    for name, (offset, shape) in rules.BLOCKS.items():
         if name not in arrays:
             raise ModelFileError(f"{path}: missing parameter block {name}")
         a = arrays[name]
@@ -165,12 +165,12 @@ def write_params(path: PathLike, params: np.ndarray, meta: Optional[Meta] = None
     """Write params (and, for .npz, metadata and any extra arrays, such as a
     checkpoint's velocity) atomically to a .dat or .npz file
     (docs/SPEC.md §10.1, §10.2, §10.3, §10.4)."""
-    core.check_params(params)
+    rules.check_params(params)
     suffix = model_format(path)
     if suffix == ".dat":
         atomic_write(path, lambda f: f.write(params.astype("<f8").tobytes()))
     else:
         meta = dict(meta or {}, format_version=FORMAT_VERSION)
-        blocks = {name: core.block(params, name).copy() for name in core.BLOCKS}
+        blocks = {name: rules.block(params, name).copy() for name in rules.BLOCKS}
         blocks.update(extra or {})
         atomic_write(path, lambda f: np.savez(f, meta=np.array(json.dumps(meta)), **blocks))

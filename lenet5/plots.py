@@ -1,6 +1,6 @@
-"""Figures of training runs.  matplotlib is an optional extra:
-``pip install 'lenet5-exact[plot]'``.  Without it, nothing is drawn and the caller
-gets a sentence saying how to get the figures."""
+"""Figures of training runs.  matplotlib is an optional extra: ``pip install
+matplotlib`` (in a checkout: ``pip install -e ".[plot]"``).  Without it,
+nothing is drawn and the caller gets a sentence saying how to get the figures."""
 from __future__ import annotations
 
 import math

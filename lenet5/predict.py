@@ -31,7 +31,7 @@ PROG = "lenet5.predict"
 
 def build_parser() -> argparse.ArgumentParser:
     """The command's options."""
-    p = argparse.ArgumentParser(prog="python -m lenet5.predict",
+    p = argparse.ArgumentParser(prog=cli.prog("lenet5.predict"),
                                 description="The digit in each image file (or .npy array).")
     p.add_argument("images", nargs="+", metavar="IMAGE",
                    help="image files: PNG, JPEG, BMP, GIF, TIFF, PGM (needs Pillow) or .npy arrays")
@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="take each image as it is (it must be 28 x 28, white digit on black, like MNIST)")
     p.add_argument("--threads", type=cli.thread_count, default=None, metavar="N",
                    help="threads of the C core (default: OMP_NUM_THREADS, else all cores)")
+    cli.add_version_option(p)
     return p
 
 

@@ -196,7 +196,7 @@ def start(net: LeNet5, host: str = "127.0.0.1", port: int = 0) -> DigitServer:
 
 def build_parser() -> argparse.ArgumentParser:
     """The command's options."""
-    p = argparse.ArgumentParser(prog="python -m lenet5.serve",
+    p = argparse.ArgumentParser(prog=cli.prog("lenet5.serve"),
                                 description="A local page to draw digits and watch LeNet-5 read them.")
     p.add_argument("--model", metavar="PATH",
                    help="model file (.npz or .dat; default: the pretrained model, if this version ships one)")
@@ -204,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=cli.port_number, default=8000, help="port (default 8000; 0: any free port)")
     p.add_argument("--log", action="store_true", help="print a line per request (default: quiet)")
+    cli.add_version_option(p)
     return p
 
 

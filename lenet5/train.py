@@ -15,21 +15,31 @@ import argparse
 import json
 import math
 import os
-import shlex
 import signal
 import sys
 import tempfile
-from typing import Any, Dict, List, NoReturn, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from . import cli
-from .checkpoint import Checkpoint, CheckpointError, load_checkpoint
+from . import checkpoint, cli
+from .checkpoint import (
+    OUTPUTS,
+    RUN_EXTRAS,
+    Checkpoint,
+    CheckpointError,
+    check_position,
+    check_run_extras,
+    load_checkpoint,
+    run_extras,
+)
+from .config import DEFAULT_LR, DESCENDING_SIGN, PRESETS, SCHEDULES, TrainConfig
 from .data import DataError, load_split
 from .files import WrittenElsewhere, save_or_rescue, write_text_atomic
-from .loop import DEFAULT_LR, DESCENDING_SIGN, PRESETS, SCHEDULES, Diverged, InterruptRequest, TrainConfig
+from .loop import Diverged
 from .model import FitResult, Interrupted, LeNet5
 from .params import ModelFileError
+from .signals import InterruptRequest
 
 PROG = "lenet5.train"
 
@@ -37,7 +47,7 @@ PROG = "lenet5.train"
 def build_parser() -> argparse.ArgumentParser:
     """The command's options."""
     p = argparse.ArgumentParser(
-        prog="python -m lenet5.train",
+        prog=cli.prog("lenet5.train"),
         description="Train LeNet-5 on MNIST. Defaults reproduce the reference program "
                     "(mse, sign +1, lr 0.5, batch 300, 1 epoch, file order).")
     p.add_argument("--loss", choices=sorted(DEFAULT_LR), default=None,
@@ -84,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save", metavar="PATH",
                    help="write the trained model (.npz, or .dat: the reference layout); default: not saved")
     cli.add_data_option(p)
+    cli.add_version_option(p)
     cli.add_engine_options(p)
     p.add_argument("--json", metavar="PATH", help="write the run's summary as JSON (default: none)")
     p.add_argument("--plot", metavar="PNG",
@@ -99,53 +110,23 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-#: Options a checkpoint fixes beyond TrainConfig's fields; a resumed run takes them from it.
-RUN_EXTRAS = ("train_limit", "init")
-
-
-#: Output options a checkpoint records; a resumed run writes them unless given others.
-OUTPUTS = ("save", "json", "plot")
-
-
-def check_extras(args: argparse.Namespace, outputs: Any) -> None:
-    """Check what a checkpoint adds to TrainConfig (the field named if wrong),
-    and take its recorded outputs where no other was given (docs/SPEC.md §8.4).
-    The checkpoint being resumed is the one the run goes on updating."""
-    def bad(name: str, value: Any, rule: str) -> NoReturn:
-        raise cli.Stop(f"cannot resume: {args.resume}: not a usable checkpoint: field {name!r} "
-                       f"must be {rule}, not {value!r}", 1)
-    limit = args.train_limit
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-        bad("train_limit", limit, "a whole number >= 1 or null")
-    if args.init is not None and not isinstance(args.init, str):
-        bad("init", args.init, "a path or null")
-    if outputs is None:
-        outputs = {}
-    if not isinstance(outputs, dict) or not all(isinstance(v, str) or v is None for v in outputs.values()):
-        bad("outputs", outputs, "an object of paths")
+def check_extras(args: argparse.Namespace, fixed: Dict[str, Any]) -> None:
+    """Take what the checkpoint fixes beyond TrainConfig and its recorded outputs
+    where no other was given; the checkpoint resumed is the one the run updates."""
+    try:
+        outputs = check_run_extras(args.resume, fixed)
+    except CheckpointError as e:
+        raise cli.Stop(f"cannot resume: {e}", 1) from None
     for name in OUTPUTS:
         if getattr(args, name) is None:
-            setattr(args, name, outputs.get(name))
+            setattr(args, name, outputs[name])
     if args.checkpoint is None:
         args.checkpoint = args.resume
 
 
-def run_extras(args: argparse.Namespace) -> Dict[str, Any]:
-    """What the checkpoint records beyond TrainConfig: the data selection and
-    the outputs (as absolute paths, so a resume from another folder finds them)."""
-    extra: Dict[str, Any] = {k: getattr(args, k) for k in RUN_EXTRAS}
-    extra["outputs"] = {k: os.path.abspath(getattr(args, k)) if getattr(args, k) else None for k in OUTPUTS}
-    return extra
-
-
 def resume_command(args: argparse.Namespace) -> str:
     """The whole command that continues this run from its checkpoint."""
-    cmd = ["python", "-m", "lenet5.train", "--resume", str(args.checkpoint)]
-    for name in ("data_dir", "engine", "kernel", "threads", "checkpoint_every"):
-        value = getattr(args, name)
-        if value is not None and not (name == "engine" and value == "c"):
-            cmd += [f"--{name.replace('_', '-')}", str(value)]
-    return shlex.join(cmd + (["--quiet"] if args.quiet else []))
+    return checkpoint.resume_command(args.checkpoint, vars(args), args.quiet)
 
 
 def resolve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Tuple[TrainConfig, Optional[Checkpoint]]:
@@ -167,9 +148,14 @@ def resolve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Tuple[
                 parser.error(f"--{name.replace('_', '-')} {requested[name]} differs from the checkpoint's "
                              f"{fixed.get(name)}; leave it out to resume")
             setattr(args, name, fixed.get(name))
-        check_extras(args, fixed.get("outputs"))
+        check_extras(args, fixed)
         config = resume.config
     else:
+        warmup, epochs = requested.get("warmup", 0), requested.get("epochs", 1)
+        if isinstance(warmup, int) and isinstance(epochs, int) and warmup >= epochs:
+            parser.error(f"--warmup {warmup} must be shorter than the run (--epochs {epochs}): give --epochs "
+                         f"{warmup + 1} or more, or --warmup {epochs - 1}"
+                         + (f" (--preset {args.preset} warms up for {warmup})" if args.preset else ""))
         try:
             config = TrainConfig(**{k: v for k, v in requested.items() if k not in RUN_EXTRAS})
         except (TypeError, ValueError) as e:  # the argument types checked each value already
@@ -221,7 +207,7 @@ def fit(net: LeNet5, args: argparse.Namespace, config: TrainConfig, resume: Opti
         return net.fit(*train, **config.to_dict(), engine=args.engine, kernel=args.kernel,
                        threads=args.threads, test=test, progress=not args.quiet,
                        checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every,
-                       resume=resume, checkpoint_extra=run_extras(args))
+                       resume=resume, checkpoint_extra=run_extras(vars(args)))
     except Diverged as e:
         what = (f"the loss is {e.loss}" if not math.isfinite(e.loss)
                 else "the parameters became NaN or infinite")
@@ -272,6 +258,9 @@ def report(args: argparse.Namespace, net: LeNet5, result: FitResult) -> None:
           + (f" | saved {args.save}" if args.save else ""), flush=True)
     if failed:
         raise failed
+    if not args.save:
+        cli.say("the trained model was not saved: give --save PATH to keep it"
+                + (f" (the checkpoint {args.checkpoint} holds it)" if args.checkpoint else ""))
     if args.json:
         try:
             write_text_atomic(args.json, json.dumps(s, indent=1) + "\n")
@@ -303,10 +292,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         train, test = load_data(args, config.batch_size, config.val)
         net = starting_model(args, config, resume)
         if resume is not None:
-            position, per_epoch = resume.position, (len(train[0]) - config.val) // config.batch_size
-            if position.batch >= per_epoch:
-                raise cli.Stop(f"cannot resume: {args.resume}: field 'batch' is {position.batch}, past the "
-                               f"end of an epoch of {per_epoch} batches", 1)
+            position = resume.position
+            try:
+                per_epoch = check_position(args.resume, position, len(train[0]) - config.val, config.batch_size)
+            except CheckpointError as e:
+                raise cli.Stop(f"cannot resume: {e}", 1) from None
             writes = [f"--{k} {getattr(args, k)}" for k in (*OUTPUTS, "checkpoint") if getattr(args, k)]
             cli.say(f"resuming at epoch {position.epoch + 1}, batch {position.batch} of {per_epoch}; "
                     f"writing {', '.join(writes)}")

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import lenet5
-from conftest import CASES, GOLDEN, golden_params, sha256
+from helpers import CASES, GOLDEN, golden_params, sha256
 from lenet5 import LeNet5, TrainConfig
 from lenet5.checkpoint import load_checkpoint
 from lenet5.engines import CEngine, Engine, get

@@ -66,5 +66,5 @@ def test_build_without_openmp_and_8_lane_tiles_is_exact(tmp_path, mnist_train):
     r = subprocess.run([sys.executable, "-c", check], cwd=tmp_path, capture_output=True, text=True,
                        env=dict(os.environ, LENET5_DATA=str(ROOT / "data"), LENET5_ISA="generic"))
     assert r.returncode == 0, r.stderr
-    from conftest import CASES
+    from helpers import CASES
     assert r.stdout.strip() == CASES["xent_b10_n100_e1"]["output_sha256"]

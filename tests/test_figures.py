@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from conftest import CASES, GOLDEN
+from helpers import CASES, GOLDEN
 
 pytest.importorskip("matplotlib")
 Image = pytest.importorskip("PIL.Image")

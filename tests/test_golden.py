@@ -10,7 +10,7 @@ reference kernels.
 import numpy as np
 import pytest
 
-from conftest import CASES, golden_params, isa_skip_reason, sha256
+from helpers import CASES, golden_params, isa_skip_reason, sha256, variant
 from lenet5 import core
 from lenet5.engines import CEngine
 from lenet5.loop import TrainConfig, train
@@ -48,14 +48,8 @@ def marks(name, isa):
     pytest.param(n, k, t, i, id=f"{n}-{k}-t{t}" + (f"-{i}" if i else ""), marks=marks(n, i))
     for n, k, t, i in RUNS])
 def test_golden_model_bytes(name, kernel, threads, isa, init_params, mnist_train, mnist_test):
-    if isa:
-        before = core.isa()
-        core.use_isa(isa)
-    try:
+    with variant(isa):
         check_golden_case(name, kernel, threads, init_params, mnist_train, mnist_test)
-    finally:
-        if isa:
-            core.use_isa(before)
 
 
 def check_golden_case(name, kernel, threads, init_params, mnist_train, mnist_test):

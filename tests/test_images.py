@@ -16,7 +16,7 @@ import zlib
 import numpy as np
 import pytest
 
-from conftest import golden_params
+from helpers import golden_params
 from lenet5 import LeNet5, core
 from lenet5.images import MAX_PIXELS, ImageError, as_is, load_image, preprocess
 from lenet5.predict import main as predict_main
@@ -258,7 +258,8 @@ def test_without_pillow_npy_still_works_and_pictures_say_how_to_install(sheet, m
     assert r.returncode == 1
     assert r.stdout.startswith(sheet["npy"] + ": ")
     assert r.stderr.strip() == (f"lenet5.predict: {sheet['good0']}: reading image files needs Pillow: "
-                                "pip install 'lenet5-exact[images]' (.npy arrays need nothing)")
+                                "pip install pillow (in a checkout of lenet5: pip install -e \".[images]\") "
+                                "(.npy arrays need nothing)")
 
 
 def test_public_names():

@@ -4,19 +4,16 @@ existing files as they were."""
 import json
 import signal
 import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
 
-from conftest import CASES, GOLDEN, file_sha256
+from helpers import CASES, GOLDEN, file_sha256, train_cmd
 
 CASE = CASES["mse_b300_n60000_e1"]  # the reference program's own run: the trainer's defaults
 
 
-def train_cmd(*args):
-    return [sys.executable, "-m", "lenet5.train", *map(str, args)]
 
 
 

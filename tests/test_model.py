@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import GOLDEN, golden_params
+from helpers import GOLDEN, golden_params
 from lenet5 import LeNet5, ModelFileError, core
 
 

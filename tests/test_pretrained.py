@@ -1,6 +1,6 @@
 """The pretrained model shipped in the package: it loads, it scores what the
-README says, the evaluate command uses it by default, and the command the
-README gives rebuilds it byte for byte (slow)."""
+docs say, the evaluate command uses it by default, and the command the
+docs give rebuilds it byte for byte (slow)."""
 import shlex
 import subprocess
 import sys
@@ -12,7 +12,7 @@ from lenet5 import LeNet5
 from lenet5.model import PRETRAINED_COMMAND, PRETRAINED_PATH
 from lenet5.params import read_params
 
-#: The test accuracy the README states for the shipped model.
+#: The test accuracy the README and docs/usage.md state for the shipped model.
 PRETRAINED_ACCURACY = 0.9949
 
 

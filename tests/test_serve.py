@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import golden_params
+from helpers import golden_params
 from lenet5 import LeNet5, core, serve
 
 Image = pytest.importorskip("PIL.Image")

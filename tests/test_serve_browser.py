@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import golden_params
+from helpers import golden_params
 from lenet5 import LeNet5, serve
 
 pytest.importorskip("PIL.Image")
@@ -86,6 +86,11 @@ def test_drawing_a_digit_shows_it_with_its_bars(browser, page_url, digit):
             page.screenshot(path=str(SHOTS / f"serve-{digit}.png"), full_page=True)
         page.click("#clear")
         assert page.locator("#digit").text_content() == "\u2013" and max(shown_bars(page)) == 0
+        # Clear also empties the input the network received and every feature map
+        painted = page.evaluate("Array.from(document.querySelectorAll('#input, #conv1 canvas, #conv2 canvas'))"
+                                ".map(c => c.getContext('2d').getImageData(0, 0, c.width, c.height).data"
+                                ".some(v => v !== 0))")
+        assert len(painted) == 1 + 6 + 16 and not any(painted)
     finally:
         page.close()
 

@@ -7,12 +7,9 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import CASES, GOLDEN, file_sha256
+from helpers import CASES, GOLDEN, file_sha256, run_train
 
-
-def run(*args, cwd=None, module="lenet5.train", timeout=600):
-    return subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout)
+run = run_train
 
 
 
@@ -54,7 +51,8 @@ def test_a_log_gets_one_plain_line_per_epoch(tmp_path):
     r = run("--loss", "xent", "--train-limit", 600, "--batch-size", 100, "--epochs", 2)
     assert r.returncode == 0, r.stderr
     lines = r.stderr.splitlines()
-    assert [line.split(":")[0] for line in lines] == ["epoch 1/2", "epoch 2/2"], r.stderr
+    assert [line.split(":")[0] for line in lines[:2]] == ["epoch 1/2", "epoch 2/2"], r.stderr
+    assert lines[2:] == ["the trained model was not saved: give --save PATH to keep it"], r.stderr
     assert "test accuracy" in lines[0] and "test accuracy" in lines[1]
     assert "\r" not in r.stderr and "acc=" not in r.stderr
 

@@ -3,20 +3,17 @@ options, run as a user would: bad values exit 2 with nothing written, --val
 adds the per-epoch validation accuracy, a preset's values yield to explicit
 options."""
 import json
-import subprocess
-import sys
 
 import pytest
 
+from helpers import run_train
 from lenet5 import LeNet5
 from lenet5.loop import validation_split
 
 SMALL = ("--loss", "xent", "--train-limit", 600, "--batch-size", 100, "--quiet")
 
 
-def run(*args, timeout=600):
-    return subprocess.run([sys.executable, "-m", "lenet5.train", *map(str, args)],
-                          capture_output=True, text=True, timeout=timeout)
+run = run_train
 
 
 @pytest.mark.parametrize("args,message", [

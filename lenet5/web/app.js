@@ -117,6 +117,7 @@ function paint(canvas, rows, scale) {
 document.getElementById("clear").addEventListener("click", () => {
   drawingNumber++; dirty = false;
   clearPad();
+  [document.getElementById("input"), ...conv1, ...conv2].forEach((c) => c.getContext("2d").clearRect(0, 0, c.width, c.height));
   digit.textContent = "\u2013";
   status.textContent = "Draw with a mouse, a pen or a finger.";
   barFor.forEach((li) => { li.querySelector(".bar").style.width = "0"; li.querySelector(".pct").textContent = "0%";

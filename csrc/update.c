@@ -1,0 +1,57 @@
+/*
+ * update.c - how a batch's gradient sum S becomes new parameters: the
+ * reference's update and its sign, and SGD with momentum and weight decay.
+ * Both kernel sets end their batch step here, so the update is one code.
+ */
+
+#include "core.h"
+
+/*
+ * The reference's update (docs/SPEC.md §8.2): w = w + k*S or w = w - k*S
+ * with k = lr / B: one division, then two roundings per element (the
+ * product, then the sum), never fused.
+ */
+static void plain_update(double *params, const double *sum, int64_t count,
+                         int sign, double lr, int64_t batch) {
+    double k = lr / (double)batch;
+    if (sign > 0)
+        for (int64_t i = 0; i < count; i++) params[i] = params[i] + k * sum[i];
+    else
+        for (int64_t i = 0; i < count; i++) params[i] = params[i] - k * sum[i];
+}
+
+/*
+ * SGD with momentum and L2 weight decay (docs/SPEC.md §8.5), per element:
+ *     g = sign * (S / B)            the step the sign asks for (negation is exact)
+ *     g = g - lambda * w            decay pulls toward zero, whatever the sign
+ *     v = mu * v + g
+ *     w = w + lr * v                heavy ball
+ *     w = w + lr * (g + mu * v)     Nesterov (v already updated)
+ * every operation rounded on its own, in this order, so a NumPy line-by-line
+ * transcription gives the same bytes.  Elements never interact, so any split
+ * of them over threads gives the same bytes too.
+ */
+static void momentum_update(double *params, double *velocity, const double *sum,
+                            int64_t count, const L5Update *u, int64_t batch) {
+    const double b = (double)batch, mu = u->momentum, lambda = u->weight_decay, lr = u->lr;
+#pragma omp parallel for schedule(static) num_threads(l5_resolve_threads(u->threads))
+    for (int64_t i = 0; i < count; i++) {
+        double g = sum[i] / b;
+        if (u->sign < 0) g = -g;
+        g = g - lambda * params[i];
+        double v = mu * velocity[i] + g;
+        velocity[i] = v;
+        if (u->nesterov)
+            params[i] = params[i] + lr * (g + mu * v);
+        else
+            params[i] = params[i] + lr * v;
+    }
+}
+
+void l5_apply_update(double *params, const double *sum, int64_t count,
+                     const L5Update *update, int64_t batch) {
+    if (update->velocity)
+        momentum_update(params, update->velocity, sum, count, update, batch);
+    else
+        plain_update(params, sum, count, update->sign, update->lr, batch);
+}
