@@ -81,6 +81,10 @@ STRONGEST_SHARE, STRONGEST_MIN = 0.001, 5
 #: SPECK pixels) is a speck of grain and is dropped.
 SPECK_SHARE, SPECK = 0.02, 3
 
+#: The strokes whose width sets the paper estimate's scale are the ink of
+#: the first, wide estimate at or above this share of the strongest.
+STROKE_LEVEL = 0.25
+
 #: Transparency: alpha at or above OPAQUE (of 255) is opaque, at or below
 #: CLEAR transparent; opaque pixels whose colours span no more than
 #: ONE_COLOUR (10th to 90th percentile, each channel) are "one colour".
@@ -219,7 +223,7 @@ def _reduce_array(array: Any) -> Tuple[np.ndarray, Optional[np.ndarray], int]:
 # ----------------------------------------------------------------------------
 # The ink map (§13.3).
 
-def _stroke_width(ink: np.ndarray, quantile: float) -> float:
+def _stroke_width(ink: np.ndarray, quantile: float, level: float = 0.5) -> float:
     """The width of the strokes of an ink map (in its pixels): twice the
     distance from the middle of a stroke to beyond its edge, taken at the
     given quantile of the middles (ridge points of the distance transform)."""
@@ -227,7 +231,7 @@ def _stroke_width(ink: np.ndarray, quantile: float) -> float:
     top = float(ink.max())
     if top <= 0:
         return 1.0
-    mask = ink >= 0.5 * top
+    mask = ink >= level * top
     distance = ndimage.distance_transform_edt(mask)
     ridge = mask & (distance >= ndimage.maximum_filter(distance, size=3))
     middles = distance[ridge]
@@ -289,7 +293,7 @@ def _ink(colour: np.ndarray, alpha: Optional[np.ndarray], scale: float,
     wide = 2 * (min(height, width) // 4) + 1
     first = _paper_and_ink(colour, dark, wide) if wide >= 3 else _paper_and_ink(colour, dark, 3)
     strongest = _strongest(first)
-    stroke = _stroke_width(np.where(first >= 0.5 * strongest, first, 0), 0.9) if strongest > 0 else 1.0
+    stroke = _stroke_width(np.minimum(first, strongest), 0.9, STROKE_LEVEL) if strongest > 0 else 1.0
     size = min(max(wide, 3), max(5, 2 * int(math.ceil(stroke)) + 3))
     ink = first if size == wide else _paper_and_ink(colour, dark, size)
     # The paper's grain: for noise of deviation s, |noise| has its lower quartile
