@@ -562,8 +562,8 @@ def _decode(stream: BinaryIO, shown: str) -> Picture:
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
             raise ImageError(f"{shown}: too large to decode safely (a decompression bomb?)") from None
         except Image.UnidentifiedImageError:
-            raise ImageError(f"{shown}: not a supported picture format (it reads {SHOWN_FORMATS}, "
-                             "and .npy arrays)") from None
+            raise ImageError(f"{shown}: not a supported picture format: not an image, or not one of "
+                             f"{SHOWN_FORMATS}") from None
         except MemoryError:
             raise ImageError(f"{shown}: not enough memory to decode it") from None
         except Exception as e:  # whatever a decoder throws is this file's answer

@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 
 from lenet5 import LeNet5
-from lenet5.images import (STROKE, ImageError, InkMap, digit_from_ink, ink_map, load_image, preprocess,
-                           read_picture)
+from lenet5.images import STROKE, ImageError, InkMap, digit_from_ink, ink_map, load_image, preprocess, read_picture
 
 Image = pytest.importorskip("PIL.Image")
 pytest.importorskip("scipy.ndimage")
@@ -42,7 +41,6 @@ def test_each_kind_of_picture_is_read(kind, mnist_test, net, tmp_path):
         path = kinds.KINDS[kind](mnist_test[0][index], rng, tmp_path, f"p{k}")
         digits.append(preprocess(load_image(path)))
     right = int((net.predict(np.stack(digits)) == mnist_test[1][pick]).sum())
-    print(kind, right)
     assert right >= floor, f"{kind}: {right} of {N}"
 
 
