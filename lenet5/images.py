@@ -78,8 +78,9 @@ PAPER_FLOOR = 96.0
 STRONGEST_SHARE, STRONGEST_MIN = 0.001, 5
 
 #: A patch of ink smaller than this share of the largest one (or than
-#: SPECK pixels) is a speck of grain and is dropped.
-SPECK_SHARE, SPECK = 0.02, 3
+#: SPECK pixels) is a speck of grain and is dropped; so is a patch whose
+#: strongest pixel is below FAINT_PATCH (of the strongest ink): shading.
+SPECK_SHARE, SPECK, FAINT_PATCH = 0.02, 3, 0.5
 
 #: The strokes whose width sets the paper estimate's scale are the ink of
 #: the first, wide estimate at or above this share of the strongest.
@@ -122,7 +123,12 @@ class InkMap:
 
 @dataclass
 class Picture:
-    """A decoded picture: its pixels (maybe already reduced) and their place."""
+    """A decoded picture (what ``read_picture`` gives; ``load_image`` gives its pixels).
+
+    pixels: as load_image describes them (a .npy file's array as stored,
+        memory-mapped); scale and offset: where a pixel lies in the picture
+        as displayed at full resolution, as in InkMap; notes: what the
+        reader should be told (an animation read from its first frame)."""
     pixels: np.ndarray
     scale: float = 1.0
     offset: Tuple[float, float] = (0.0, 0.0)
@@ -307,10 +313,12 @@ def _ink(colour: np.ndarray, alpha: Optional[np.ndarray], scale: float,
     floor = max(FAINT * strongest, NOISE_FLOOR * noise)
     ink = np.where(ink >= floor, np.minimum(ink / np.float32(strongest), np.float32(1.0)), np.float32(0.0))
     labels, count = ndimage.label(ink > 0, structure=np.ones((3, 3), bool))
-    if count > 1:  # specks of grain go
+    if count > 1:  # specks of grain and faint patches (shading the paper estimate missed) go
         sizes = np.bincount(labels.ravel())
         sizes[0] = 0
-        keep = sizes >= max(SPECK, SPECK_SHARE * sizes.max())
+        peaks = np.zeros(count + 1, np.float32)
+        peaks[1:] = ndimage.maximum(ink, labels, np.arange(1, count + 1))
+        keep = (sizes >= max(SPECK, SPECK_SHARE * sizes.max())) & (peaks >= FAINT_PATCH)
         ink = np.where(keep[labels], ink, np.float32(0.0))
     return InkMap(ink.astype(np.float32), float(scale), (float(offset[0]), float(offset[1])), float(stroke))
 
@@ -484,7 +492,9 @@ def decode_image(data: bytes, shown: str = "the image") -> np.ndarray:
 
 
 def read_picture(path: PathLike) -> Picture:
-    """A picture file (or .npy array), its scale and notes; ImageError names it."""
+    """A picture file (or .npy array) as a Picture: decoded through the one
+    path (docs/SPEC.md §13.5), with its scale, offset and notes.  ImageError
+    (naming the file as given) for anything that cannot be used."""
     shown = os.fspath(path)  # messages name the file as the caller did
     path = Path(path)
     try:
@@ -521,6 +531,7 @@ def _load_npy(path: Path, shown: str) -> np.ndarray:
 
 
 def one_line(e: BaseException) -> str:
+    """An exception as one line: its type and its message, whitespace folded."""
     text = " ".join(str(e).split())
     return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
