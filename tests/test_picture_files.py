@@ -11,6 +11,7 @@ import os
 import struct
 import subprocess
 import sys
+import warnings
 import zlib
 
 import numpy as np
@@ -188,3 +189,22 @@ def test_hostile_files_beside_good_ones_under_a_2_gb_address_space(files):
     answered = [line.rsplit(": ", 1)[0] for line in r.stdout.splitlines()]
     assert answered == [files[n] for n in ("good0", "good1", "good2")]
     assert len(r.stderr.splitlines()) == 8
+
+
+def test_first_frame_notes_for_animations_and_pages_but_not_mpo(tmp_path, mnist_test):
+    net = LeNet5.pretrained()
+    frames = [Image.fromarray(255 - mnist_test[0][k]).resize((84, 84)).convert("RGB") for k in (10, 11)]
+    expect = int(mnist_test[1][10])
+    for name, options in (("a.png", {}), ("a.webp", {"lossless": True}), ("a.tif", {}), ("a.mpo", {})):
+        path = tmp_path / name
+        frames[0].save(path, save_all=True, append_images=frames[1:], **options)
+        with Image.open(path) as img:
+            assert getattr(img, "n_frames", 1) == 2, name
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert int(net.predict(preprocess(load_image(path)))) == expect, name
+        said = [str(w.message) for w in caught]
+        if name == "a.mpo":  # a photo and its preview: nothing to say
+            assert said == []
+        else:
+            assert said == [f"{path}: an animated or multi-page picture: read from its first frame"], name
