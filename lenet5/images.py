@@ -599,7 +599,7 @@ def _pixels(img: Any, shown: str) -> Picture:
         scale = 1 << max(0, round(math.log2(width / img.size[0])))
         f = max(1, -(-max(img.size) // WORK_SIDE))
     img.load()
-    array = _reduce_image(img, f)
+    array = _reduce_image(img, f, shown)
     scale *= f
     swap, flip_x, flip_y = _ORIENT[orientation]
     if swap:
@@ -613,7 +613,7 @@ def _pixels(img: Any, shown: str) -> Picture:
     return Picture(np.ascontiguousarray(array), float(scale), (float(offset[0]), float(offset[1])), notes)
 
 
-def _reduce_image(img: Any, f: int) -> np.ndarray:
+def _reduce_image(img: Any, f: int, shown: str) -> np.ndarray:
     """A loaded Pillow image as an array, converted and averaged by f x f blocks
     a band of rows at a time: uint8 L, RGB or RGBA, or float32 0..255 for deep
     modes (stretched from the picture's minimum to its maximum)."""
@@ -622,6 +622,8 @@ def _reduce_image(img: Any, f: int) -> np.ndarray:
     deep = img.mode in ("I", "F") or img.mode.startswith("I;16")
     if deep:
         low, high = (float(v) for v in img.getextrema())
+        if not (math.isfinite(low) and math.isfinite(high)):
+            raise ImageError(f"{shown}: the picture holds NaN or infinite values")
         gain = 255.0 / (high - low) if high > low else 0.0
     elif img.mode in ("1", "L"):
         mode = "L"
@@ -634,6 +636,8 @@ def _reduce_image(img: Any, f: int) -> np.ndarray:
         piece = img.crop((0, y, width, min(height, y + rows))) if rows < height else img
         if deep:
             band = np.asarray(piece).astype(np.float32)
+            if not np.isfinite(band).all():
+                raise ImageError(f"{shown}: the picture holds NaN or infinite values")
             band = np.clip((band - np.float32(low)) * np.float32(gain), 0.0, 255.0)
             area = np.outer(_block_counts(band.shape[0], f), _block_counts(band.shape[1], f))
             parts.append((_block_sum(band, f) / area).astype(np.float32))

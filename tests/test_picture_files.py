@@ -70,6 +70,8 @@ def files(tmp_path_factory, mnist_test):
     Image.fromarray(np.round(257 + digit * (65535 - 257)).astype(np.uint16)).save(f["deep"])
     f["float"] = d / "float.tif"
     Image.fromarray((digit * 1.5).astype(np.float32), "F").save(f["float"])
+    f["nan"] = d / "nan.tif"
+    Image.fromarray(np.where(digit > 0.5, np.nan, digit).astype(np.float32), "F").save(f["nan"])
     f["newline"] = d / "two\nlines.png"
     Image.fromarray(255 - mnist_test[0][4]).resize((84, 84)).save(f["newline"])
     f["escape"] = d / "red\x1b[31m.png"
@@ -84,7 +86,8 @@ def files(tmp_path_factory, mnist_test):
     ("dds", "not a supported picture format"), ("blp", "not a supported picture format"),
     ("complex", "not a picture: a .npy array of complex128"), ("eps", "not a supported picture format"),
     ("heic", "HEIC/HEIF photo, not a supported picture format: export it as JPEG or PNG"),
-    ("avif", "AVIF" in Image.SAVE and "a damaged or truncated image" or "")])
+    ("avif", "AVIF" in Image.SAVE and "a damaged or truncated image" or ""),
+    ("nan", "the picture holds NaN or infinite values")])
 def test_odd_files_are_one_line_each(files, name, message):
     with pytest.raises(ImageError) as e:
         load_image(files[name])
