@@ -79,7 +79,7 @@ def test_installed_scripts_say_their_version(script):
 
 
 def test_install_hints_name_what_pip_can_fetch():
-    assert install_hint("images") == 'pip install pillow (in a checkout of lenet5: pip install -e ".[images]")'
+    assert install_hint("images") == 'pip install pillow scipy (in a checkout of lenet5: pip install -e ".[images]")'
     assert install_hint("plot").startswith("pip install matplotlib ")
     for extra in ("images", "plot", "test", "lint"):
         assert "lenet5-exact" not in install_hint(extra)
