@@ -25,7 +25,7 @@ class InkMap:
     offset: Tuple[float, float]
 
 
-def _load(picture: Union[str, "os.PathLike[str]"]) -> np.ndarray:
+def _load(picture: Union[str, os.PathLike[str]]) -> np.ndarray:
     if os.fspath(picture).lower().endswith(".npy"):
         return images.load_image(picture)
     images.load_image(picture)  # its checks and messages

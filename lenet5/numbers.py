@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence,
 
 import numpy as np
 
-from ._version import install_hint
 # TEMPORARY (issue 23): the shim stands in for issue 22's ink map until branch i22 is merged.
 from ._ink_shim import InkMap, digit_from_ink, ink_map
+from ._version import install_hint
 from .images import ImageError
 
 if TYPE_CHECKING:
@@ -328,12 +328,13 @@ def looks_like_a_number(picture: Any) -> bool:
 PictureLike = Union[str, "os.PathLike[str]", np.ndarray]
 
 
-def read_number(picture: PictureLike, net: Optional[LeNet5] = None) -> NumberReading:
+def read_number(picture: PictureLike, net: Optional[LeNet5] = None, threads: Optional[int] = None) -> NumberReading:
     """The whole number in a picture of one or more handwritten digits.
 
     picture: a path to a picture file or ``.npy`` array, or an array as
     ``preprocess`` takes; net: a LeNet5 (default: the shipped pretrained
-    model).  Raises ImageError for a blank or unusable picture (naming the
+    model); threads: the C core's threads (default as ``LeNet5.predict``).
+    Raises ImageError for a blank or unusable picture (naming the
     file), ImportError if Pillow or scipy is needed and missing.
     """
     if net is None:
@@ -350,12 +351,12 @@ def read_number(picture: PictureLike, net: Optional[LeNet5] = None) -> NumberRea
         raise ImageError(f"{shown}: {e}") from None
 
     def judge(inks: Sequence[np.ndarray]) -> np.ndarray:
-        return np.atleast_2d(net.predict_proba(np.stack([digit_from_ink(i) for i in inks])))
+        return np.atleast_2d(net.predict_proba(np.stack([digit_from_ink(i) for i in inks]), threads=threads))
 
     pieces = _segment(ink.ink, judge)
     images = np.stack([digit_from_ink(p.ink) for p in pieces])
-    found = np.atleast_1d(net.predict(images))
-    proba = np.atleast_2d(net.predict_proba(images))
+    found = np.atleast_1d(net.predict(images, threads=threads))  # its argmax, docs/SPEC.md §5.5
+    proba = np.atleast_2d(net.predict_proba(images, threads=threads))
     digits = tuple(DigitReading(digit=int(k), probability=float(p[k]), probabilities=np.asarray(p, dtype=np.float64),
                                 box=_box(piece, ink), image=im)
                    for piece, k, p, im in zip(pieces, found, proba, images))

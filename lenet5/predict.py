@@ -43,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="take each image as it is (it must be 28 x 28, white digit on black, like MNIST)")
     p.add_argument("--threads", type=cli.thread_count, default=None, metavar="N",
                    help="threads of the C core (default: OMP_NUM_THREADS, else all cores)")
+    p.add_argument("--number", action="store_true",
+                   help="read each picture as a whole number of one or more digits (docs/numbers.md)")
     return p
 
 
@@ -57,7 +59,12 @@ def read_digit(path: str, prepare: bool) -> np.ndarray:
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Classify image files from the command line; returns the exit status."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.number:
+        if args.no_preprocess:
+            parser.error("argument --number: not allowed with --no-preprocess (a number is found in the ink)")
+        return cli.run(PROG, lambda: read_numbers(args))
 
     def body() -> int:
         net = cli.load_model(args.model)
@@ -66,6 +73,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         for path in args.images:
             try:
                 digits.append((path, read_digit(path, not args.no_preprocess)))
+                if not args.no_preprocess:
+                    suggest_number(path)
             except ImageError as e:
                 errors[path] = str(e)
             except ImportError as e:  # Pillow is missing
@@ -103,6 +112,45 @@ def show_error(path: str, message: str, as_json: bool) -> None:
         print(json.dumps({"path": path, "error": message}))
     else:
         cli.say(f"{PROG}: {message}")
+
+
+
+# -- --number: whole numbers (issue 23; docs/numbers.md) ---------------------------------
+
+def suggest_number(path: str) -> None:
+    """Single-digit mode: a note on standard error when the picture looks like
+    several digits side by side (docs/SPEC.md §14.6)."""
+    from .numbers import looks_like_a_number
+    try:
+        several = looks_like_a_number(path)
+    except (ImageError, ImportError):  # the digit was read; the note is only a hint
+        return
+    if several:
+        cli.say(f"{PROG}: note: {path} seems to hold several digits side by side; "
+                "--number reads them as one number")
+
+
+def read_numbers(args: argparse.Namespace) -> int:
+    """The --number mode: one answer per picture, a whole number."""
+    from .numbers import read_number
+    net = cli.load_model(args.model)
+    errors = 0
+    for path in args.images:  # in the order given
+        try:
+            reading = read_number(path, net, threads=args.threads)
+        except (ImageError, ImportError) as e:
+            message = str(e) if str(e).startswith(f"{path}:") else f"{path}: {e}"
+            show_error(path, message, args.json)
+            errors += 1
+            continue
+        if args.json:
+            print(json.dumps({"path": path, **reading.to_dict()}))
+        else:
+            count = len(reading.digits)
+            print(f"{path}: {reading.number} ({count} digit{'s' if count != 1 else ''}, "
+                  f"least sure {100 * reading.confidence:.1f}%)")
+    sys.stdout.flush()
+    return 1 if errors else 0
 
 
 if __name__ == "__main__":
