@@ -53,8 +53,6 @@ MAX_PIECES = 64
 #: than 1.43): it is split where the network is surer of both sides than of
 #: the whole.  Wider than MUST_SPLIT times (0.1 % of MNIST's digits), it is split.
 SURE_WIDE, MUST_SPLIT = 1.25, 1.6
-#: (SPLIT_DOUBT: surer of both sides than SPLIT_DOUBT times the whole.)
-SPLIT_DOUBT = 1.0
 #: So is one wider than WIDE times a digit's height and CROWDED times the
 #: median width of the others that are not as thin as a 1 (THIN).
 WIDE, CROWDED, THIN = 0.9, 1.6, 0.5
@@ -288,7 +286,7 @@ def _split(piece: _Piece, digit_height: float, typical_width: Optional[float], j
     sure = judge([piece.ink] + [half.ink for pair in halves for half in pair]).max(axis=1)
     both = np.minimum(sure[1::2], sure[2::2])
     best = int(np.argmax(both))
-    if w <= MUST_SPLIT * h and both[best] <= SPLIT_DOUBT * sure[0]:
+    if w <= MUST_SPLIT * h and both[best] <= sure[0]:
         return [piece]
     left, right = halves[best]
     return _split(left, digit_height, typical_width, judge) + _split(right, digit_height, typical_width, judge)
@@ -307,7 +305,7 @@ def _segment(ink: np.ndarray, judge: Judge) -> List[_Piece]:
 
 
 def _box(piece: _Piece, ink: InkMap) -> Tuple[int, int, int, int]:
-    """The piece's box in the picture as displayed, at full resolution, ends exclusive."""
+    """The piece's box in the picture as displayed, at full resolution, ends exclusive (§14.6)."""
     ox, oy = ink.offset
     s = ink.scale
     return (int(np.floor(ox + piece.left * s)), int(np.floor(oy + piece.top * s)),
@@ -316,7 +314,7 @@ def _box(piece: _Piece, ink: InkMap) -> Tuple[int, int, int, int]:
 
 def looks_like_a_number(picture: Any) -> bool:
     """True if the picture holds at least two digit-sized pieces with a gap of
-    at least NOTE_GAP of their median height between neighbours (§14.6):
+    at least NOTE_GAP of their median height between neighbours (docs/SPEC.md §14.7):
     the hint that single-digit mode should suggest --number."""
     pieces = sorted(_pieces(ink_map(picture).ink, None), key=lambda p: p.left)
     if len(pieces) < 2:
