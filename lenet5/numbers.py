@@ -20,10 +20,8 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence,
 
 import numpy as np
 
-# TEMPORARY (issue 23): the shim stands in for issue 22's ink map until branch i22 is merged.
-from ._ink_shim import InkMap, digit_from_ink, ink_map
 from ._version import install_hint
-from .images import ImageError
+from .images import ImageError, InkMap, Picture, digit_from_ink, ink_map
 
 if TYPE_CHECKING:
     from .model import LeNet5
@@ -295,6 +293,8 @@ def _split(piece: _Piece, digit_height: float, typical_width: Optional[float], j
 def _segment(ink: np.ndarray, judge: Judge) -> List[_Piece]:
     """§14: the digits' pieces of an ink map, left to right."""
     pieces = _pieces(ink, judge)
+    if not pieces:
+        return []
     digit_height = float(np.median([p.height for p in pieces]))
     out: List[_Piece] = []
     for p in pieces:
@@ -313,24 +313,34 @@ def _box(piece: _Piece, ink: InkMap) -> Tuple[int, int, int, int]:
 
 
 def looks_like_a_number(picture: Any) -> bool:
-    """True if the picture holds at least two digit-sized pieces with a gap of
-    at least NOTE_GAP of their median height between neighbours (docs/SPEC.md §14.7):
-    the hint that single-digit mode should suggest --number."""
-    pieces = sorted(_pieces(ink_map(picture).ink, None), key=lambda p: p.left)
+    """True if the picture (a path, an array or its InkMap) holds at least two
+    digit-sized pieces with a gap of at least NOTE_GAP of their median height
+    between neighbours (docs/SPEC.md §14.7): the hint that single-digit mode
+    should suggest --number."""
+    ink = picture if isinstance(picture, InkMap) else ink_map(picture)
+    pieces = sorted(_pieces(ink.ink, None), key=lambda p: p.left)
     if len(pieces) < 2:
         return False
     gap = NOTE_GAP * float(np.median([p.height for p in pieces]))
     return any(b.left - (a.left + a.width) >= gap for a, b in zip(pieces, pieces[1:]))
 
 
-PictureLike = Union[str, "os.PathLike[str]", np.ndarray]
+PictureLike = Union[str, "os.PathLike[str]", np.ndarray, InkMap]
+
+
+def ink_of(picture: Picture) -> InkMap:
+    """The ink map of a picture already read (``lenet5.images.read_picture``),
+    mapped onto the full picture as ``ink_map(path)`` maps it."""
+    ink = ink_map(picture.pixels)
+    (px, py), s = picture.offset, picture.scale
+    return InkMap(ink.ink, ink.scale * s, (px + ink.offset[0] * s, py + ink.offset[1] * s), ink.stroke)
 
 
 def read_number(picture: PictureLike, net: Optional[LeNet5] = None, threads: Optional[int] = None) -> NumberReading:
     """The whole number in a picture of one or more handwritten digits.
 
-    picture: a path to a picture file or ``.npy`` array, or an array as
-    ``preprocess`` takes; net: a LeNet5 (default: the shipped pretrained
+    picture: a path to a picture file or ``.npy`` array, an array as
+    ``preprocess`` takes, or an ``InkMap`` (``lenet5.images.ink_map``); net: a LeNet5 (default: the shipped pretrained
     model); threads: the C core's threads (default as ``LeNet5.predict``).
     Raises ImageError for a blank or unusable picture (naming the
     file), ImportError if Pillow or scipy is needed and missing.
@@ -338,20 +348,25 @@ def read_number(picture: PictureLike, net: Optional[LeNet5] = None, threads: Opt
     if net is None:
         from .model import LeNet5
         net = LeNet5.pretrained()
-    try:
+    if isinstance(picture, InkMap):
+        ink = picture
+    elif isinstance(picture, np.ndarray):
         ink = ink_map(picture)
-    except ImageError as e:
-        if isinstance(picture, np.ndarray):
-            raise
+    else:
         shown = os.fspath(picture)
-        if str(e).startswith(shown + ":"):
-            raise
-        raise ImageError(f"{shown}: {e}") from None
+        try:
+            ink = ink_map(picture)
+        except ImageError as e:  # the file is named once
+            if str(e).startswith(shown + ":"):
+                raise
+            raise ImageError(f"{shown}: {e}") from None
 
     def judge(inks: Sequence[np.ndarray]) -> np.ndarray:
         return np.atleast_2d(net.predict_proba(np.stack([digit_from_ink(i) for i in inks]), threads=threads))
 
     pieces = _segment(ink.ink, judge)
+    if not pieces:
+        raise ImageError("no digit found: the ink map holds no ink")
     images = np.stack([digit_from_ink(p.ink) for p in pieces])
     found = np.atleast_1d(net.predict(images, threads=threads))  # its argmax, docs/SPEC.md §5.5
     proba = np.atleast_2d(net.predict_proba(images, threads=threads))

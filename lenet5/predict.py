@@ -3,13 +3,17 @@
     python -m lenet5.predict photo.jpg scan.png digit.npy --model model.npz
     python -m lenet5.predict *.png --model model.npz --json
 
-Each picture is read (PNG, JPEG, BMP, GIF, TIFF, PGM through Pillow, the
-extra ``images``; ``.npy`` arrays without it), made MNIST-style by
-``lenet5.preprocess`` (``--no-preprocess``: a 28 x 28 image is taken as it
-is), and classified.  One line per image: ``path: digit (confidence)``; with
-``--json`` one JSON object per line, ``{"path", "digit", "probabilities"}``
-or ``{"path", "error"}``.  A picture that cannot be used gets an error line
-(on standard error, or as a JSON object) and the others are still answered.
+Each picture is read (PNG, JPEG, BMP, GIF, TIFF, PBM/PGM/PPM, WebP, AVIF
+through Pillow and SciPy, the extra ``images``; ``.npy`` arrays), made
+MNIST-style as ``lenet5.preprocess`` does (``--no-preprocess``: a 28 x 28
+image is taken as it is), and classified.  One line per image:
+``path: digit (confidence)``; with ``--json`` one JSON object per line,
+``{"path", "digit", "probabilities"}`` or ``{"path", "error"}``.  A picture
+that cannot be used, whatever its decoder throws, gets an error line (on
+standard error, or as a JSON object) and the others are still answered.
+Text lines show control characters in names escaped (``\n``, ``\x1b``);
+JSON keeps names as given.  An animated or multi-page picture is read from
+its first frame, and a line on standard error says so.
 
 Exit status: 0 every image answered; 1 some image could not be used, or the
 model file is bad; 2 a bad argument (no model to use, for one).
@@ -19,12 +23,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import unicodedata
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from . import cli
-from .images import ImageError, as_is, load_image, preprocess
+from . import cli, images
+from .images import ImageError, as_is
+from .numbers import looks_like_a_number
 
 PROG = "lenet5.predict"
 
@@ -34,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m lenet5.predict",
                                 description="The digit in each image file (or .npy array).")
     p.add_argument("images", nargs="+", metavar="IMAGE",
-                   help="image files: PNG, JPEG, BMP, GIF, TIFF, PGM (needs Pillow) or .npy arrays")
+                   help="picture files: PNG, JPEG, BMP, GIF, TIFF, PBM/PGM/PPM, WebP, AVIF (need Pillow and SciPy) "
+                        "or .npy arrays")
     p.add_argument("--model", metavar="PATH",
                    help="model file (.npz or .dat; default: the pretrained model, if this version ships one)")
     p.add_argument("--json", action="store_true",
@@ -48,13 +55,30 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def read_digit(path: str, prepare: bool) -> np.ndarray:
-    """One file to a (28, 28) uint8 image; ImageError (or ImportError) says why not."""
-    pixels = load_image(path)
+def read_digit(path: str, prepare: bool, notes: Optional[List[str]] = None) -> np.ndarray:
+    """One file to a (28, 28) uint8 image, through the one picture path
+    (lenet5.images: decode, ink map, digit); ImageError (or ImportError) says
+    why not, naming the file.  Notes about the file (an animation read from
+    its first frame) are added to notes."""
+    picture = images.read_picture(path)
+    if notes is not None:
+        notes.extend(picture.notes)
     try:
-        return preprocess(pixels) if prepare else as_is(pixels)
+        if not prepare:
+            return as_is(picture.pixels)
+        ink = images.ink_map(picture.pixels)
+        if notes is not None and looks_like_a_number(ink):  # issue 23: a hint, docs/SPEC.md §14.7
+            notes.append(f"note: {path} seems to hold several digits side by side; "
+                         "--number reads them as one number")
+        return images.digit_from_ink(ink.ink)
     except ImageError as e:
         raise ImageError(f"{path}: {e}") from None
+
+
+def escaped(text: str) -> str:
+    """text with control characters (and undecodable bytes of a file name)
+    escaped as Python writes them, so that one name cannot forge a line."""
+    return "".join(repr(ch)[1:-1] if unicodedata.category(ch)[0] == "C" else ch for ch in text)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -71,14 +95,19 @@ def main(argv: Optional[List[str]] = None) -> int:
         digits: List[Tuple[str, np.ndarray]] = []
         errors: Dict[str, str] = {}
         for path in args.images:
+            notes: List[str] = []
             try:
-                digits.append((path, read_digit(path, not args.no_preprocess)))
-                if not args.no_preprocess:
-                    suggest_number(path)
+                digits.append((path, read_digit(path, not args.no_preprocess, notes)))
             except ImageError as e:
                 errors[path] = str(e)
-            except ImportError as e:  # Pillow is missing
+            except ImportError as e:  # Pillow or SciPy is missing
                 errors[path] = f"{path}: {e}"
+            except MemoryError:
+                errors[path] = f"{path}: not enough memory to read it"
+            except Exception as e:  # a bug in reading one picture is still that picture's answer
+                errors[path] = f"{path}: cannot read it ({images.one_line(e)})"
+            for note in notes:
+                cli.say(escaped(f"{PROG}: {note}"))
         answers: Dict[str, Tuple[int, np.ndarray]] = {}
         if digits:
             batch = np.stack([d for _, d in digits])
@@ -103,7 +132,7 @@ def show_answer(path: str, digit: int, probabilities: np.ndarray, as_json: bool)
                                   "probabilities": [float(p) for p in probabilities]}
         print(json.dumps(record))
     else:
-        print(f"{path}: {digit} ({100 * float(probabilities[digit]):.1f}%)")
+        print(escaped(f"{path}: {digit} ({100 * float(probabilities[digit]):.1f}%)"))
 
 
 def show_error(path: str, message: str, as_json: bool) -> None:
@@ -111,44 +140,43 @@ def show_error(path: str, message: str, as_json: bool) -> None:
     if as_json:
         print(json.dumps({"path": path, "error": message}))
     else:
-        cli.say(f"{PROG}: {message}")
-
+        cli.say(escaped(f"{PROG}: {message}"))
 
 
 # -- --number: whole numbers (issue 23; docs/numbers.md) ---------------------------------
 
-def suggest_number(path: str) -> None:
-    """Single-digit mode: a note on standard error when the picture looks like
-    several digits side by side (docs/SPEC.md §14.6)."""
-    from .numbers import looks_like_a_number
-    try:
-        several = looks_like_a_number(path)
-    except (ImageError, ImportError):  # the digit was read; the note is only a hint
-        return
-    if several:
-        cli.say(f"{PROG}: note: {path} seems to hold several digits side by side; "
-                "--number reads them as one number")
-
-
 def read_numbers(args: argparse.Namespace) -> int:
     """The --number mode: one answer per picture, a whole number."""
-    from .numbers import read_number
+    from .numbers import ink_of, read_number
     net = cli.load_model(args.model)
     errors = 0
-    for path in args.images:  # in the order given
+    for path in args.images:  # in the order given, each its own answer
+        notes: List[str] = []
         try:
-            reading = read_number(path, net, threads=args.threads)
-        except (ImageError, ImportError) as e:
+            picture = images.read_picture(path)
+            notes.extend(picture.notes)
+            reading = read_number(ink_of(picture), net, threads=args.threads)
+        except ImageError as e:
             message = str(e) if str(e).startswith(f"{path}:") else f"{path}: {e}"
+        except ImportError as e:  # Pillow or SciPy is missing
+            message = f"{path}: {e}"
+        except MemoryError:
+            message = f"{path}: not enough memory to read it"
+        except Exception as e:  # a bug in reading one picture is still that picture's answer
+            message = f"{path}: cannot read it ({images.one_line(e)})"
+        else:
+            message = ""
+        for note in notes:
+            cli.say(escaped(f"{PROG}: {note}"))
+        if message:
             show_error(path, message, args.json)
             errors += 1
-            continue
-        if args.json:
+        elif args.json:
             print(json.dumps({"path": path, **reading.to_dict()}))
         else:
             count = len(reading.digits)
-            print(f"{path}: {reading.number} ({count} digit{'s' if count != 1 else ''}, "
-                  f"least sure {100 * reading.confidence:.1f}%)")
+            print(escaped(f"{path}: {reading.number} ({count} digit{'s' if count != 1 else ''}, "
+                          f"least sure {100 * reading.confidence:.1f}%)"))
     sys.stdout.flush()
     return 1 if errors else 0
 

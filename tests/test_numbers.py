@@ -84,7 +84,7 @@ def right_count(net, mnist_test, seed, count, gap, light=0.0, jpeg_dir=None):
     return right
 
 
-# Floors: measured 37/40, 38/40, 38/40 and 17/30 (every miss in the first three is a digit the
+# Floors: measured 37/40, 38/40, 38/40 and 20/30 (every miss in the first three is a digit the
 # network misreads on its own, in MNIST's 28 x 28 too); kept a little below.
 def test_numbers_with_digits_apart(net, mnist_test):
     assert right_count(net, mnist_test, 1, 40, gap=6) >= 35
