@@ -15,6 +15,12 @@ Text lines show control characters in names escaped (``\n``, ``\x1b``);
 JSON keeps names as given.  An animated or multi-page picture is read from
 its first frame, and a line on standard error says so.
 
+``--number`` reads each picture as a whole number of one or more digits
+(``lenet5.read_number``, docs/numbers.md): ``path: 2024 (4 digits, least
+sure 97.3%)``, or with ``--json`` ``{"path", "number", "confidence",
+"digits"}``.  Without it, a picture that seems to hold several digits side by
+side gets a note on standard error suggesting ``--number``.
+
 Exit status: 0 every image answered; 1 some image could not be used, or the
 model file is bad; 2 a bad argument (no model to use, for one).
 """

@@ -352,3 +352,20 @@ def test_public_names():
     import lenet5
     assert lenet5.read_number is read_number and lenet5.NumberReading is NumberReading
     assert "read_number" in lenet5.__all__ and "NumberReading" in lenet5.__all__
+
+
+def test_command_one_bad_file_is_its_own_answer_and_names_are_escaped(files, tmp_path, capsys):
+    odd = tmp_path / "forged\nfake.png: 99 (2 digits, least sure 100.0%).png"
+    odd.write_bytes(open(files["n42.png"], "rb").read())
+    complex_npy = tmp_path / "complex.npy"
+    np.save(complex_npy, np.ones((30, 30), dtype=np.complex64))
+    status = predict_main(["--number", str(complex_npy), str(odd), files["n2024.png"]])
+    out, err = capsys.readouterr()
+    assert status == 1
+    lines = out.splitlines()
+    assert len(lines) == 2  # the newline in the name forges no line
+    assert lines[0].startswith(str(odd).replace("\n", "\\n") + ": 42 (2 digits")
+    assert lines[1].startswith(f"{files['n2024.png']}: 2024 (4 digits")
+    assert len(err.splitlines()) == 1 and str(complex_npy) in err
+    assert predict_main(["--number", "--json", str(odd)]) == 0
+    assert json.loads(capsys.readouterr().out)["path"] == str(odd)  # JSON keeps the name as given
