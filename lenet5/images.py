@@ -78,8 +78,13 @@ PAPER_FLOOR = 96.0
 STRONGEST_SHARE, STRONGEST_MIN = 0.001, 5
 
 #: A patch of ink smaller than this share of the largest one (or than
-#: SPECK pixels) is a speck of grain and is dropped.
-SPECK_SHARE, SPECK = 0.02, 3
+#: SPECK pixels) is a speck of grain and is dropped; so is a patch whose
+#: strongest pixel is below FAINT_PATCH (of the strongest ink): shading.
+SPECK_SHARE, SPECK, FAINT_PATCH = 0.02, 3, 0.5
+
+#: The strokes whose width sets the paper estimate's scale are the ink of
+#: the first, wide estimate at or above this share of the strongest.
+STROKE_LEVEL = 0.25
 
 #: Transparency: alpha at or above OPAQUE (of 255) is opaque, at or below
 #: CLEAR transparent; opaque pixels whose colours span no more than
@@ -118,7 +123,12 @@ class InkMap:
 
 @dataclass
 class Picture:
-    """A decoded picture: its pixels (maybe already reduced) and their place."""
+    """A decoded picture (what ``read_picture`` gives; ``load_image`` gives its pixels).
+
+    pixels: as load_image describes them (a .npy file's array as stored,
+        memory-mapped); scale and offset: where a pixel lies in the picture
+        as displayed at full resolution, as in InkMap; notes: what the
+        reader should be told (an animation read from its first frame)."""
     pixels: np.ndarray
     scale: float = 1.0
     offset: Tuple[float, float] = (0.0, 0.0)
@@ -219,7 +229,7 @@ def _reduce_array(array: Any) -> Tuple[np.ndarray, Optional[np.ndarray], int]:
 # ----------------------------------------------------------------------------
 # The ink map (§13.3).
 
-def _stroke_width(ink: np.ndarray, quantile: float) -> float:
+def _stroke_width(ink: np.ndarray, quantile: float, level: float = 0.5) -> float:
     """The width of the strokes of an ink map (in its pixels): twice the
     distance from the middle of a stroke to beyond its edge, taken at the
     given quantile of the middles (ridge points of the distance transform)."""
@@ -227,7 +237,7 @@ def _stroke_width(ink: np.ndarray, quantile: float) -> float:
     top = float(ink.max())
     if top <= 0:
         return 1.0
-    mask = ink >= 0.5 * top
+    mask = ink >= level * top
     distance = ndimage.distance_transform_edt(mask)
     ridge = mask & (distance >= ndimage.maximum_filter(distance, size=3))
     middles = distance[ridge]
@@ -289,7 +299,7 @@ def _ink(colour: np.ndarray, alpha: Optional[np.ndarray], scale: float,
     wide = 2 * (min(height, width) // 4) + 1
     first = _paper_and_ink(colour, dark, wide) if wide >= 3 else _paper_and_ink(colour, dark, 3)
     strongest = _strongest(first)
-    stroke = _stroke_width(np.where(first >= 0.5 * strongest, first, 0), 0.9) if strongest > 0 else 1.0
+    stroke = _stroke_width(np.minimum(first, strongest), 0.9, STROKE_LEVEL) if strongest > 0 else 1.0
     size = min(max(wide, 3), max(5, 2 * int(math.ceil(stroke)) + 3))
     ink = first if size == wide else _paper_and_ink(colour, dark, size)
     # The paper's grain: for noise of deviation s, |noise| has its lower quartile
@@ -303,10 +313,12 @@ def _ink(colour: np.ndarray, alpha: Optional[np.ndarray], scale: float,
     floor = max(FAINT * strongest, NOISE_FLOOR * noise)
     ink = np.where(ink >= floor, np.minimum(ink / np.float32(strongest), np.float32(1.0)), np.float32(0.0))
     labels, count = ndimage.label(ink > 0, structure=np.ones((3, 3), bool))
-    if count > 1:  # specks of grain go
+    if count > 1:  # specks of grain and faint patches (shading the paper estimate missed) go
         sizes = np.bincount(labels.ravel())
         sizes[0] = 0
-        keep = sizes >= max(SPECK, SPECK_SHARE * sizes.max())
+        peaks = np.zeros(count + 1, np.float32)
+        peaks[1:] = ndimage.maximum(ink, labels, np.arange(1, count + 1))
+        keep = (sizes >= max(SPECK, SPECK_SHARE * sizes.max())) & (peaks >= FAINT_PATCH)
         ink = np.where(keep[labels], ink, np.float32(0.0))
     return InkMap(ink.astype(np.float32), float(scale), (float(offset[0]), float(offset[1])), float(stroke))
 
@@ -480,7 +492,9 @@ def decode_image(data: bytes, shown: str = "the image") -> np.ndarray:
 
 
 def read_picture(path: PathLike) -> Picture:
-    """A picture file (or .npy array), its scale and notes; ImageError names it."""
+    """A picture file (or .npy array) as a Picture: decoded through the one
+    path (docs/SPEC.md §13.5), with its scale, offset and notes.  ImageError
+    (naming the file as given) for anything that cannot be used."""
     shown = os.fspath(path)  # messages name the file as the caller did
     path = Path(path)
     try:
@@ -517,6 +531,7 @@ def _load_npy(path: Path, shown: str) -> np.ndarray:
 
 
 def one_line(e: BaseException) -> str:
+    """An exception as one line: its type and its message, whitespace folded."""
     text = " ".join(str(e).split())
     return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
@@ -558,8 +573,8 @@ def _decode(stream: BinaryIO, shown: str) -> Picture:
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
             raise ImageError(f"{shown}: too large to decode safely (a decompression bomb?)") from None
         except Image.UnidentifiedImageError:
-            raise ImageError(f"{shown}: not a supported picture format (it reads {SHOWN_FORMATS}, "
-                             "and .npy arrays)") from None
+            raise ImageError(f"{shown}: not a supported picture format: not an image, or not one of "
+                             f"{SHOWN_FORMATS}") from None
         except MemoryError:
             raise ImageError(f"{shown}: not enough memory to decode it") from None
         except Exception as e:  # whatever a decoder throws is this file's answer
@@ -584,7 +599,7 @@ def _pixels(img: Any, shown: str) -> Picture:
         scale = 1 << max(0, round(math.log2(width / img.size[0])))
         f = max(1, -(-max(img.size) // WORK_SIDE))
     img.load()
-    array = _reduce_image(img, f)
+    array = _reduce_image(img, f, shown)
     scale *= f
     swap, flip_x, flip_y = _ORIENT[orientation]
     if swap:
@@ -598,7 +613,7 @@ def _pixels(img: Any, shown: str) -> Picture:
     return Picture(np.ascontiguousarray(array), float(scale), (float(offset[0]), float(offset[1])), notes)
 
 
-def _reduce_image(img: Any, f: int) -> np.ndarray:
+def _reduce_image(img: Any, f: int, shown: str) -> np.ndarray:
     """A loaded Pillow image as an array, converted and averaged by f x f blocks
     a band of rows at a time: uint8 L, RGB or RGBA, or float32 0..255 for deep
     modes (stretched from the picture's minimum to its maximum)."""
@@ -607,6 +622,8 @@ def _reduce_image(img: Any, f: int) -> np.ndarray:
     deep = img.mode in ("I", "F") or img.mode.startswith("I;16")
     if deep:
         low, high = (float(v) for v in img.getextrema())
+        if not (math.isfinite(low) and math.isfinite(high)):
+            raise ImageError(f"{shown}: the picture holds NaN or infinite values")
         gain = 255.0 / (high - low) if high > low else 0.0
     elif img.mode in ("1", "L"):
         mode = "L"
@@ -619,6 +636,8 @@ def _reduce_image(img: Any, f: int) -> np.ndarray:
         piece = img.crop((0, y, width, min(height, y + rows))) if rows < height else img
         if deep:
             band = np.asarray(piece).astype(np.float32)
+            if not np.isfinite(band).all():
+                raise ImageError(f"{shown}: the picture holds NaN or infinite values")
             band = np.clip((band - np.float32(low)) * np.float32(gain), 0.0, 255.0)
             area = np.outer(_block_counts(band.shape[0], f), _block_counts(band.shape[1], f))
             parts.append((_block_sum(band, f) / area).astype(np.float32))
