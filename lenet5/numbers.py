@@ -26,8 +26,7 @@ from .images import ImageError, InkMap, Picture, digit_from_ink, ink_map
 if TYPE_CHECKING:
     from .model import LeNet5
 
-__all__ = ["DigitReading", "NumberReading", "read_number", "reading_payload", "number_pixels",
-           "looks_like_a_number", "MAX_SIDE"]
+__all__ = ["DigitReading", "NumberReading", "read_number", "reading_payload", "looks_like_a_number", "ink_of"]
 
 #: Ink at least this strong (of the strongest, 1) makes the pieces that are
 #: labelled; fainter ink goes to the nearest piece (§14.1).
@@ -63,8 +62,6 @@ CUTS, CUT_MARGIN = 8, 0.15
 #: The note suggesting --number: two digit-sized pieces with a gap of at least
 #: this fraction of their median height.
 NOTE_GAP = 0.25
-#: The largest side of a {"pixels": ...} picture the API takes.
-MAX_SIDE = 1024
 
 
 @dataclass(frozen=True)
@@ -102,25 +99,6 @@ def reading_payload(reading: NumberReading) -> Dict[str, Any]:
     """The answer of ``POST /api/read-number``: the --json object without
     "path", each digit with its "input" (28 x 28 ints)."""
     return reading.to_dict(inputs=True)
-
-
-def number_pixels(payload: Any) -> np.ndarray:
-    """``{"pixels": H x W ints 0..255}`` (H, W at most MAX_SIDE) as a uint8
-    array for read_number; ValueError says what is wrong, in one line."""
-    if not isinstance(payload, dict) or "pixels" not in payload:
-        raise ValueError('the JSON body must be an object {"pixels": H x W ints}')
-    try:
-        pixels = np.array(payload["pixels"], dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValueError("pixels must be rows of numbers, all rows as long") from None
-    if pixels.ndim != 2 or min(pixels.shape) < 1:
-        raise ValueError(f"pixels must be H x W numbers, not of shape {pixels.shape}")
-    if max(pixels.shape) > MAX_SIDE:
-        raise ValueError(f"pixels must be at most {MAX_SIDE} x {MAX_SIDE}, not "
-                         f"{pixels.shape[0]} x {pixels.shape[1]}")
-    if not np.all(np.isfinite(pixels)) or pixels.min() < 0 or pixels.max() > 255 or np.any(pixels % 1):
-        raise ValueError("pixels must be whole numbers in 0..255")
-    return pixels.astype(np.uint8)
 
 
 # -- segmentation (docs/SPEC.md §14) ------------------------------------------------------
