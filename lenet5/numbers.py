@@ -303,7 +303,7 @@ def looks_like_a_number(picture: Any) -> bool:
     return any(b.left - (a.left + a.width) >= gap for a, b in zip(pieces, pieces[1:]))
 
 
-PictureLike = Union[str, "os.PathLike[str]", np.ndarray, InkMap]
+PictureLike = Union[str, "os.PathLike[str]", np.ndarray, InkMap, Picture]
 
 
 def ink_of(picture: Picture) -> InkMap:
@@ -318,7 +318,8 @@ def read_number(picture: PictureLike, net: Optional[LeNet5] = None, threads: Opt
     """The whole number in a picture of one or more handwritten digits.
 
     picture: a path to a picture file or ``.npy`` array, an array as
-    ``preprocess`` takes, or an ``InkMap`` (``lenet5.images.ink_map``); net: a LeNet5 (default: the shipped pretrained
+    ``preprocess`` takes, a decoded ``lenet5.images.Picture`` (which knows
+    how it was reduced), or an ``InkMap`` (``lenet5.images.ink_map``); net: a LeNet5 (default: the shipped pretrained
     model); threads: the C core's threads (default as ``LeNet5.predict``).
     Raises ImageError for a blank or unusable picture (naming the
     file), ImportError if Pillow or scipy is needed and missing.
@@ -328,6 +329,8 @@ def read_number(picture: PictureLike, net: Optional[LeNet5] = None, threads: Opt
         net = LeNet5.pretrained()
     if isinstance(picture, InkMap):
         ink = picture
+    elif isinstance(picture, Picture):  # already decoded (and maybe reduced): boxes still at full size
+        ink = ink_of(picture)
     elif isinstance(picture, np.ndarray):
         ink = ink_map(picture)
     else:

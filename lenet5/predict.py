@@ -153,7 +153,7 @@ def show_error(path: str, message: str, as_json: bool) -> None:
 
 def read_numbers(args: argparse.Namespace) -> int:
     """The --number mode: one answer per picture, a whole number."""
-    from .numbers import ink_of, read_number
+    from .numbers import read_number
     net = cli.load_model(args.model)
     errors = 0
     for path in args.images:  # in the order given, each its own answer
@@ -161,7 +161,7 @@ def read_numbers(args: argparse.Namespace) -> int:
         try:
             picture = images.read_picture(path)
             notes.extend(picture.notes)
-            reading = read_number(ink_of(picture), net, threads=args.threads)
+            reading = read_number(picture, net, threads=args.threads)
         except ImageError as e:
             message = str(e) if str(e).startswith(f"{path}:") else f"{path}: {e}"
         except ImportError as e:  # Pillow or SciPy is missing

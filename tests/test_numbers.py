@@ -138,12 +138,19 @@ def test_reading_order_is_left_to_right_whatever_the_heights(net, mnist_test):
     assert [d.box[0] for d in reading.digits] == sorted(d.box[0] for d in reading.digits)
 
 
-def test_boxes_lie_on_the_digits_of_a_reduced_picture(net, mnist_test):
+@pytest.mark.parametrize("given", ["array", "path", "decoded picture"])
+def test_boxes_lie_on_the_digits_of_a_reduced_picture(net, mnist_test, tmp_path, given):
+    from lenet5 import images
     rng = np.random.default_rng(6)
     digits, truth = pick(mnist_test, rng, 4)
     picture, boxes = number_picture(digits, 6, rng, scale=12)  # about 1,300 x 550: reduced before reading
     assert max(picture.shape) > 1000
-    reading = read_number(picture, net)
+    path = tmp_path / "big.png"
+    Image.fromarray(picture).save(path)
+    source = {"array": picture, "path": path, "decoded picture": images.read_picture(path)}[given]
+    if given == "decoded picture":
+        assert source.scale > 1  # reduced while decoding: the boxes must still be at full size
+    reading = read_number(source, net)
     assert reading.number == truth
     for d, box in zip(reading.digits, boxes):
         assert iou(d.box, box) > 0.8, (d.box, box)
