@@ -19,7 +19,7 @@ falls on all of them alike.
 
 PyTorch runs in eval mode under ``torch.inference_mode()`` with
 ``torch.set_num_threads``; onnxruntime runs the float32 graphs that
-``lenet5.onnx_export`` builds (``LeNet5.to_onnx``'s, docs/SPEC.md §14) with one
+``lenet5.onnx_export`` builds (``LeNet5.to_onnx``'s, docs/SPEC.md §15) with one
 intra- and one inter-op thread: 10,000 uint8 images normalised in the graph,
 and, for one image, its best case, the outputs-only graph on pixels
 normalised beforehand (only ``session.run`` is timed).  Peers that are not
@@ -105,7 +105,7 @@ class TorchPeer:
 
 class OnnxPeer:
     """onnxruntime on the graphs lenet5 exports (lenet5/onnx_export.py, docs/SPEC.md
-    §14), float32, one thread: for a batch, uint8 images in (normalised in the
+    §15), float32, one thread: for a batch, uint8 images in (normalised in the
     graph), outputs only; for one image, its best case, the outputs-only graph
     on an image normalised beforehand (§4), so that only ``session.run`` is timed."""
 

@@ -26,6 +26,8 @@ if TYPE_CHECKING:  # for type checkers and editors; at run time __getattr__ impo
     from .model import FitResult as FitResult
     from .model import Interrupted as Interrupted
     from .model import LeNet5 as LeNet5
+    from .numbers import NumberReading as NumberReading
+    from .numbers import read_number as read_number
     from .params import ModelFileError as ModelFileError
 
 #: public name -> the module that defines it
@@ -34,6 +36,7 @@ _EXPORTS = {
     "ModelFileError": "params", "TrainConfig": "config",
     "DataError": "data", "load_split": "data",
     "preprocess": "images", "load_image": "images", "ImageError": "images",
+    "read_number": "numbers", "NumberReading": "numbers",
 }
 
 __all__ = ["__version__", *_EXPORTS]

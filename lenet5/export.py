@@ -1,7 +1,7 @@
 """python -m lenet5.export [MODEL] --onnx PATH [--float64]: a model as an ONNX
 graph for onnxruntime and other runtimes (without MODEL: the pretrained one
 shipped with the package).  docs/export.md says how to use it; docs/SPEC.md
-§14 says what the graph computes.
+§15 says what the graph computes.
 
 Exit status: 0 written; 1 a bad model file, or the file could not be written;
 2 a bad argument (no --onnx, a path that cannot be written, the onnx package

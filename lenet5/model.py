@@ -210,19 +210,19 @@ class LeNet5:
     def to_onnx(self, path: PathLike, float64: bool = False) -> None:
         """Write the model as an ONNX graph: uint8 ``images`` (N, 28, 28) in,
         ``outputs`` and ``probabilities`` (N, 10) out, float32 (or float64)
-        (docs/SPEC.md §14).  Needs the onnx package (``pip install onnx``)."""
+        (docs/SPEC.md §15).  Needs the onnx package (``pip install onnx``)."""
         from .onnx_export import export
         export(self._params, path, float64=float64)
 
     def to_torch(self) -> Any:
         """The model as a float64 ``torch.nn.Module`` (lenet5.torch_model.LeNet5Module;
-        docs/SPEC.md §14.5).  Needs PyTorch (``pip install torch``)."""
+        docs/SPEC.md §15.5).  Needs PyTorch (``pip install torch``)."""
         from .torch_model import to_module
         return to_module(self._params)
 
     @classmethod
     def from_torch(cls, module_or_state_dict: Any) -> LeNet5:
-        """A model from a LeNet5Module or its state_dict (docs/SPEC.md §14.5),
+        """A model from a LeNet5Module or its state_dict (docs/SPEC.md §15.5),
         checked as ``load`` checks a file's parameters."""
         from .torch_model import from_state
         return cls(from_state(module_or_state_dict))

@@ -1,4 +1,4 @@
-"""The network as an ONNX graph (docs/SPEC.md §14), built with the ``onnx``
+"""The network as an ONNX graph (docs/SPEC.md §15), built with the ``onnx``
 package (the extra ``[onnx]``; ``pip install onnx``), for onnxruntime or
 any other runtime that reads ONNX opset 17.
 
@@ -14,7 +14,7 @@ the same network, because onnxruntime's CPU provider has no float64 ``Conv``:
 - float32: the standard operators (``Conv``, ``MaxPool``, ``Gemm``), the
   ones runtimes make fastest;
 - float64: each convolution is one ``MatMul`` of kernel-row slices of the
-  input against a banded weight matrix (§14.3), pooling a ``ReduceMax``.
+  input against a banded weight matrix (§15.3), pooling a ``ReduceMax``.
 
 ``build_model(..., normalised_input=True, probabilities=False)`` is the
 leanest graph, the benchmark's single-image peer: float ``input`` (N, 28, 28)
@@ -31,7 +31,7 @@ from ._version import __version__
 from .files import PathLike, atomic_write
 from .params import check_finite
 
-#: The ONNX operator set the graph is written in (docs/SPEC.md §14.1);
+#: The ONNX operator set the graph is written in (docs/SPEC.md §15.1);
 #: onnxruntime reads it since its version 1.12.
 OPSET = 17
 #: Names of the graph's inputs and outputs.
@@ -56,7 +56,7 @@ def require_onnx() -> Any:
 
 def _banded(w: np.ndarray, width: int) -> np.ndarray:
     """A convolution's weights ``[c_in][c_out][5][5]`` (§3.1) as the matrix of
-    §14.3: one output row of a valid convolution over an input of ``width``
+    §15.3: one output row of a valid convolution over an input of ``width``
     columns is ``rows @ M``, where ``rows`` holds the five input rows under it
     side by side, each as ``[column][c_in]``, and the result is ``[column][c_out]``.
     M[(kr, c + kc, ci), (c, co)] = w[ci][co][kr][kc]; every other entry is 0."""
@@ -100,7 +100,7 @@ class _Graph:
 
 def _normalise(g: _Graph, images: str) -> str:
     """uint8 (N, 28, 28) -> (N, 28, 28) normalised by §4, in float64 whatever the
-    graph's type (the sums are of whole numbers, exact in any order; §14.2)."""
+    graph's type (the sums are of whole numbers, exact in any order; §15.2)."""
     f64 = g.onnx.TensorProto.DOUBLE
     one_row = g.ints("flat", [-1, S * S])
     x = g.op("Reshape", [g.op("Cast", [images], "pixels", to=f64), one_row], "flat_pixels")
@@ -120,7 +120,7 @@ def _normalise(g: _Graph, images: str) -> str:
 
 
 def _network_conv(g: _Graph, params: np.ndarray, x: str) -> str:
-    """(N, 28, 28) normalised -> (N, 10) outputs with Conv, MaxPool and Gemm (§14.3)."""
+    """(N, 28, 28) normalised -> (N, 10) outputs with Conv, MaxPool and Gemm (§15.3)."""
     def weights(name: str) -> str:  # [c_out][c_in][kr][kc], as ONNX's Conv reads them
         return g.const(name, core.block(params, name).transpose(1, 0, 2, 3))
 
@@ -140,7 +140,7 @@ def _network_conv(g: _Graph, params: np.ndarray, x: str) -> str:
 
 
 def _network_matmul(g: _Graph, params: np.ndarray, x: str) -> str:
-    """(N, 28, 28) normalised -> (N, 10) outputs with MatMul only (§14.3): maps
+    """(N, 28, 28) normalised -> (N, 10) outputs with MatMul only (§15.3): maps
     are kept as (N, rows, columns * maps), the maps last."""
     def conv(x: str, side: int, name: str, bias: str) -> str:
         """(N, side, side * c_in) -> (N, side - 4, (side - 4) * c_out), ReLU-ed."""
@@ -175,7 +175,7 @@ def _network_matmul(g: _Graph, params: np.ndarray, x: str) -> str:
 def build_model(params: np.ndarray, float64: bool = False, normalised_input: bool = False,
                 probabilities: bool = True) -> Any:
     """The network with these parameters (51,902 finite values, §3.1) as a
-    checked ``onnx.ModelProto`` (docs/SPEC.md §14).
+    checked ``onnx.ModelProto`` (docs/SPEC.md §15).
 
     float64 computes in float64 (outputs within about 1e-13 of lenet5's, the
     MatMul form), else in float32 (the Conv form).  normalised_input takes
@@ -212,7 +212,7 @@ def build_model(params: np.ndarray, float64: bool = False, normalised_input: boo
 def _doc(float64: bool, normalised_input: bool) -> str:
     kind = "float64 (MatMul form)" if float64 else "float32 (Conv form)"
     source = "float input (N, 28, 28) normalised by §4" if normalised_input else "uint8 images (N, 28, 28)"
-    return f"LeNet-5 for MNIST exported by lenet5 (docs/SPEC.md §14): {kind}, from {source}"
+    return f"LeNet-5 for MNIST exported by lenet5 (docs/SPEC.md §15): {kind}, from {source}"
 
 
 def save_model(model: Any, path: PathLike) -> None:

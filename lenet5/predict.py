@@ -15,6 +15,12 @@ Text lines show control characters in names escaped (``\n``, ``\x1b``);
 JSON keeps names as given.  An animated or multi-page picture is read from
 its first frame, and a line on standard error says so.
 
+``--number`` reads each picture as a whole number of one or more digits
+(``lenet5.read_number``, docs/numbers.md): ``path: 2024 (4 digits, least
+sure 97.3%)``, or with ``--json`` ``{"path", "number", "confidence",
+"digits"}``.  Without it, a picture that seems to hold several digits side by
+side gets a note on standard error suggesting ``--number``.
+
 Exit status: 0 every image answered; 1 some image could not be used, or the
 model file is bad; 2 a bad argument (no model to use, for one).
 """
@@ -30,6 +36,7 @@ import numpy as np
 
 from . import cli, images
 from .images import ImageError, as_is
+from .numbers import looks_like_a_number
 
 PROG = "lenet5.predict"
 
@@ -49,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="take each image as it is (it must be 28 x 28, white digit on black, like MNIST)")
     p.add_argument("--threads", type=cli.thread_count, default=None, metavar="N",
                    help="threads of the C core (default: OMP_NUM_THREADS, else all cores)")
+    p.add_argument("--number", action="store_true",
+                   help="read each picture as a whole number of one or more digits (docs/numbers.md)")
     cli.add_version_option(p)
     return p
 
@@ -64,7 +73,11 @@ def read_digit(path: str, prepare: bool, notes: Optional[List[str]] = None) -> n
     try:
         if not prepare:
             return as_is(picture.pixels)
-        return images.digit_from_ink(images.ink_map(picture.pixels).ink)
+        ink = images.ink_map(picture.pixels)
+        if notes is not None and looks_like_a_number(ink):  # a hint, docs/SPEC.md §14.7
+            notes.append(f"note: {path} seems to hold several digits side by side; "
+                         "--number reads them as one number")
+        return images.digit_from_ink(ink.ink)
     except ImageError as e:
         raise ImageError(f"{path}: {e}") from None
 
@@ -77,7 +90,12 @@ def escaped(text: str) -> str:
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Classify image files from the command line; returns the exit status."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.number:
+        if args.no_preprocess:
+            parser.error("argument --number: not allowed with --no-preprocess (a number is found in the ink)")
+        return cli.run(PROG, lambda: read_numbers(args))
 
     def body() -> int:
         net = cli.load_model(args.model)
@@ -130,6 +148,44 @@ def show_error(path: str, message: str, as_json: bool) -> None:
         print(json.dumps({"path": path, "error": message}))
     else:
         cli.say(escaped(f"{PROG}: {message}"))
+
+
+# -- --number: whole numbers (issue 23; docs/numbers.md) ---------------------------------
+
+def read_numbers(args: argparse.Namespace) -> int:
+    """The --number mode: one answer per picture, a whole number."""
+    from .numbers import read_number
+    net = cli.load_model(args.model)
+    errors = 0
+    for path in args.images:  # in the order given, each its own answer
+        notes: List[str] = []
+        try:
+            picture = images.read_picture(path)
+            notes.extend(picture.notes)
+            reading = read_number(picture, net, threads=args.threads)
+        except ImageError as e:
+            message = str(e) if str(e).startswith(f"{path}:") else f"{path}: {e}"
+        except ImportError as e:  # Pillow or SciPy is missing
+            message = f"{path}: {e}"
+        except MemoryError:
+            message = f"{path}: not enough memory to read it"
+        except Exception as e:  # a bug in reading one picture is still that picture's answer
+            message = f"{path}: cannot read it ({images.one_line(e)})"
+        else:
+            message = ""
+        for note in notes:
+            cli.say(escaped(f"{PROG}: {note}"))
+        if message:
+            show_error(path, message, args.json)
+            errors += 1
+        elif args.json:
+            print(json.dumps({"path": path, **reading.to_dict()}))
+        else:
+            count = len(reading.digits)
+            print(escaped(f"{path}: {reading.number} ({count} digit{'s' if count != 1 else ''}, "
+                          f"least sure {100 * reading.confidence:.1f}%)"))
+    sys.stdout.flush()
+    return 1 if errors else 0
 
 
 if __name__ == "__main__":

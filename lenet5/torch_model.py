@@ -1,4 +1,4 @@
-"""The network as a PyTorch module, both ways (docs/SPEC.md §14.5).
+"""The network as a PyTorch module, both ways (docs/SPEC.md §15.5).
 
     module = net.to_torch()                  # float64; .float() for float32
     outputs = module(torch.from_numpy(images))   # uint8 (N, 28, 28) -> (N, 10)

@@ -1,4 +1,4 @@
-"""The ONNX export (lenet5/onnx_export.py, docs/SPEC.md §14) run in onnxruntime.
+"""The ONNX export (lenet5/onnx_export.py, docs/SPEC.md §15) run in onnxruntime.
 
 The float64 graph gives lenet5's digit on all 10,000 test images with
 outputs within 1e-9, in under 2 GB (slow; 1,000 images in the default run);

@@ -1,4 +1,4 @@
-"""The model as a PyTorch module, both ways (lenet5/torch_model.py, docs/SPEC.md §14.5).
+"""The model as a PyTorch module, both ways (lenet5/torch_model.py, docs/SPEC.md §15.5).
 
 to_torch's float64 outputs within 1e-9 of lenet5's on the 10,000 test
 images (slow; 1,000 in the default run); from_torch(to_torch()) gives back

@@ -1,6 +1,9 @@
 // The draw-a-digit page: strokes on #pad go to POST /api/predict as a PNG
 // while one draws; the answer fills the digit, the bars, the input the
-// network received and its feature maps.  No libraries: plain DOM and canvas.
+// network received and its feature maps.  In number mode the pad is wider,
+// strokes go to POST /api/read-number, and the page shows the number, each
+// digit's box over the drawing and each digit's 28 x 28 input and
+// probability.  No libraries: plain DOM and canvas.
 "use strict";
 
 const pad = document.getElementById("pad");
@@ -42,7 +45,7 @@ function clearPad() {
   ink.lineCap = "round";
   ink.lineJoin = "round";
   ink.strokeStyle = "#000";
-  ink.lineWidth = pad.width / 14;  // a pen stroke of about 2 MNIST pixels
+  ink.lineWidth = pad.height / 14;  // a pen stroke of about 2 MNIST pixels (of a digit as tall as the pad)
 }
 
 // Strokes: pointer events cover mouse, pen and touch alike.
@@ -73,12 +76,14 @@ function ask() {
   if (inFlight || !dirty) return;
   dirty = false; inFlight = true;
   const asked = drawingNumber;
+  const api = mode === "number" ? "api/read-number" : "api/predict";
   pad.toBlob((png) => {
-    fetch("api/predict", {method: "POST", headers: {"Content-Type": "image/png"}, body: png})
+    fetch(api, {method: "POST", headers: {"Content-Type": "image/png"}, body: png})
       .then((r) => r.json().then((body) => ({ok: r.ok, body: body})))
       .then(({ok, body}) => {
         if (asked !== drawingNumber) return;
-        if (ok) show(body); else status.textContent = body.error;
+        if (!ok) { status.textContent = body.error; return; }
+        if (mode === "number") showNumber(body); else show(body);
       })
       .catch((err) => { status.textContent = "no answer from the server (" + err + ")"; })
       .finally(() => { inFlight = false; if (dirty) ask(); });
@@ -114,14 +119,58 @@ function paint(canvas, rows, scale) {
   g.putImageData(img, 0, 0);
 }
 
-document.getElementById("clear").addEventListener("click", () => {
+function clearAll() {
   drawingNumber++; dirty = false;
   clearPad();
   [document.getElementById("input"), ...conv1, ...conv2].forEach((c) => c.getContext("2d").clearRect(0, 0, c.width, c.height));
   digit.textContent = "\u2013";
-  status.textContent = "Draw with a mouse, a pen or a finger.";
+  status.textContent = mode === "number" ? "Write a number: several digits side by side."
+                                         : "Draw with a mouse, a pen or a finger.";
   barFor.forEach((li) => { li.querySelector(".bar").style.width = "0"; li.querySelector(".pct").textContent = "0%";
                            li.classList.remove("best"); });
-});
+  boxes.getContext("2d").clearRect(0, 0, boxes.width, boxes.height);
+  numberDigits.textContent = "";
+}
+document.getElementById("clear").addEventListener("click", clearAll);
+
+// Number mode: a pad three times as wide; boxes drawn over it in its own pixels.
+let mode = "digit";
+const boxes = document.getElementById("boxes");
+const numberDigits = document.getElementById("number-digits");
+function setMode(next) {
+  mode = next;
+  document.body.classList.toggle("number-mode", mode === "number");
+  document.getElementById("mode-digit").setAttribute("aria-pressed", String(mode === "digit"));
+  document.getElementById("mode-number").setAttribute("aria-pressed", String(mode === "number"));
+  pad.width = boxes.width = mode === "number" ? 840 : 280;
+  pad.height = boxes.height = 280;
+  clearAll();
+}
+document.getElementById("mode-digit").addEventListener("click", () => setMode("digit"));
+document.getElementById("mode-number").addEventListener("click", () => setMode("number"));
+
+function showNumber(answer) {
+  digit.textContent = answer.number;
+  status.textContent = "It reads " + answer.number + " (" + answer.digits.length + " digit" +
+    (answer.digits.length === 1 ? "" : "s") + "), least sure " + Math.round(100 * answer.confidence) + "%.";
+  const g = boxes.getContext("2d");
+  g.clearRect(0, 0, boxes.width, boxes.height);
+  g.lineWidth = 3; g.strokeStyle = "#d2552b"; g.fillStyle = "#d2552b"; g.font = "bold 20px system-ui, sans-serif";
+  numberDigits.textContent = "";
+  answer.digits.forEach((d, i) => {
+    const [x0, y0, x1, y1] = d.box;
+    g.strokeRect(x0 + 1.5, y0 + 1.5, x1 - x0 - 3, y1 - y0 - 3);
+    g.fillText(String(i + 1), x0 + 4, Math.max(20, y0 - 4));
+    const li = document.createElement("li");
+    li.className = "number-digit";
+    const c = document.createElement("canvas");
+    c.width = 28; c.height = 28;
+    paint(c, d.input, 255);
+    const caption = document.createElement("span");
+    caption.textContent = (i + 1) + ": " + d.digit + " (" + Math.round(100 * d.probability) + "%)";
+    li.appendChild(c); li.appendChild(caption);
+    numberDigits.appendChild(li);
+  });
+}
 
 clearPad();
