@@ -138,8 +138,8 @@ class _NumberError(ValueError):
 
 
 def _json_int(text: str) -> int:
-    value = int(text)
-    if abs(value) > JSON_NUMBER_MAX:
+    value = int(text) if len(text) <= 17 else None  # longer: out of range (and int() may refuse it)
+    if value is None or abs(value) > JSON_NUMBER_MAX:
         raise _NumberError(f"a number in the JSON is out of range ({text[:24]}{'...' if len(text) > 24 else ''}; "
                            f"numbers must lie within +-1e15)")
     return value
@@ -221,15 +221,17 @@ class DecodePool:
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.workers)
         slots = self._slots
-        if slots.locked() and self.waiting >= self.max_waiting:
+        if not slots.locked():
+            await slots.acquire()  # free: taken at once, before any other request can look
+        elif self.waiting >= self.max_waiting:
             raise self._busy()
-        self.waiting += 1
-        try:
-            await asyncio.wait_for(slots.acquire(), self.wait_seconds)
-        except asyncio.TimeoutError:
-            raise self._busy() from None
-        finally:
-            self.waiting -= 1
+        else:
+            self.waiting += 1
+            try:
+                if not await self._wait(slots):
+                    raise self._busy()
+            finally:
+                self.waiting -= 1
 
         def free(_: Any) -> None:
             with contextlib.suppress(RuntimeError):  # the loop has closed: nobody is waiting
@@ -242,6 +244,28 @@ class DecodePool:
             raise
         future.add_done_callback(free)
         return await asyncio.wrap_future(future)
+
+    async def _wait(self, slots: asyncio.Semaphore) -> bool:
+        """Wait up to wait_seconds for a slot: True once held, False if none came.
+        (Not asyncio.wait_for: before Python 3.12 it can drop a slot acquired as the
+        time runs out.)  A slot acquired after this request has gone is given back."""
+        task = asyncio.ensure_future(slots.acquire())
+
+        def give_back(t: asyncio.Future[Any]) -> None:
+            if not t.cancelled() and t.exception() is None:
+                slots.release()
+
+        try:
+            await asyncio.wait({task}, timeout=self.wait_seconds)
+        except BaseException:  # this request was cancelled while waiting
+            task.cancel()
+            task.add_done_callback(give_back)
+            raise
+        if task.done() and not task.cancelled():
+            return True
+        task.cancel()
+        task.add_done_callback(give_back)  # it may have acquired in the meantime
+        return False
 
     def close(self) -> None:
         """Stop taking work (jobs already running finish on their own)."""
@@ -362,11 +386,12 @@ def read_pixels(payload: Any, max_side: int = 28, min_side: int = 28) -> np.ndar
 def answer(net: LeNet5, image: np.ndarray) -> Dict[str, Any]:
     """/api/predict's answer for one (28, 28) uint8 image the network receives."""
     seen = net.activations(image)
-    return {"digit": int(np.argmax(seen["outputs"])),  # ties to the smaller digit, as predict
-            "probabilities": [round(float(p), 6) for p in seen["probabilities"]],
-            "input": image.astype(int).tolist(),
-            "feature_maps": {"conv1": np.round(seen["conv1"], 4).tolist(),
-                             "conv2": np.round(seen["conv2"], 4).tolist()}}
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflowing model: encode() refuses it
+        return {"digit": int(np.argmax(seen["outputs"])),  # ties to the smaller digit, as predict
+                "probabilities": [round(float(p), 6) for p in seen["probabilities"]],
+                "input": image.astype(int).tolist(),
+                "feature_maps": {"conv1": np.round(seen["conv1"], 4).tolist(),
+                                 "conv2": np.round(seen["conv2"], 4).tolist()}}
 
 
 async def predict(call: Call) -> bytes:
