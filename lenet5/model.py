@@ -229,6 +229,28 @@ class LeNet5:
         check_finite(self._params, "cannot save: params")
         write_params(path, self.params, self.meta)
 
+    # -- elsewhere: ONNX and PyTorch (lenet5/onnx_export.py, lenet5/torch_model.py; docs/export.md) --
+
+    def to_onnx(self, path: PathLike, float64: bool = False) -> None:
+        """Write the model as an ONNX graph: uint8 ``images`` (N, 28, 28) in,
+        ``outputs`` and ``probabilities`` (N, 10) out, float32 (or float64)
+        (docs/SPEC.md §14).  Needs the onnx package (``pip install onnx``)."""
+        from .onnx_export import export
+        export(self._params, path, float64=float64)
+
+    def to_torch(self) -> Any:
+        """The model as a float64 ``torch.nn.Module`` (lenet5.torch_model.LeNet5Module;
+        docs/SPEC.md §14.5).  Needs PyTorch (``pip install torch``)."""
+        from .torch_model import to_module
+        return to_module(self._params)
+
+    @classmethod
+    def from_torch(cls, module_or_state_dict: Any) -> LeNet5:
+        """A model from a LeNet5Module or its state_dict (docs/SPEC.md §14.5),
+        checked as ``load`` checks a file's parameters."""
+        from .torch_model import from_state
+        return cls(from_state(module_or_state_dict))
+
     def forward(self, images: ImagesLike, threads: Optional[int] = None) -> np.ndarray:
         """The 10 ReLU-ed outputs per image, shape (N, 10) (docs/SPEC.md §4, §5.1-§5.4)."""
         return core.forward_prepared(self._prepared, _as_images(images), threads=threads)
