@@ -308,7 +308,9 @@ class Call:
         streams); 408 if it takes more than BODY_SECONDS to arrive."""
         headers = self.request.headers
         length = headers.get("content-length")
-        if length is not None and int(length) > limit:  # uvicorn has checked it is digits
+        if length is not None and not (length.isascii() and length.isdigit()):  # uvicorn refuses it before us
+            raise ApiError(HTTPStatus.BAD_REQUEST, "Content-Length is not a number", close=True)
+        if length is not None and int(length) > limit:
             size = int(length)
             waiting = headers.get("expect", "").lower() == "100-continue"  # no 100 Continue is sent
             raise ApiError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"the body is {size:,} bytes; the limit is {limit:,}",
