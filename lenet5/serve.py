@@ -694,7 +694,10 @@ def _server(app: Starlette, stop_on_signals: bool) -> Any:
 
 class Running:
     """A server answering on its own thread (made by ``start``); ``url``,
-    ``server_address``; ``stop()`` (or ``shutdown()`` then ``server_close()``)."""
+    ``server_address``; ``stop()`` (or ``shutdown()`` then ``server_close()``);
+    ``loop``, its event loop, and ``pool``, its decode pool."""
+
+    loop: asyncio.AbstractEventLoop
 
     def __init__(self, sock: socket.socket, server: Any, thread: threading.Thread, pool: DecodePool) -> None:
         self.sock, self.server, self.thread, self.pool = sock, server, thread, pool
@@ -731,10 +734,15 @@ def start(net: LeNet5, host: str = "127.0.0.1", port: int = 0, *, log: Optional[
     sock = listen(host, port)
     server = _server(app, stop_on_signals=False)
     failure: List[BaseException] = []
+    loops: List[asyncio.AbstractEventLoop] = []
+
+    async def serve() -> None:
+        loops.append(asyncio.get_running_loop())
+        await server.serve(sockets=[sock])
 
     def run() -> None:
         try:
-            asyncio.run(server.serve(sockets=[sock]))
+            asyncio.run(serve())
         except BaseException as e:  # reported by start, below
             failure.append(e)
 
@@ -747,7 +755,9 @@ def start(net: LeNet5, host: str = "127.0.0.1", port: int = 0, *, log: Optional[
         server.should_exit = True
         sock.close()
         raise RuntimeError(f"the server did not start: {failure[0] if failure else 'timed out'}")
-    return Running(sock, server, thread, pool)
+    running = Running(sock, server, thread, pool)
+    running.loop = loops[0]
+    return running
 
 
 def _logging(verbose: bool) -> None:

@@ -486,18 +486,6 @@ def test_idle_connections_are_closed_after_a_few_seconds(server):
 # The decode pool
 
 
-def big_png(side=3000):
-    """A digit on a large sheet: a picture that takes a while to decode and
-    preprocess (a phone photo's size), but an ordinary one, not a bomb."""
-    sheet = np.full((side, side), 230, dtype=np.uint8)
-    sheet += (np.arange(side, dtype=np.uint16) * 20 // side).astype(np.uint8)[None, :]  # light falls off
-    sheet[side // 4:3 * side // 4, side // 2 - side // 30:side // 2 + side // 30] = 20  # a thick 1
-    buf = io.BytesIO()
-    Image.fromarray(sheet).save(buf, "PNG")
-    assert len(buf.getvalue()) < serve.MAX_BODY
-    return buf.getvalue()
-
-
 def post_together(srv, body, kind, n):
     """n requests sent back to back on n connections, then their answers read."""
     host, port = srv.server_address[:2]
@@ -512,24 +500,49 @@ def post_together(srv, body, kind, n):
     return results
 
 
+@contextlib.contextmanager
+def pool_held(srv):
+    """The server's decode pool with its only thread busy until the block ends."""
+    release = threading.Event()
+    held = asyncio.run_coroutine_threadsafe(srv.pool.run(release.wait), srv.loop)
+    while srv.pool.waiting or not srv.pool._slots or not srv.pool._slots.locked():
+        time.sleep(0.01)
+    try:
+        yield
+    finally:
+        release.set()
+        held.result(30)
+
+
 def test_the_decode_pool_refuses_with_503_and_retry_after_when_full(net, mnist_test):
-    pool = serve.DecodePool(workers=1, waiting=1, wait_seconds=60)
-    with serve.start(net, pool=pool) as srv:
-        results = post_together(srv, big_png(), "image/png", 5)
-        # JSON requests do not queue behind pictures
-        status, _, _ = request(srv, "POST", "/api/predict", pixels_body(mnist_test[0][0]), "application/json")
-        assert status == 200
-    statuses = sorted(r[0] for r in results)
-    assert statuses == [200, 200, 503, 503, 503]  # one decoding, one waiting, the rest refused at once
-    busy = [r for r in results if r[0] == 503]
-    assert all(r[1] == str(serve.RETRY_AFTER) and "busy" in r[2]["error"] for r in busy)
+    png = png_of(mnist_test[0][0])
+    with serve.start(net, pool=serve.DecodePool(workers=1, waiting=1, wait_seconds=60)) as srv:
+        host, port = srv.server_address[:2]
+        with pool_held(srv):
+            first = http.client.HTTPConnection(host, port, timeout=60)
+            first.request("POST", "/api/predict", png, {"Content-Type": "image/png"})  # waits for the pool
+            while not srv.pool.waiting:
+                time.sleep(0.01)
+            refused = post_together(srv, png, "image/png", 3)  # one waits already: refused at once
+            # JSON pixels do not queue behind pictures
+            status, _, _ = request(srv, "POST", "/api/predict", pixels_body(mnist_test[0][0]), "application/json")
+            assert status == 200
+        r = first.getresponse()
+        assert r.status == 200 and json.loads(r.read())["digit"] == 7
+        first.close()
+    assert [r[0] for r in refused] == [503] * 3
+    assert all(r[1] == str(serve.RETRY_AFTER) and "busy" in r[2]["error"] for r in refused)
 
 
-def test_a_request_waits_for_the_pool_at_most_its_time(net):
-    pool = serve.DecodePool(workers=1, waiting=32, wait_seconds=0.05)
-    with serve.start(net, pool=pool) as srv:
-        statuses = sorted(r[0] for r in post_together(srv, big_png(), "image/png", 3))
-    assert statuses == [200, 503, 503]
+def test_a_request_waits_for_the_pool_at_most_its_time(net, mnist_test):
+    png = png_of(mnist_test[0][0])
+    with serve.start(net, pool=serve.DecodePool(workers=1, waiting=32, wait_seconds=0.2)) as srv:
+        with pool_held(srv):
+            start = time.monotonic()
+            status, _, body = request(srv, "POST", "/api/predict", png, "image/png")
+            waited = time.monotonic() - start
+        assert status == 503 and "busy" in json.loads(body)["error"] and waited >= 0.2
+        assert request(srv, "POST", "/api/predict", png, "image/png")[0] == 200  # free again
 
 
 def test_the_pool_frees_a_slot_when_the_job_ends_not_when_its_waiter_leaves():
