@@ -582,13 +582,18 @@ def serve_command(*args, env=None):
     p = subprocess.Popen([sys.executable, "-m", "lenet5.serve", "--port", "0", *args], stderr=subprocess.PIPE,
                          text=True, env=env)
     lines = []
-    while True:
-        line = p.stderr.readline()
-        assert line, "".join(lines)
-        lines.append(line)
-        if "open http://" in line:
-            port = int(re.search(r":(\d+)/", line).group(1))
-            return p, port, "".join(lines)
+    try:
+        while True:
+            line = p.stderr.readline()
+            assert line, "".join(lines)
+            lines.append(line)
+            if "open http://" in line:
+                port = int(re.search(r":(\d+)/", line).group(1))
+                return p, port, "".join(lines)
+    except BaseException:
+        p.kill()  # never leave a server behind
+        p.communicate()
+        raise
 
 
 def stop(p, signum=signal.SIGINT):
