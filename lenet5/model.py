@@ -27,6 +27,7 @@ from .checkpoint import Checkpoint, save_checkpoint
 from .files import PathLike, save_or_rescue
 from .loop import (
     BatchReport,
+    Diverged,
     History,
     InterruptRequest,
     Position,
@@ -153,7 +154,8 @@ class LeNet5:
     def params(self) -> np.ndarray:
         """The flat parameter array (docs/SPEC.md §3.1), read-only: the model keeps
         its weights prepared for inference (docs/SPEC.md §9.6), so every change goes
-        through ``set_params`` (or ``fit``), which prepares them again."""
+        through ``set_params`` (or ``fit``), which prepares them again.  The array is
+        a view of immutable memory: it cannot be made writable or resized."""
         return self._params
 
     @params.setter
@@ -161,27 +163,46 @@ class LeNet5:
         self.set_params(params)
 
     def set_params(self, params: Any) -> None:
-        """Replace the parameters with a copy of params (51,902 finite values) and prepare them."""
-        params = np.array(params, dtype=np.float64, copy=True)
-        core.check_params(params)
-        check_finite(params)
-        self._adopt(params)
+        """Replace the parameters with a copy of params and prepare them: 51,902
+        finite real numbers (float64, or floats and integers that float64 holds),
+        the checks ``load`` applies to a file.  A refused array changes nothing."""
+        self._adopt(self._checked_params(params))
+
+    @staticmethod
+    def _checked_params(params: Any) -> np.ndarray:
+        """A private float64 copy of params after load's checks: real numbers
+        (no strings, complex or booleans), 51,902 of them, all finite."""
+        array = np.asarray(params)
+        if array.dtype.kind not in "fiu":
+            raise TypeError(f"params must be real numbers (float64), not {array.dtype}")
+        if array.shape != (core.N_PARAMS,):
+            raise ValueError(f"params must have shape ({core.N_PARAMS},), not {array.shape}")
+        array = np.array(array, dtype=np.float64, copy=True)
+        check_finite(array)
+        return array
 
     def __getstate__(self) -> Dict[str, Any]:
         """What pickle and copy keep: the parameters and metadata (the prepared
         weights are made again on the way back)."""
         return {"params": self._params, "meta": self.meta}
 
-    def __setstate__(self, state: Dict[str, Any]) -> None:
-        params = core.check_params(np.array(state["params"], dtype=np.float64, copy=True))
+    def __setstate__(self, state: Any) -> None:
+        """Unpickling: the parameters get set_params' checks, the metadata must be a dict."""
+        if not isinstance(state, dict) or not isinstance(state.get("meta"), dict) or "params" not in state:
+            raise TypeError("not a pickled LeNet5: expected a dict with 'params' and a 'meta' dict")
+        params = self._checked_params(state["params"])
         self.meta = dict(state["meta"])
         self._adopt(params)
 
     def _adopt(self, params: np.ndarray) -> None:
-        """Own params (a private, checked array), lock it and prepare it."""
-        params.flags.writeable = False
-        self._prepared = core.prepare(params)
-        self._params = params
+        """Keep a copy of params (checked) in immutable memory and prepare it.
+
+        The array handed out is a view of a ``bytes`` object: numpy refuses to
+        make it writable or to resize it, so the prepared weights, ``params``,
+        ``activations`` and ``save`` cannot come to disagree."""
+        locked = np.frombuffer(np.ascontiguousarray(params, dtype=np.float64).tobytes(), dtype=np.float64)
+        self._prepared = core.prepare(locked)
+        self._params = locked
 
     @classmethod
     def init(cls, seed: int = 0) -> LeNet5:
@@ -202,7 +223,10 @@ class LeNet5:
         return cls(params, meta)
 
     def save(self, path: PathLike) -> None:
-        """Write the model atomically (.npz with metadata, or .dat; docs/SPEC.md §10.1, §10.2, §10.4)."""
+        """Write the model atomically (.npz with metadata, or .dat; docs/SPEC.md §10.1, §10.2, §10.4).
+        Non-finite parameters (a diverged model) are refused with ValueError and
+        nothing is written: ``load`` would refuse the file."""
+        check_finite(self._params, "cannot save: params")
         write_params(path, self.params, self.meta)
 
     # -- elsewhere: ONNX and PyTorch (lenet5/onnx_export.py, lenet5/torch_model.py; docs/export.md) --
@@ -285,12 +309,14 @@ class LeNet5:
         test=(images, labels) is evaluated after every epoch.
         progress shows a bar on a terminal and a line per epoch elsewhere.
         checkpoint writes model and position there every checkpoint_every
-        batches (default: each epoch); resume continues a loaded Checkpoint
+        batches (default None: each epoch; 0 is an error); resume continues a loaded Checkpoint
         (its settings win; the model's parameters are replaced by its own).
         Ctrl-C, SIGTERM or SIGHUP stops at the next batch boundary, writes the
         checkpoint and raises ``Interrupted`` (a second one: ``SignalStop`` at
-        once); a loss that turns NaN or infinite raises ``lenet5.loop.Diverged``
-        at once.  A checkpoint that cannot be written (a full disk) is written
+        once), keeping the weights trained so far; a loss that turns NaN or
+        infinite raises ``lenet5.loop.Diverged`` at once and the model is left
+        as it was when fit was called (the checkpoint, if one was asked for,
+        holds the progress up to its last write).  A checkpoint that cannot be written (a full disk) is written
         elsewhere and raises ``lenet5.files.WrittenElsewhere`` saying where.
         """
         images = _as_images(images)
@@ -316,7 +342,7 @@ class LeNet5:
             images, labels = images[file_index], labels[file_index]
         eng = engines.get(engine, kernel=kernel, threads=threads)
         per_epoch = batches_per_epoch(len(images), config.batch_size)
-        every = core.check_count(checkpoint_every, "checkpoint_every") if checkpoint_every else per_epoch
+        every = per_epoch if checkpoint_every is None else core.check_count(checkpoint_every, "checkpoint_every")
         if test is not None:
             test_x = _as_images(test[0])
             test_y = core.check_labels(np.asarray(test[1]), len(test_x), name="test labels")
@@ -359,6 +385,7 @@ class LeNet5:
 
         if start.epoch < config.epochs:
             show.start_epoch(start.epoch + 1, config.epochs, per_epoch, start.batch)
+        diverged = False
         try:
             with InterruptRequest() as stop:  # also while the last checkpoint is saved
                 try:
@@ -369,9 +396,13 @@ class LeNet5:
                     show.close()
                     save_at(s.position)
                     raise Interrupted(s.position, per_epoch, checkpoint, stop.signum) from None
+        except Diverged:
+            diverged = True  # NaN weights are never adopted: the model stays as it was
+            raise
         finally:
             show.close()
-            self._adopt(params)  # whatever training reached, interrupted or diverged too
+            if not diverged:
+                self._adopt(params)  # whatever training reached, interrupted too
         if result.test_correct is None:  # resumed from a finished checkpoint
             score_test()
         self.meta = {"loss": config.loss, "sign": config.sign, "lr": config.lr,
