@@ -504,9 +504,16 @@ def load_image(path: PathLike) -> np.ndarray:
 def decode_image(data: bytes, shown: str = "the image") -> np.ndarray:
     """The pixels of a picture file's bytes (PNG, JPEG, ...) through Pillow, as
     ``load_image`` gives them; ImageError names ``shown`` and what is wrong."""
+    return decode_picture(data, shown).pixels
+
+
+def decode_picture(data: bytes, shown: str = "the image") -> Picture:
+    """A picture file's bytes as a Picture (as ``read_picture`` gives for a
+    file): its pixels, maybe reduced, with the scale and offset that map them
+    back onto the picture as displayed (docs/SPEC.md §13.5)."""
     if not data:
         raise ImageError(f"{shown}: empty")
-    return _decode(io.BytesIO(data), shown).pixels
+    return _decode(io.BytesIO(data), shown)
 
 
 def read_picture(path: PathLike) -> Picture:

@@ -45,8 +45,9 @@ import numpy as np
 
 from . import cli
 from ._version import __version__
-from .images import ImageError, decode_image, preprocess
+from .images import ImageError, decode_image, decode_picture, preprocess
 from .model import LeNet5
+from .numbers import read_number, reading_payload
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -415,6 +416,33 @@ async def predict(call: Call) -> bytes:
                    f"Content-Type must be image/png or application/json, not {call.content_type or 'missing'}")
 
 
+#: /api/read-number takes JSON pixels of at most this many a side (a wide pad of digits).
+NUMBER_SIDE = 1024
+#: ... and so a larger JSON body: 1024 x 1024 pixels written "255," are about 4 MB.
+NUMBER_JSON_BODY = 6 * 1024 * 1024
+
+
+def _reading(net: LeNet5, picture: Any) -> bytes:
+    """/api/read-number's answer: the --json object of ``predict --number``
+    without "path", each digit with its 28 x 28 "input" (docs/SPEC.md §14)."""
+    return encode(reading_payload(read_number(picture, net)))
+
+
+async def read_number_route(call: Call) -> bytes:
+    """POST /api/read-number: a PNG, or JSON pixels of at most NUMBER_SIDE a side,
+    read as a whole number (lenet5.read_number); the boxes are in its pixels."""
+    net = call.net
+    if call.content_type == "image/png":
+        body = await call.body()
+        return await call.decode(lambda: _reading(net, decode_picture(body, "the PNG body")))
+    if call.content_type == "application/json":
+        payload = await call.json(NUMBER_JSON_BODY)
+        pixels = await call.compute(lambda: read_pixels(payload, max_side=NUMBER_SIDE, min_side=1))
+        return await call.decode(lambda: _reading(net, pixels))
+    raise ApiError(HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+                   f"Content-Type must be image/png or application/json, not {call.content_type or 'missing'}")
+
+
 def _schema_grid(rows: str, cols: str, item: Dict[str, Any]) -> Dict[str, Any]:
     return {"type": "array", "description": f"{rows} rows of {cols}", "items": {"type": "array", "items": item}}
 
@@ -441,9 +469,26 @@ class Api:
     errors: Tuple[int, ...] = (400, 408, 413, 415, 422, 500, 503)
 
 
+NUMBER_PIXELS_BODY = {"type": "object", "required": ["pixels"], "properties": {
+    "pixels": _schema_grid(f"1..{NUMBER_SIDE}", f"1..{NUMBER_SIDE}",
+                           {"type": "integer", "minimum": 0, "maximum": 255})}}
+NUMBER_ANSWER = {"type": "object", "properties": {
+    "number": {"type": "string", "description": "the digits, left to right"},
+    "confidence": {"type": "number", "description": "the least sure digit's probability"},
+    "digits": {"type": "array", "items": {"type": "object", "properties": {
+        "digit": {"type": "integer", "minimum": 0, "maximum": 9},
+        "probability": {"type": "number"},
+        "probabilities": {"type": "array", "items": {"type": "number"}, "minItems": 10, "maxItems": 10},
+        "box": {"type": "array", "items": {"type": "integer"}, "minItems": 4, "maxItems": 4,
+                "description": "x0, y0, x1, y1 in the picture's pixels, x1 and y1 exclusive"},
+        "input": _schema_grid("28", "28 ints 0..255", {"type": "integer"})}}}}}
+
 APIS: List[Api] = [
     Api("/api/predict", predict, "Read one digit: a PNG (preprocessed) or 28 x 28 pixels (as they are)",
         {"image/png": {"type": "string", "format": "binary"}, "application/json": PIXELS_BODY}, PREDICT_ANSWER),
+    Api("/api/read-number", read_number_route,
+        f"Read a whole number: a PNG, or pixels of at most {NUMBER_SIDE} x {NUMBER_SIDE} (both preprocessed)",
+        {"image/png": {"type": "string", "format": "binary"}, "application/json": NUMBER_PIXELS_BODY}, NUMBER_ANSWER),
 ]
 
 

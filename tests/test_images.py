@@ -260,7 +260,7 @@ def test_without_pillow_npy_still_works_and_pictures_say_how_to_install(sheet, m
     assert r.returncode == 1
     assert r.stdout.startswith(sheet["npy"] + ": ")
     assert r.stderr.strip() == (f"lenet5.predict: {sheet['good0']}: reading image files needs Pillow: "
-                                "pip install pillow (in a checkout of lenet5: pip install -e \".[images]\") "
+                                "pip install pillow scipy (in a checkout of lenet5: pip install -e \".[images]\") "
                                 "(.npy arrays need nothing)")
 
 
