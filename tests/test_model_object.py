@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 import pytest
 
-from conftest import golden_params
+from helpers import golden_params
 from lenet5 import LeNet5, core
 from lenet5.checkpoint import load_checkpoint
 from lenet5.loop import Diverged

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import golden_params
+from helpers import golden_params
 from lenet5 import LeNet5, serve
 
 Image = pytest.importorskip("PIL.Image")
