@@ -105,9 +105,10 @@ static void warp_image(uint8_t *out, const uint8_t *image, uint64_t key,
 }
 
 /* Below this many images a thread team costs more than it saves: one image
- * takes about 15 us, a team's start and barrier as much again, far more when
- * the cores are shared and a team member waits to be scheduled. */
-#define L5_AUGMENT_MIN_PARALLEL 512
+ * takes about 9-15 us, a team's start and barrier tens of microseconds.  A
+ * batch of the preset (64) already pays: 0.58 -> 0.38 ms on 2 threads of a
+ * shared Xeon (docs/SPEC.md §9.8). */
+#define L5_AUGMENT_MIN_PARALLEL 32
 
 /* Warp n images, image i keyed by (seed, epoch, index[i]).  Images are
  * independent, so any split over threads gives the same bytes. */

@@ -59,6 +59,7 @@
 #define L5_ERR_DECAY -13      /* weight decay not finite and >= 0 */
 #define L5_ERR_AUGMENT -14    /* an augmentation range or image index out of bounds */
 #define L5_ERR_ISA -15        /* an instruction set not built, unknown, or the CPU lacks it */
+#define L5_ERR_BUSY -16       /* a workspace another call is using right now */
 
 /*
  * Train on one batch of n images (docs/SPEC.md §8.1, §8.2): forward and
@@ -156,6 +157,35 @@ int l5_forward_prepared(const void *prepared, int64_t prepared_bytes,
                         const uint8_t *images, int64_t n, double *out, int threads);
 int l5_predict_prepared(const void *prepared, int64_t prepared_bytes,
                         const uint8_t *images, int64_t n, int32_t *pred, int threads);
+
+/*
+ * Workspaces (docs/SPEC.md §9.8): the fast kernels' working memory, owned by
+ * the caller and kept across calls, so that a batch allocates nothing once
+ * the first has run.  Give each training run, model or calling thread its
+ * own: one workspace serves one call at a time (a second call while one
+ * runs gets L5_ERR_BUSY).  l5_workspace_new returns NULL if memory ran out.
+ */
+typedef struct L5Workspace L5Workspace;
+L5Workspace *l5_workspace_new(void);
+void l5_workspace_free(L5Workspace *ws);
+
+/*
+ * One training batch with the fast kernels in workspace ws: l5_train_batch
+ * (velocity NULL, momentum, weight_decay and nesterov 0) or
+ * l5_train_batch_sgd (velocity given), the same bits.  seconds: NULL, or
+ * L5_PROFILE_STAGES (n_seconds) thread-seconds per stage to add to, as
+ * l5_profile_train_batch.
+ */
+int l5_train_batch_ws(L5Workspace *ws, double *params, double *velocity, int64_t n_params,
+                      const uint8_t *images, const uint8_t *labels, int64_t n,
+                      int loss, int sign, double lr, double momentum, double weight_decay,
+                      int nesterov, int threads, double *seconds, int64_t n_seconds,
+                      double *loss_sum, int64_t *n_correct);
+
+/* The fast kernels' forward pass in workspace ws: the 10 outputs of each
+ * image (out: n * 10, or NULL) and its class (pred: n, or NULL; not both NULL). */
+int l5_forward_ws(L5Workspace *ws, const double *params, int64_t n_params,
+                  const uint8_t *images, int64_t n, double *out, int32_t *pred, int threads);
 
 /*
  * Instruction-set variants (docs/SPEC.md §9.4): the fast and prepared kernels
