@@ -144,13 +144,14 @@ int l5_default_threads(void);
 
 /*
  * Prepared inference (docs/SPEC.md §9.6): the weights laid out once, in a
- * buffer the caller owns (L5_PREPARED_BYTES, 8-byte aligned), then any
+ * buffer the caller owns (L5_PREPARED_BYTES, 8-byte aligned; 64-byte aligned
+ * is faster), then any
  * number of forward passes from it.  Same bits as l5_forward; one image is
  * vectorised within itself; no allocation per call; fewer than 16 images run
  * on the calling thread.  The buffer is only read by the passes, so calls
  * from several threads may share it.  Change the parameters, prepare again.
  */
-#define L5_PREPARED_BYTES 417184
+#define L5_PREPARED_BYTES 417216
 
 int l5_prepare(const double *params, int64_t n_params, void *prepared, int64_t prepared_bytes);
 int l5_forward_prepared(const void *prepared, int64_t prepared_bytes,

@@ -547,7 +547,10 @@ def prepare(params: np.ndarray) -> Prepared:
     The values are copied, not computed on: the passes give the bits of forward()."""
     _variant_ready()
     check_params(params)
-    buffer = np.empty(PREPARED_BYTES // 8, dtype=np.float64)  # float64: 8-byte aligned
+    # 64-byte aligned (a cache line): conv2's and conv3's weight rows then never straddle two lines
+    room = np.empty(PREPARED_BYTES // 8 + 8, dtype=np.float64)
+    skip = (-room.ctypes.data % 64) // 8
+    buffer = room[skip:skip + PREPARED_BYTES // 8]
     _call(lib.l5_prepare(_ptr("double *", params), N_PARAMS, _ptr("void *", buffer), PREPARED_BYTES))
     buffer.flags.writeable = False
     return Prepared(buffer)
@@ -576,6 +579,37 @@ def predict_prepared(prepared: Prepared, images: np.ndarray, *, threads: Optiona
     _call(lib.l5_predict_prepared(pointer, PREPARED_BYTES, _ptr("uint8_t *", images), n,
                                   _ptr("int32_t *", pred), t))
     return pred
+
+
+#: Batches of at least this many images take the tile kernels (fast.c), smaller
+#: ones the one-image kernel (infer.c), per variant: the crossover measured on 1
+#: and 2 threads (docs/SPEC.md §9.8).  Either gives the same bits.
+TILE_CROSSOVER: Dict[str, int] = {"avx512": 16, "avx2": 16, "sse2": 4, "generic": 4}
+
+
+def tile_crossover() -> int:
+    """The smallest batch the running variant gives to the tile kernels (docs/SPEC.md §9.8)."""
+    return TILE_CROSSOVER[isa()]
+
+
+def predict_one(prepared: Prepared, image: np.ndarray) -> int:
+    """The digit of one (28, 28) C-contiguous uint8 image from prepared weights:
+    predict_prepared's answer in fewer steps, for the common case of one
+    picture (docs/SPEC.md §9.8).  Anything else is refused: give it to
+    predict_prepared, which takes every form."""
+    if not (type(image) is np.ndarray and image.dtype == np.uint8 and image.shape == _ONE_IMAGE
+            and image.flags.c_contiguous):
+        _refuse(ValueError, "image", "must be one C-contiguous uint8 array of shape (28, 28)")
+    if type(prepared) is not Prepared:
+        check_prepared(prepared)
+    _variant_ready()
+    pred = ffi.new("int32_t *")
+    _call(lib.l5_predict_prepared(prepared.pointer, PREPARED_BYTES, ffi.from_buffer("uint8_t[]", image), 1,
+                                  pred, 1))
+    return int(pred[0])
+
+
+_ONE_IMAGE = (28, 28)
 
 
 def profile_stages() -> Tuple[Tuple[str, int], ...]:
