@@ -7,6 +7,7 @@
     python benchmarks/bench.py --isa sse2    # force an instruction-set variant of the fast kernels
     python benchmarks/bench.py --contended   # 1 thread and the default with one core kept busy
     python benchmarks/bench.py --profile     # time and GMAC/s per layer, the machine's peak, PyTorch's ratio
+    python benchmarks/bench.py --profile --batch-size 64   # ... and the preset's batch: momentum, decay, warp
 
 Every row trains LeNet-5 with softmax cross-entropy (sign -1, lr 0.1) on real
 MNIST, in whole batches of 300, and classifies the 10,000 test images.
@@ -19,6 +20,13 @@ all threads; the last column, how long its epoch takes against PyTorch
 float32's at the same thread count, measured in the same run.  The fast
 kernels' rows name their instruction-set variant (docs/SPEC.md §9.4).
 PyTorch rows appear only if torch is importable; it is never a dependency.
+
+The same run then sets where people wait beside a peer measured in it
+(docs/benchmarks.md): an epoch of ``--preset best`` (``--epochs 2 --warmup
+0``, the best of the two epochs' ``train_seconds``) beside an epoch of batch
+300 (the best of two), and ``LeNet5.predict`` of one image (the median of
+2,000 calls after a warm-up) beside onnxruntime's float32 graph of the
+outputs on a normalised input, in turns.
 """
 import argparse
 import json
@@ -34,7 +42,7 @@ import numpy as np
 from lenet5 import core
 from lenet5.data import load_split
 from lenet5.engines import CEngine, get
-from lenet5.loop import TrainConfig, train
+from lenet5.loop import AUGMENT_RANGES, PRESETS, History, TrainConfig, train
 from lenet5.params import init_params
 
 BATCH = 300
@@ -203,6 +211,112 @@ def trainer_peak_memory_mb():
         return None  # not Linux: no VmHWM to read
     r = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True)
     return int(r.stdout.split()[-1]) / 1024  # kB -> MB
+
+
+def epoch_seconds(config, images, labels):
+    """Each epoch's train_seconds in a run of config from a fresh model (with its own velocity)."""
+    history = History()
+    ends: list = []
+    velocity = np.zeros(core.N_PARAMS) if config.uses_velocity else None
+    train(CEngine("fast"), init_params(0), images, labels, config, velocity=velocity, history=history,
+          on_epoch=lambda done: ends.append(history.train_seconds))
+    return list(np.diff([0.0] + ends))
+
+
+def preset_beside_batch300(images, labels):
+    """The best epoch (train_seconds) of ``--preset best --epochs 2 --warmup 0``
+    and of ``--loss xent`` (batch 300) for 2 epochs, run one after the other."""
+    preset = TrainConfig(**{**PRESETS["best"], "epochs": 2, "warmup": 0})
+    plain = TrainConfig(loss=LOSS, sign=SIGN, lr=LR, batch_size=BATCH, epochs=2)
+    return min(epoch_seconds(preset, images, labels)), min(epoch_seconds(plain, images, labels))
+
+
+def onnx_outputs_peer(params):
+    """onnxruntime float32 on the outputs-only graph, normalised input in: a
+    call taking one (1, 1, 32, 32) float32 input.  Built from whatever graph
+    benchmarks/inference.py makes (this is the one place to switch it)."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import inference
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+    full = inference.onnx_graph(params).graph
+    names = [node.output[0] for node in full.node]
+    nodes = list(full.node)[names.index("input") + 1:names.index("out") + 1]  # after the padding, to the outputs
+    used = {name for node in nodes for name in node.input}
+    graph = helper.make_graph(nodes, "lenet5-outputs",
+                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 1, 32, 32])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 10])],
+                              [t for t in full.initializer if t.name in used])
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    session = ort.InferenceSession(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+                                   .SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return lambda x: session.run(["out"], {"input": x})
+
+
+def one_image_latency(image, calls):
+    """Median µs of LeNet5.predict(image) and of onnxruntime's outputs-only
+    float32 graph on the image normalised ahead (None without onnxruntime),
+    in 5 turns after a warm-up of 300 calls each."""
+    from lenet5 import LeNet5
+    net = LeNet5.init(seed=0)
+    ours = [lambda: net.predict(image)]
+    try:
+        peer = onnx_outputs_peer(np.array(net.params))
+        x = core.normalize(image).astype(np.float32).reshape(1, 1, 32, 32)
+        ours.append(lambda: peer(x))
+    except ImportError:
+        pass
+    times: list = [[] for _ in ours]
+    for call in ours:
+        for _ in range(300):
+            call()
+    for _ in range(5):
+        for k, call in enumerate(ours):
+            for _ in range(calls // 5):
+                start = time.perf_counter()
+                call()
+                times[k].append(time.perf_counter() - start)
+    medians = [statistics.median(t) * 1e6 for t in times]
+    return medians[0], (medians[1] if len(medians) > 1 else None)
+
+
+def where_people_wait(train_x, train_y, test_x, quick):
+    """The preset's epoch, a batch predict and one image, each beside its peer
+    measured in this run; prints the table and returns its rows."""
+    from lenet5 import LeNet5
+    n_train = 6400 if quick else len(train_x)
+    preset, plain = preset_beside_batch300(train_x[:n_train], train_y[:n_train])
+    net = LeNet5.init(seed=0)
+    params = np.array(net.params)
+    model_s, tile_s = [], []
+    for _ in range(1 if quick else 5):  # in turns
+        start = time.perf_counter()
+        net.predict(test_x)
+        model_s.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        core.predict(params, test_x)
+        tile_s.append(time.perf_counter() - start)
+    one, onnx = one_image_latency(np.ascontiguousarray(test_x[0]), 500 if quick else 2000)
+    rows = [{"what": f"epoch of --preset best ({n_train:,} images, batch 64, best of 2)", "seconds": preset,
+             "peer": "epoch of batch 300, xent (best of 2)", "peer_seconds": plain},
+            {"what": f"LeNet5.predict of {len(test_x):,} images (median)", "seconds": statistics.median(model_s),
+             "peer": "tile kernels, core.predict (median)", "peer_seconds": statistics.median(tile_s)},
+            {"what": "LeNet5.predict of one image (median)", "seconds": one * 1e-6,
+             "peer": "onnxruntime f32, outputs-only graph, normalised input",
+             "peer_seconds": None if onnx is None else onnx * 1e-6}]
+    print(f"\nWhere people wait, each beside its peer in this run (machine: {machine()['cpu']}, "
+          f"{os.cpu_count()} cores, {core.default_threads()} threads; fast kernels: {core.isa()})\n")
+    print("| what | lenet5 | peer, same run | peer's time | ratio |")
+    print("|---|---:|---|---:|---:|")
+    for r in rows:
+        r["ratio"] = None if r["peer_seconds"] is None else r["seconds"] / r["peer_seconds"]
+        shown = (lambda t: f"{t * 1e6:.1f} µs") if r["seconds"] < 1e-3 else (lambda t: f"{t:.3f} s")
+        print(f"| {r['what']} | {shown(r['seconds'])} | {r['peer']} | "
+              f"{'-' if r['peer_seconds'] is None else shown(r['peer_seconds'])} | "
+              f"{'-' if r['ratio'] is None else format(r['ratio'], '.2f')} |")
+    return rows
 
 
 def busy_core(cpu):
@@ -443,13 +557,14 @@ def main(argv=None):
               f"{'-' if peer is None else format(r['ratio_to_torch_f32'], '.2f')} |")
         r["ratio_train"] = base["train_images_per_s"] / r["train_images_per_s"]
         r["ratio_inference"] = r["inference_seconds"] / base["inference_seconds"]
+    waits = where_people_wait(train_x, train_y, infer_images, quick)
     peak = None if quick else trainer_peak_memory_mb()
     if peak is not None:
         print(f"\npeak memory of `python -m lenet5.train` (defaults): {peak:.0f} MB")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"machine": machine(), "batch_size": BATCH, "loss": LOSS, "quick": quick,
-                       "rows": results, "trainer_peak_memory_mb": peak}, f, indent=1)
+                       "rows": results, "waits": waits, "trainer_peak_memory_mb": peak}, f, indent=1)
     return 0
 
 
