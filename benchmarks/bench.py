@@ -356,21 +356,68 @@ def contended(quick):
 
 class ProfiledEngine(CEngine):
     """The fast kernels through core.profile_train_batch: trains exactly as
-    CEngine("fast") (the reference update only) and keeps each batch's
-    thread-seconds per stage and per image."""
+    CEngine("fast") (the reference update, or momentum and decay) and keeps
+    each batch's thread-seconds per stage and per image, and each call's wall time."""
 
     def __init__(self, threads):
         super().__init__("fast", threads)
         self.name = "c profiled"
         self.per_batch = []
+        self.walls = []
 
     def train_batch(self, params, images, labels, *, loss, sign, lr, **sgd):
-        if any(sgd.values()):
-            raise ValueError("the profiler times the reference update only")
+        start = time.perf_counter()
         seconds, value, correct = core.profile_train_batch(params, images, labels, loss=loss, sign=sign, lr=lr,
-                                                           threads=self.threads)
+                                                           threads=self.threads, **sgd)
+        self.walls.append(time.perf_counter() - start)
         self.per_batch.append(seconds / len(images))
         return value, correct
+
+
+def preset_profile(quick, batch_size):
+    """Where a batch of the preset goes (momentum, decay, warp, cosine
+    schedule) at batch_size: thread-seconds per stage per image, the warp
+    (core.augment, timed on the same batches), the C call's time outside its
+    stages (team starts and barriers, the weights' rearranging) and the
+    Python loop's (the rest of train_seconds), at 1 thread and the default."""
+    train_x, train_y = load_split("train", progress=False)
+    n_batches = 4 if quick else 80
+    config = TrainConfig(**{**PRESETS["best"], "batch_size": batch_size, "epochs": 1, "warmup": 0})
+    stages = [name for name, _ in core.profile_stages()]
+    teams = sorted({1, core.default_threads()})
+    cells: dict = {}
+    for team in teams:
+        engine = ProfiledEngine(team)
+        velocity = np.zeros(core.N_PARAMS)
+        train(engine, init_params(0), train_x, train_y, config, velocity=velocity, max_batches=2)  # warm-up
+        engine.per_batch.clear()
+        engine.walls.clear()
+        history = train(engine, init_params(0), train_x, train_y, config, velocity=np.zeros(core.N_PARAMS),
+                        max_batches=n_batches)
+        images = n_batches * batch_size
+        per_stage = np.median(engine.per_batch, axis=0)  # thread-seconds per image
+        warp = time.perf_counter()
+        for b in range(n_batches):
+            rows = slice(b * batch_size, (b + 1) * batch_size)
+            core.augment(train_x[rows], np.arange(rows.start, rows.stop), seed=0, epoch=0, threads=team,
+                         **AUGMENT_RANGES)
+        warp = (time.perf_counter() - warp) / images
+        call = sum(engine.walls) / images
+        inside = float(np.sum(engine.per_batch)) / n_batches / team  # the stages' wall share
+        cells[team] = {name: per_stage[k] / team for k, name in enumerate(stages)}
+        cells[team]["warp (core.augment)"] = warp
+        cells[team]["in the C call, outside the stages"] = max(call - inside, 0.0)
+        cells[team]["the Python loop (train_seconds less the C calls and the warp)"] = max(
+            history.train_seconds / images - call - warp, 0.0)
+        cells[team]["**train_seconds per image**"] = history.train_seconds / images
+    print(f"\nThe preset's batch ({batch_size} images: Nesterov momentum 0.9, decay 5e-4, warp), "
+          f"{n_batches} batches; machine: {machine()['cpu']}; fast kernels: {core.isa()}")
+    print("wall µs per image (a stage's thread-seconds over the team)\n")
+    print("| stage | " + " | ".join(f"{t} thread{'s' * (t > 1)}" for t in teams) + " |")
+    print("|---|" + "---:|" * len(teams))
+    for name in cells[teams[0]]:
+        print(f"| {name} | " + " | ".join(f"{1e6 * cells[t][name]:.2f}" for t in teams) + " |")
+    return 0
 
 
 FORWARD = ("load", "conv1", "pool1", "conv2", "pool2", "conv3", "fc", "output error")
@@ -478,12 +525,17 @@ def main(argv=None):
                    help="only the fast kernels, 1 thread and the default, idle and with core 0 kept busy")
     p.add_argument("--profile", action="store_true",
                    help="time and multiply-add rate per layer at 1 thread and the default, the machine's peak")
+    p.add_argument("--batch-size", type=int, metavar="N",
+                   help="with --profile: also profile the preset's batch of N images (momentum, decay, warp)")
     args = p.parse_args(argv)
     use_variant(p, args.isa)
     if args.contended:
         return contended(args.quick)
+    if args.batch_size is not None and not (args.profile and 1 <= args.batch_size <= 60000):
+        p.error("--batch-size: needs --profile and a count from 1 to 60000")
     if args.profile:
-        return profile(args.quick, not args.no_torch)
+        done = profile(args.quick, not args.no_torch)
+        return preset_profile(args.quick, args.batch_size) if args.batch_size else done
     if args.inference:
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
         import inference
