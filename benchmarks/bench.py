@@ -299,6 +299,8 @@ def where_people_wait(train_x, train_y, test_x, quick):
         core.predict(params, test_x)
         tile_s.append(time.perf_counter() - start)
     one, onnx = one_image_latency(np.ascontiguousarray(test_x[0]), 500 if quick else 2000)
+    peak = core.peak_macs(1, 0.05 if quick else 0.3)  # one core, right after: the float64 limit
+    forward_macs = sum(macs for name, macs in core.profile_stages() if name in FORWARD)
     rows = [{"what": f"epoch of --preset best ({n_train:,} images, batch 64, best of 2)", "seconds": preset,
              "peer": "epoch of batch 300, xent (best of 2)", "peer_seconds": plain},
             {"what": f"LeNet5.predict of {len(test_x):,} images (median)", "seconds": statistics.median(model_s),
@@ -316,6 +318,11 @@ def where_people_wait(train_x, train_y, test_x, quick):
         print(f"| {r['what']} | {shown(r['seconds'])} | {r['peer']} | "
               f"{'-' if r['peer_seconds'] is None else shown(r['peer_seconds'])} | "
               f"{'-' if r['ratio'] is None else format(r['ratio'], '.2f')} |")
+    limit = forward_macs / peak
+    print(f"\nOne image's {forward_macs:,} multiply-adds take {limit * 1e6:.1f} µs at one core's float64 peak "
+          f"measured right after ({peak / 1e9:.1f} GMAC/s, {core.isa()}): the call is {one * 1e-6 / limit:.2f} "
+          "times that limit")
+    rows[2]["float64_limit_seconds"] = limit
     return rows
 
 

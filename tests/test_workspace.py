@@ -97,7 +97,7 @@ def test_predict_from_four_threads_at_once_also_during_fit(mnist_train, mnist_te
     every answer and the fitted bytes are those of the same calls made alone."""
     test_images, _ = mnist_test
     images, labels = mnist_train
-    net = LeNet5.pretrained()
+    net = LeNet5.init(seed=1)  # not the shipped model: the sanitizer run has no package data
     batch = test_images[:500]
     expect_batch, expect_proba = net.predict(batch), net.predict_proba(batch[:40])
     expect_one = [net.predict(np.ascontiguousarray(test_images[k])) for k in range(20)]
@@ -143,7 +143,7 @@ def test_both_sides_of_the_crossover_give_the_same_bits(isa, mnist_test):
     before = core.isa()
     core.use_isa(isa)
     try:
-        net = LeNet5.pretrained()
+        net = LeNet5.init(seed=1)  # not the shipped model: the sanitizer run has no package data
         cut = core.tile_crossover()
         assert cut >= core.isa_lanes()
         for n in (1, cut - 1, cut, cut + 3, 300):
@@ -158,7 +158,7 @@ def test_both_sides_of_the_crossover_give_the_same_bits(isa, mnist_test):
 
 def test_the_one_image_path_answers_as_the_general_one(mnist_test):
     images, _ = mnist_test
-    net = LeNet5.pretrained()
+    net = LeNet5.init(seed=1)  # not the shipped model: the sanitizer run has no package data
     for k in range(50):
         one = np.ascontiguousarray(images[k])
         assert core.predict_one(net._prepared, one) == int(core.predict_prepared(net._prepared, one[None])[0])
@@ -169,3 +169,16 @@ def test_the_one_image_path_answers_as_the_general_one(mnist_test):
             core.predict_one(net._prepared, bad)
     with pytest.raises(TypeError, match="prepared"):
         core.predict_one("weights", np.ascontiguousarray(images[0]))
+
+
+def test_the_preset_batch_warp_on_the_team_equals_the_twin(mnist_train):
+    """The preset's 64 images are warped on the team (from 32 on, docs/SPEC.md
+    §9.8); any team gives the NumPy twin's bytes."""
+    from lenet5.augment import augment_numpy
+    from lenet5.loop import AUGMENT_RANGES
+    images = mnist_train[0]
+    index = np.arange(64) * 911 % 60000
+    twin = augment_numpy(images[index], index, seed=3, epoch=2, **AUGMENT_RANGES).tobytes()
+    for threads in (1, 2, 3):
+        assert core.augment(images[index], index, seed=3, epoch=2, threads=threads,
+                            **AUGMENT_RANGES).tobytes() == twin
