@@ -75,6 +75,18 @@ static int frame_cell(double floored) {
  * then interpolates bilinearly between the four pixels around it and rounds
  * half up to a byte.
  */
+/* floor() is the warp's costliest step on the x86-64 baseline, where it takes
+ * a dozen instructions; SSE4.1 has it as one (roundsd), and the warp then
+ * runs in half the time (11.6 -> 6.0 us an image here).  floor is exact
+ * either way, so the bytes are the same: the compiler builds both and the
+ * loader picks the one the CPU runs (an ELF ifunc; elsewhere only one). */
+#if defined(__x86_64__) && defined(__ELF__) && defined(__GNUC__) && !defined(__clang__)
+#define L5_WARP_CLONES __attribute__((target_clones("sse4.1", "default")))
+#else
+#define L5_WARP_CLONES
+#endif
+
+L5_WARP_CLONES
 static void warp_image(uint8_t *out, const uint8_t *image, uint64_t key,
                        double max_shift, double max_rotate, double max_scale) {
     double angle = max_rotate * uniform_draw(key, 0) * L5_DEGREES_TO_RADIANS;
