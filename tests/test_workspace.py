@@ -182,3 +182,38 @@ def test_the_preset_batch_warp_on_the_team_equals_the_twin(mnist_train):
     for threads in (1, 2, 3):
         assert core.augment(images[index], index, seed=3, epoch=2, threads=threads,
                             **AUGMENT_RANGES).tobytes() == twin
+
+
+def test_the_workspace_entry_points_check_their_arguments_in_c(mnist_train):
+    """C never trusts its caller: each refusal comes back as a code, with the
+    parameters untouched."""
+    from lenet5._core import ffi, lib
+    images, labels = mnist_train
+    params = LeNet5.init(seed=0).params.copy()
+    before = params.copy()
+    ws = core.Workspace().pointer
+    p = ffi.cast("double *", ffi.from_buffer(params))
+    velocity = np.zeros(core.N_PARAMS)  # kept alive: the pointers below do not hold their arrays
+    v = ffi.cast("double *", ffi.from_buffer(velocity))
+    x = ffi.cast("uint8_t *", ffi.from_buffer(images[:4]))
+    y = ffi.cast("uint8_t *", ffi.from_buffer(labels[:4]))
+    loss, correct = ffi.new("double *"), ffi.new("int64_t *")
+    seconds = ffi.new("double[]", lib.L5_PROFILE_STAGES)
+
+    def train(ws=ws, velocity=v, momentum=0.0, decay=0.0, nesterov=0, seconds=ffi.NULL, n_seconds=0, n=4):
+        return lib.l5_train_batch_ws(ws, p, velocity, core.N_PARAMS, x, y, n, lib.L5_LOSS_XENT, -1, 0.1,
+                                     momentum, decay, nesterov, 1, seconds, n_seconds, loss, correct)
+
+    assert train(ws=ffi.NULL) == lib.L5_ERR_NULL
+    assert train(velocity=ffi.NULL, momentum=0.9) == lib.L5_ERR_NULL  # momentum without a velocity
+    assert train(momentum=1.0) == lib.L5_ERR_MOMENTUM and train(nesterov=2) == lib.L5_ERR_MOMENTUM
+    assert train(decay=float("inf")) == lib.L5_ERR_DECAY
+    assert train(seconds=seconds, n_seconds=lib.L5_PROFILE_STAGES - 1) == lib.L5_ERR_SIZE
+    assert train(n=0) == lib.L5_ERR_COUNT
+    out = ffi.new("double[]", 40)
+    assert lib.l5_forward_ws(ffi.NULL, p, core.N_PARAMS, x, 4, out, ffi.NULL, 1) == lib.L5_ERR_NULL
+    assert lib.l5_forward_ws(ws, p, core.N_PARAMS, x, 4, ffi.NULL, ffi.NULL, 1) == lib.L5_ERR_NULL
+    assert lib.l5_forward_ws(ws, p, core.N_PARAMS - 1, x, 4, out, ffi.NULL, 1) == lib.L5_ERR_SIZE
+    assert params.tobytes() == before.tobytes()
+    assert train(seconds=seconds, n_seconds=lib.L5_PROFILE_STAGES) == lib.L5_OK  # and a good call runs
+    assert params.tobytes() != before.tobytes() and sum(seconds[k] for k in range(lib.L5_PROFILE_STAGES)) > 0
