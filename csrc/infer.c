@@ -362,9 +362,40 @@ static void fc_forward(double *output, const double *layer5, const Prepared *pw)
         store4(output + v * LANES, relu4(acc[v] + load4(pw->b4 + v * LANES)));
 }
 
+/*
+ * The network input (docs/SPEC.md §4), as l5_normalize_image computes it:
+ * the same mean and deviation (l5_image_moments), the same (p - mean) / std
+ * per pixel, here WIDE pixels a vector (a division per cell is the costly
+ * step), and the frame's zeros written alone instead of clearing the whole
+ * input first.  A flat image's input is all +0.
+ */
+static void normalize_input(double *input, const uint8_t *pixels) {
+    enum { PAD = L5_INPUT_PAD, WIDE_RUNS = L5_IMAGE_SIZE / WIDE, REST = L5_IMAGE_SIZE % WIDE };
+    double mean, std;
+    if (!l5_image_moments(pixels, &mean, &std)) {
+        memset(input, 0, sizeof(double) * L5_INPUT_CELLS);
+        return;
+    }
+    memset(input, 0, sizeof(double) * L5_INPUT_SIZE * PAD);                                   /* top rows */
+    memset(input + (L5_INPUT_SIZE - PAD) * L5_INPUT_SIZE, 0, sizeof(double) * L5_INPUT_SIZE * PAD); /* bottom */
+    vwd m = splat_w(mean), d = splat_w(std);
+    for (int r = 0; r < L5_IMAGE_SIZE; r++) {
+        double *row = input + (r + PAD) * L5_INPUT_SIZE;
+        const uint8_t *p = pixels + r * L5_IMAGE_SIZE;
+        for (int c = 0; c < PAD; c++) row[c] = row[L5_INPUT_SIZE - 1 - c] = 0.0;
+        for (int v = 0; v < WIDE_RUNS; v++) {
+            vwd x;
+            for (int l = 0; l < WIDE; l++) x[l] = (double)p[v * WIDE + l];
+            store_w(row + PAD + v * WIDE, (x - m) / d);
+        }
+        for (int c = WIDE_RUNS * WIDE; c < L5_IMAGE_SIZE; c++) row[PAD + c] = ((double)p[c] - mean) / std;
+    }
+    (void)REST;
+}
+
 /* The forward pass of one image: s->output[0..9] are its ReLU-ed outputs. */
 static void forward_image(Scratch *s, const Prepared *pw, const uint8_t *pixels) {
-    l5_normalize_image(s->input, pixels);
+    normalize_input(s->input, pixels);
     conv1_forward(s->layer1, s->input, pw);
     pool1_forward(s->layer2, s->layer1);
     conv2_forward(s->layer3, s->layer2, pw);
