@@ -210,7 +210,7 @@ static void conv1_rows(double *layer1, const double *input, const Prepared *pw, 
      * in one vector of 4.  Each output still adds its terms in kernel-row,
      * kernel-column order. */
     enum { CONV1_WIDE = L5_CONV1_SIZE / WIDE, TAIL = L5_CONV1_SIZE % WIDE, ROWS = 2 };
-    _Static_assert(TAIL == 0 || TAIL == LANES, "conv1's row: whole wide vectors, then at most one of 4");
+    _Static_assert(TAIL == 0 || TAIL == (int)LANES, "conv1's row: whole wide vectors, then at most one of 4");
     vwd acc[ROWS][CONV1_WIDE];
     v4d tail[ROWS];
     for (int o = 0; o < ROWS; o++) {
