@@ -7,6 +7,7 @@
     python benchmarks/bench.py --isa sse2    # force an instruction-set variant of the fast kernels
     python benchmarks/bench.py --contended   # 1 thread and the default with one core kept busy
     python benchmarks/bench.py --profile     # time and GMAC/s per layer, the machine's peak, PyTorch's ratio
+    python benchmarks/bench.py --profile --batch-size 64   # ... and the preset's batch: momentum, decay, warp
 
 Every row trains LeNet-5 with softmax cross-entropy (sign -1, lr 0.1) on real
 MNIST, in whole batches of 300, and classifies the 10,000 test images.
@@ -19,6 +20,13 @@ all threads; the last column, how long its epoch takes against PyTorch
 float32's at the same thread count, measured in the same run.  The fast
 kernels' rows name their instruction-set variant (docs/SPEC.md §9.4).
 PyTorch rows appear only if torch is importable; it is never a dependency.
+
+The same run then sets where people wait beside a peer measured in it
+(docs/benchmarks.md): an epoch of ``--preset best`` (``--epochs 2 --warmup
+0``, the best of the two epochs' ``train_seconds``) beside an epoch of batch
+300 (the best of two; the two runs take turns epoch by epoch), and ``LeNet5.predict`` of one image (the median of
+2,000 calls after a warm-up) beside onnxruntime's float32 graph of the
+outputs on a normalised input, in turns.
 """
 import argparse
 import json
@@ -34,7 +42,7 @@ import numpy as np
 from lenet5 import core
 from lenet5.data import load_split
 from lenet5.engines import CEngine, get
-from lenet5.loop import TrainConfig, train
+from lenet5.loop import AUGMENT_RANGES, PRESETS, History, Position, TrainConfig, train
 from lenet5.params import init_params
 
 BATCH = 300
@@ -205,6 +213,133 @@ def trainer_peak_memory_mb():
     return int(r.stdout.split()[-1]) / 1024  # kB -> MB
 
 
+class EpochRun:
+    """A run of config from a fresh model, one epoch at a time (its own
+    velocity and history), so that two runs can take turns epoch by epoch."""
+
+    def __init__(self, config, images, labels):
+        self.config, self.images, self.labels = config, images, labels
+        self.params, self.history, self.epoch = init_params(0), History(), 0
+        self.velocity = np.zeros(core.N_PARAMS) if config.uses_velocity else None
+
+    def next_epoch(self):
+        """The next epoch's train_seconds."""
+        before = self.history.train_seconds
+        per_epoch = len(self.images) // self.config.batch_size
+        train(CEngine("fast"), self.params, self.images, self.labels, self.config, start=Position(self.epoch, 0),
+              history=self.history, velocity=self.velocity, max_batches=per_epoch)
+        self.epoch += 1
+        return self.history.train_seconds - before
+
+
+def preset_beside_batch300(images, labels):
+    """The best epoch (train_seconds) of ``--preset best --epochs 2 --warmup 0``
+    and of ``--loss xent`` (batch 300) for 2 epochs, the two runs taking turns
+    epoch by epoch, so that a change in the machine's load falls on both."""
+    preset = EpochRun(TrainConfig(**{**PRESETS["best"], "epochs": 2, "warmup": 0}), images, labels)
+    plain = EpochRun(TrainConfig(loss=LOSS, sign=SIGN, lr=LR, batch_size=BATCH, epochs=2), images, labels)
+    times: dict = {"preset": [], "plain": []}
+    for _ in range(2):
+        times["preset"].append(preset.next_epoch())
+        times["plain"].append(plain.next_epoch())
+    return min(times["preset"]), min(times["plain"])
+
+
+def onnx_outputs_peer(params):
+    """onnxruntime float32 on the outputs-only graph, normalised input in: a
+    call taking one (1, 1, 32, 32) float32 input.  Built from whatever graph
+    benchmarks/inference.py makes (this is the one place to switch it)."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import inference
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+    full = inference.onnx_graph(params).graph
+    names = [node.output[0] for node in full.node]
+    nodes = list(full.node)[names.index("input") + 1:names.index("out") + 1]  # after the padding, to the outputs
+    used = {name for node in nodes for name in node.input}
+    graph = helper.make_graph(nodes, "lenet5-outputs",
+                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 1, 32, 32])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 10])],
+                              [t for t in full.initializer if t.name in used])
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    session = ort.InferenceSession(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+                                   .SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return lambda x: session.run(["out"], {"input": x})
+
+
+def one_image_latency(image, calls):
+    """Median µs of LeNet5.predict(image) and of onnxruntime's outputs-only
+    float32 graph on the image normalised ahead (None without onnxruntime),
+    in 5 turns after a warm-up of 300 calls each."""
+    from lenet5 import LeNet5
+    net = LeNet5.init(seed=0)
+    ours = [lambda: net.predict(image)]
+    try:
+        peer = onnx_outputs_peer(np.array(net.params))
+        x = core.normalize(image).astype(np.float32).reshape(1, 1, 32, 32)
+        ours.append(lambda: peer(x))
+    except ImportError:
+        pass
+    times: list = [[] for _ in ours]
+    for call in ours:
+        for _ in range(300):
+            call()
+    for _ in range(5):
+        for k, call in enumerate(ours):
+            for _ in range(calls // 5):
+                start = time.perf_counter()
+                call()
+                times[k].append(time.perf_counter() - start)
+    medians = [statistics.median(t) * 1e6 for t in times]
+    return medians[0], (medians[1] if len(medians) > 1 else None)
+
+
+def where_people_wait(train_x, train_y, test_x, quick):
+    """The preset's epoch, a batch predict and one image, each beside its peer
+    measured in this run; prints the table and returns its rows."""
+    from lenet5 import LeNet5
+    n_train = 6400 if quick else len(train_x)
+    preset, plain = preset_beside_batch300(train_x[:n_train], train_y[:n_train])
+    net = LeNet5.init(seed=0)
+    params = np.array(net.params)
+    model_s, tile_s = [], []
+    for _ in range(1 if quick else 5):  # in turns
+        start = time.perf_counter()
+        net.predict(test_x)
+        model_s.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        core.predict(params, test_x)
+        tile_s.append(time.perf_counter() - start)
+    one, onnx = one_image_latency(np.ascontiguousarray(test_x[0]), 500 if quick else 2000)
+    peak = core.peak_macs(1, 0.05 if quick else 0.3)  # one core, right after: the float64 limit
+    forward_macs = sum(macs for name, macs in core.profile_stages() if name in FORWARD)
+    rows = [{"what": f"epoch of --preset best ({n_train:,} images, batch 64, best of 2)", "seconds": preset,
+             "peer": "epoch of batch 300, xent (best of 2)", "peer_seconds": plain},
+            {"what": f"LeNet5.predict of {len(test_x):,} images (median)", "seconds": statistics.median(model_s),
+             "peer": "tile kernels, core.predict (median)", "peer_seconds": statistics.median(tile_s)},
+            {"what": "LeNet5.predict of one image (median)", "seconds": one * 1e-6,
+             "peer": "onnxruntime f32, outputs-only graph, normalised input",
+             "peer_seconds": None if onnx is None else onnx * 1e-6}]
+    print(f"\nWhere people wait, each beside its peer in this run (machine: {machine()['cpu']}, "
+          f"{os.cpu_count()} cores, {core.default_threads()} threads; fast kernels: {core.isa()})\n")
+    print("| what | lenet5 | peer, same run | peer's time | ratio |")
+    print("|---|---:|---|---:|---:|")
+    for r in rows:
+        r["ratio"] = None if r["peer_seconds"] is None else r["seconds"] / r["peer_seconds"]
+        shown = (lambda t: f"{t * 1e6:.1f} µs") if r["seconds"] < 1e-3 else (lambda t: f"{t:.3f} s")
+        print(f"| {r['what']} | {shown(r['seconds'])} | {r['peer']} | "
+              f"{'-' if r['peer_seconds'] is None else shown(r['peer_seconds'])} | "
+              f"{'-' if r['ratio'] is None else format(r['ratio'], '.2f')} |")
+    limit = forward_macs / peak
+    print(f"\nOne image's {forward_macs:,} multiply-adds take {limit * 1e6:.1f} µs at one core's float64 peak "
+          f"measured right after ({peak / 1e9:.1f} GMAC/s, {core.isa()}): the call is {one * 1e-6 / limit:.2f} "
+          "times that limit")
+    rows[2]["float64_limit_seconds"] = limit
+    return rows
+
+
 def busy_core(cpu):
     """A process that spins on one CPU until terminated: another tenant's load."""
     spin = f"import os\nos.sched_setaffinity(0, {{{cpu}}})\nwhile True:\n    pass\n"
@@ -242,21 +377,68 @@ def contended(quick):
 
 class ProfiledEngine(CEngine):
     """The fast kernels through core.profile_train_batch: trains exactly as
-    CEngine("fast") (the reference update only) and keeps each batch's
-    thread-seconds per stage and per image."""
+    CEngine("fast") (the reference update, or momentum and decay) and keeps
+    each batch's thread-seconds per stage and per image, and each call's wall time."""
 
     def __init__(self, threads):
         super().__init__("fast", threads)
         self.name = "c profiled"
         self.per_batch = []
+        self.walls = []
 
     def train_batch(self, params, images, labels, *, loss, sign, lr, **sgd):
-        if any(sgd.values()):
-            raise ValueError("the profiler times the reference update only")
+        start = time.perf_counter()
         seconds, value, correct = core.profile_train_batch(params, images, labels, loss=loss, sign=sign, lr=lr,
-                                                           threads=self.threads)
+                                                           threads=self.threads, **sgd)
+        self.walls.append(time.perf_counter() - start)
         self.per_batch.append(seconds / len(images))
         return value, correct
+
+
+def preset_profile(quick, batch_size):
+    """Where a batch of the preset goes (momentum, decay, warp, cosine
+    schedule) at batch_size: thread-seconds per stage per image, the warp
+    (core.augment, timed on the same batches), the C call's time outside its
+    stages (team starts and barriers, the weights' rearranging) and the
+    Python loop's (the rest of train_seconds), at 1 thread and the default."""
+    train_x, train_y = load_split("train", progress=False)
+    n_batches = 4 if quick else 80
+    config = TrainConfig(**{**PRESETS["best"], "batch_size": batch_size, "epochs": 1, "warmup": 0})
+    stages = [name for name, _ in core.profile_stages()]
+    teams = sorted({1, core.default_threads()})
+    cells: dict = {}
+    for team in teams:
+        engine = ProfiledEngine(team)
+        velocity = np.zeros(core.N_PARAMS)
+        train(engine, init_params(0), train_x, train_y, config, velocity=velocity, max_batches=2)  # warm-up
+        engine.per_batch.clear()
+        engine.walls.clear()
+        history = train(engine, init_params(0), train_x, train_y, config, velocity=np.zeros(core.N_PARAMS),
+                        max_batches=n_batches)
+        images = n_batches * batch_size
+        per_stage = np.median(engine.per_batch, axis=0)  # thread-seconds per image
+        warp = time.perf_counter()
+        for b in range(n_batches):
+            rows = slice(b * batch_size, (b + 1) * batch_size)
+            core.augment(train_x[rows], np.arange(rows.start, rows.stop), seed=0, epoch=0, threads=team,
+                         **AUGMENT_RANGES)
+        warp = (time.perf_counter() - warp) / images
+        call = sum(engine.walls) / images
+        inside = float(np.sum(engine.per_batch)) / n_batches / team  # the stages' wall share
+        cells[team] = {name: per_stage[k] / team for k, name in enumerate(stages)}
+        cells[team]["warp (core.augment)"] = warp
+        cells[team]["in the C call, outside the stages"] = max(call - inside, 0.0)
+        cells[team]["the Python loop (train_seconds less the C calls and the warp)"] = max(
+            history.train_seconds / images - call - warp, 0.0)
+        cells[team]["**train_seconds per image**"] = history.train_seconds / images
+    print(f"\nThe preset's batch ({batch_size} images: Nesterov momentum 0.9, decay 5e-4, warp), "
+          f"{n_batches} batches; machine: {machine()['cpu']}; fast kernels: {core.isa()}")
+    print("wall µs per image (a stage's thread-seconds over the team)\n")
+    print("| stage | " + " | ".join(f"{t} thread{'s' * (t > 1)}" for t in teams) + " |")
+    print("|---|" + "---:|" * len(teams))
+    for name in cells[teams[0]]:
+        print(f"| {name} | " + " | ".join(f"{1e6 * cells[t][name]:.2f}" for t in teams) + " |")
+    return 0
 
 
 FORWARD = ("load", "conv1", "pool1", "conv2", "pool2", "conv3", "fc", "output error")
@@ -364,12 +546,17 @@ def main(argv=None):
                    help="only the fast kernels, 1 thread and the default, idle and with core 0 kept busy")
     p.add_argument("--profile", action="store_true",
                    help="time and multiply-add rate per layer at 1 thread and the default, the machine's peak")
+    p.add_argument("--batch-size", type=int, metavar="N",
+                   help="with --profile: also profile the preset's batch of N images (momentum, decay, warp)")
     args = p.parse_args(argv)
     use_variant(p, args.isa)
     if args.contended:
         return contended(args.quick)
+    if args.batch_size is not None and not (args.profile and 1 <= args.batch_size <= 60000):
+        p.error("--batch-size: needs --profile and a count from 1 to 60000")
     if args.profile:
-        return profile(args.quick, not args.no_torch)
+        done = profile(args.quick, not args.no_torch)
+        return preset_profile(args.quick, args.batch_size) if args.batch_size else done
     if args.inference:
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
         import inference
@@ -443,13 +630,14 @@ def main(argv=None):
               f"{'-' if peer is None else format(r['ratio_to_torch_f32'], '.2f')} |")
         r["ratio_train"] = base["train_images_per_s"] / r["train_images_per_s"]
         r["ratio_inference"] = r["inference_seconds"] / base["inference_seconds"]
+    waits = where_people_wait(train_x, train_y, infer_images, quick)
     peak = None if quick else trainer_peak_memory_mb()
     if peak is not None:
         print(f"\npeak memory of `python -m lenet5.train` (defaults): {peak:.0f} MB")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"machine": machine(), "batch_size": BATCH, "loss": LOSS, "quick": quick,
-                       "rows": results, "trainer_peak_memory_mb": peak}, f, indent=1)
+                       "rows": results, "waits": waits, "trainer_peak_memory_mb": peak}, f, indent=1)
     return 0
 
 

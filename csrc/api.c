@@ -54,6 +54,15 @@ static int check_train(const double *params, int64_t n_params, const uint8_t *im
     return L5_OK;
 }
 
+/* The momentum checks of every sgd entry point. */
+static int check_sgd(double momentum, double weight_decay, int nesterov) {
+    /* mu >= 1 never forgets a step: the velocity grows without bound. */
+    if (!(momentum >= 0.0 && momentum < 1.0)) return L5_ERR_MOMENTUM;
+    if (nesterov != 0 && nesterov != 1) return L5_ERR_MOMENTUM;
+    if (!(weight_decay >= 0.0) || !isfinite(weight_decay)) return L5_ERR_DECAY;
+    return L5_OK;
+}
+
 /* One batch step with a checked update, in the chosen kernel set.  The
  * reference kernels stay single-threaded, the update included. */
 static int run_batch(double *params, const uint8_t *images, const uint8_t *labels, int64_t n,
@@ -64,8 +73,11 @@ static int run_batch(double *params, const uint8_t *images, const uint8_t *label
         return l5_ref_train_batch(params, images, labels, n, loss, update, loss_sum, n_correct);
     }
     update->threads = threads;
-    return l5_fast_train_batch(params, images, labels, n, loss, update, threads,
-                               loss_sum, n_correct, NULL);
+    L5Workspace own = {0}; /* this call's alone: freed when it ends */
+    int err = l5_fast_train_batch(&own, params, images, labels, n, loss, update, threads,
+                                  loss_sum, n_correct, NULL);
+    l5_workspace_release(&own);
+    return err;
 }
 
 int l5_train_batch(double *params, int64_t n_params,
@@ -88,12 +100,41 @@ int l5_train_batch_sgd(double *params, double *velocity, int64_t n_params,
                           loss_sum, n_correct);
     if (err) return err;
     if (!velocity) return L5_ERR_NULL;
-    /* mu >= 1 never forgets a step: the velocity grows without bound. */
-    if (!(momentum >= 0.0 && momentum < 1.0)) return L5_ERR_MOMENTUM;
-    if (nesterov != 0 && nesterov != 1) return L5_ERR_MOMENTUM;
-    if (!(weight_decay >= 0.0) || !isfinite(weight_decay)) return L5_ERR_DECAY;
+    if ((err = check_sgd(momentum, weight_decay, nesterov))) return err;
     L5Update update = {sign, lr, momentum, weight_decay, nesterov, velocity, threads};
     return run_batch(params, images, labels, n, loss, &update, kernel, threads, loss_sum, n_correct);
+}
+
+int l5_train_batch_ws(L5Workspace *ws, double *params, double *velocity, int64_t n_params,
+                      const uint8_t *images, const uint8_t *labels, int64_t n,
+                      int loss, int sign, double lr, double momentum, double weight_decay,
+                      int nesterov, int threads, double *seconds, int64_t n_seconds,
+                      double *loss_sum, int64_t *n_correct) {
+    int err = check_train(params, n_params, images, labels, n, loss, sign, lr, L5_KERNEL_FAST,
+                          threads, loss_sum, n_correct);
+    if (err) return err;
+    if (!ws) return L5_ERR_NULL;
+    if ((err = check_sgd(momentum, weight_decay, nesterov))) return err;
+    /* No velocity: the reference's update, which has no momentum to apply. */
+    if (!velocity && (momentum != 0.0 || weight_decay != 0.0 || nesterov)) return L5_ERR_NULL;
+    if (seconds && n_seconds != L5_N_STAGES) return L5_ERR_SIZE;
+    if (!l5_workspace_enter(ws)) return L5_ERR_BUSY;
+    L5Update update = {sign, lr, momentum, weight_decay, nesterov, velocity, threads};
+    err = l5_fast_train_batch(ws, params, images, labels, n, loss, &update, threads,
+                              loss_sum, n_correct, seconds);
+    l5_workspace_leave(ws);
+    return err;
+}
+
+int l5_forward_ws(L5Workspace *ws, const double *params, int64_t n_params,
+                  const uint8_t *images, int64_t n, double *out, int32_t *pred, int threads) {
+    int err = check_common(params, n_params, images, n, L5_KERNEL_FAST, threads);
+    if (err) return err;
+    if (!ws || (!out && !pred)) return L5_ERR_NULL;
+    if (!l5_workspace_enter(ws)) return L5_ERR_BUSY;
+    err = l5_fast_forward(ws, params, images, n, out, pred, threads);
+    l5_workspace_leave(ws);
+    return err;
 }
 
 /* Ranges past these would warp a digit out of its 28 x 28 frame, or turn it
@@ -126,7 +167,10 @@ int l5_forward(const double *params, int64_t n_params,
     if (err) return err;
     if (!out) return L5_ERR_NULL;
     if (kernel == L5_KERNEL_REFERENCE) return l5_ref_forward(params, images, n, out);
-    return l5_fast_forward(params, images, n, out, threads);
+    L5Workspace own = {0};
+    err = l5_fast_forward(&own, params, images, n, out, NULL, threads);
+    l5_workspace_release(&own);
+    return err;
 }
 
 /* The forward pass through the checked entry point, then each image's class. */
@@ -237,8 +281,11 @@ int l5_profile_train_batch(double *params, int64_t n_params,
     if (!seconds) return L5_ERR_NULL;
     if (n_seconds != L5_N_STAGES) return L5_ERR_SIZE;
     L5Update update = {sign, lr, 0.0, 0.0, 0, NULL, threads};
-    return l5_fast_train_batch(params, images, labels, n, loss, &update, threads,
-                               loss_sum, n_correct, seconds);
+    L5Workspace own = {0};
+    err = l5_fast_train_batch(&own, params, images, labels, n, loss, &update, threads,
+                              loss_sum, n_correct, seconds);
+    l5_workspace_release(&own);
+    return err;
 }
 
 /* A minute is more than any benchmark needs: a longer wait is a mistake. */

@@ -36,7 +36,7 @@ from cffi import FFI
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 # In dependency order (core.h says why): helpers, the kernel sets, entry points.
-SOURCES = ["common.c", "loss.c", "update.c", "augment.c", "reference.c", "dispatch.c", "api.c"]
+SOURCES = ["common.c", "loss.c", "update.c", "workspace.c", "augment.c", "reference.c", "dispatch.c", "api.c"]
 # The vector kernels, compiled once per instruction set.
 ISA_SOURCES = ["fast.c", "infer.c"]
 # Instruction set -> (compiler flags, images per tile of fast.c), widest

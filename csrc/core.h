@@ -8,11 +8,12 @@
  *                count, fork safety, the profiler's stages and clock
  *   loss.c       the output error (the loss's gradient) and the argmax (uses common.c)
  *   update.c     the update: the reference's, and SGD with momentum  (uses common.c)
+ *   workspace.c  working memory a caller keeps across calls (uses common.c)
  *   augment.c    the seeded affine warp of training images   (uses common.c)
  *   reference.c  the plain kernels and the batch step made of them
  *                                                  (uses common.c, loss.c, update.c)
  *   fast.c       the fast kernels and their batch step
- *                                                  (uses common.c, loss.c, update.c)
+ *                                    (uses common.c, loss.c, update.c, workspace.c)
  *   infer.c      prepared inference: one image at a time, vectorised
  *                within the image, from weights laid out once  (uses common.c, loss.c)
  *   dispatch.c   which instruction-set variant of fast.c and infer.c runs
@@ -21,8 +22,8 @@
  *                then one call into a kernel set                     (uses all above)
  *
  * reference.c and fast.c never call each other: they are twins, tested
- * against each other bit for bit; infer.c is held to reference.c the same way.  Each section below declares what one file
- * exports.
+ * against each other bit for bit; infer.c is held to reference.c the same
+ * way.  Each section below declares what one file exports.
  */
 #ifndef LENET5_CORE_H
 #define LENET5_CORE_H
@@ -156,6 +157,25 @@ extern const int64_t l5_stage_macs[L5_N_STAGES];
 double l5_now(void);
 
 /* ---------------------------------------------------------------------------
+ * workspace.c: caller-owned working memory (docs/SPEC.md §9.8).  Block k
+ * is one buffer a kernel keeps there; `tag` says whose layout its contents
+ * are in (a change zeroes it).
+ */
+enum { L5_WS_TILES, L5_WS_CHUNK, L5_WS_WEIGHTS, L5_WS_SUMS, L5_WS_BLOCKS };
+struct L5Workspace {
+    int busy;                  /* 1 while a call uses it */
+    void *block[L5_WS_BLOCKS];
+    size_t bytes[L5_WS_BLOCKS];
+    int tag[L5_WS_BLOCKS];
+};
+/* enter: 1 if the workspace was free and is now this call's, 0 if busy. */
+int l5_workspace_enter(L5Workspace *ws);
+void l5_workspace_leave(L5Workspace *ws);
+void *l5_workspace_block(L5Workspace *ws, int which, size_t bytes, int tag);
+/* Frees every block, keeps the struct (a call's own temporary workspace). */
+void l5_workspace_release(L5Workspace *ws);
+
+/* ---------------------------------------------------------------------------
  * augment.c: the training-image warp (docs/SPEC.md §8.6).  The caller has
  * checked every argument.
  */
@@ -188,13 +208,16 @@ int l5_ref_forward_activations(const double *params, const uint8_t *image,
 #endif
 
 /* fast.c: the fast kernels, the same bits.  The caller has checked every
- * argument.  l5_fast_lanes: the images per tile of that variant. */
+ * argument and holds the workspace ws (entered) for the call; every buffer
+ * the kernels use lives there.  l5_fast_lanes: the images per tile of that
+ * variant. */
 typedef int L5FastLanes(void);
-typedef int L5FastTrainBatch(double *params, const uint8_t *images, const uint8_t *labels,
-                             int64_t n, int loss, const L5Update *update, int threads,
-                             double *loss_sum, int64_t *n_correct, double *profile);
-typedef int L5FastForward(const double *params, const uint8_t *images, int64_t n,
-                          double *out, int threads);
+typedef int L5FastTrainBatch(L5Workspace *ws, double *params, const uint8_t *images,
+                             const uint8_t *labels, int64_t n, int loss, const L5Update *update,
+                             int threads, double *loss_sum, int64_t *n_correct, double *profile);
+/* out: n * 10 outputs, or NULL; pred: n classes, or NULL. */
+typedef int L5FastForward(L5Workspace *ws, const double *params, const uint8_t *images, int64_t n,
+                          double *out, int32_t *pred, int threads);
 /* l5_fast_train_batch's profile: NULL, or L5_N_STAGES thread-seconds to add
  * to (docs/SPEC.md §9.7).  l5_fast_peak_macs: the multiply-adds one thread
  * issues in that variant's vectors until l5_now() reaches `until`. */

@@ -113,16 +113,16 @@ int l5_use_isa(const char *name) {
 /* ---------------------------------------------------------------------------
  * What api.c calls (core.h): the running variant's kernels.
  */
-int l5_fast_train_batch(double *params, const uint8_t *images, const uint8_t *labels,
-                        int64_t n, int loss, const L5Update *update, int threads,
-                        double *loss_sum, int64_t *n_correct, double *profile) {
-    return running()->train_batch(params, images, labels, n, loss, update, threads,
+int l5_fast_train_batch(L5Workspace *ws, double *params, const uint8_t *images,
+                        const uint8_t *labels, int64_t n, int loss, const L5Update *update,
+                        int threads, double *loss_sum, int64_t *n_correct, double *profile) {
+    return running()->train_batch(ws, params, images, labels, n, loss, update, threads,
                                   loss_sum, n_correct, profile);
 }
 
-int l5_fast_forward(const double *params, const uint8_t *images, int64_t n,
-                    double *out, int threads) {
-    return running()->forward(params, images, n, out, threads);
+int l5_fast_forward(L5Workspace *ws, const double *params, const uint8_t *images, int64_t n,
+                    double *out, int32_t *pred, int threads) {
+    return running()->forward(ws, params, images, n, out, pred, threads);
 }
 
 double l5_fast_peak_macs(double until) { return running()->peak_macs(until); }

@@ -31,6 +31,9 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 #include "core.h"
 
 /*
@@ -497,12 +500,9 @@ static void backward_tile(Tile *t, vd *g, const double *params, const Rearranged
     lap(t, L5_STAGE_CONV1_GRAD);
 }
 
-static Tile *new_tile(void) {
-    size_t size = (sizeof(Tile) + 63) / 64 * 64;
-    Tile *t = aligned_alloc(64, size);
-    if (t) memset(t, 0, size);
-    return t;
-}
+/* A tile's bytes in the workspace: whole cache lines, so tiles side by side
+ * never share one. */
+enum { TILE_BYTES = (sizeof(Tile) + 63) / 64 * 64 };
 
 /* Buffers phase 1 fills for phase 2: a row per tile (g_tiles) or per image
  * (the rest) of the chunk. */
@@ -651,33 +651,38 @@ static void reduce_chunk(double *sum_packed, double *sum_w3t, const ChunkBuffers
     }
 }
 
-static void free_chunk_buffers(ChunkBuffers *cb) {
-    free(cb->g_tiles); free(cb->layer4); free(cb->e5); free(cb->layer5);
-    free(cb->d); free(cb->loss); free(cb->correct);
-}
-
-static int alloc_chunk_buffers(ChunkBuffers *cb, int64_t rows) {
+/* The chunk buffers for `rows` images, cut from one workspace block, each
+ * piece starting on a cache line.  Whole groups for the packed W3 operands
+ * (their stride is a full group). */
+static int chunk_buffers(ChunkBuffers *cb, L5Workspace *ws, int64_t rows) {
     size_t tile_rows = (size_t)(rows + LANES - 1) / LANES;
-    /* Whole groups for the packed W3 operands (their stride is a full group);
-     * each size is a multiple of 64 bytes, as aligned_alloc wants. */
     size_t group_rows = (size_t)(rows + W3_IMAGES_B - 1) / W3_IMAGES_B * W3_IMAGES_B;
-    cb->g_tiles = aligned_alloc(64, (sizeof(vd) * tile_rows * G_SMALL + 63) / 64 * 64);
-    cb->layer4 = aligned_alloc(64, sizeof(double) * group_rows * L5_LAYER4_CELLS);
-    cb->e5 = aligned_alloc(64, sizeof(double) * group_rows * L5_LAYER5_CELLS);
-    cb->layer5 = malloc(sizeof(double) * rows * L5_LAYER5_CELLS);
-    cb->d = malloc(sizeof(double) * rows * L5_N_CLASSES);
-    cb->loss = malloc(sizeof(double) * rows);
-    cb->correct = malloc(sizeof(int) * rows);
-    if (cb->g_tiles && cb->layer4 && cb->e5 && cb->layer5 && cb->d && cb->loss && cb->correct)
-        return L5_OK;
-    free_chunk_buffers(cb);
-    return L5_ERR_NOMEM;
+    size_t sizes[7] = {sizeof(vd) * tile_rows * G_SMALL, sizeof(double) * group_rows * L5_LAYER4_CELLS,
+                       sizeof(double) * group_rows * L5_LAYER5_CELLS, sizeof(double) * rows * L5_LAYER5_CELLS,
+                       sizeof(double) * rows * L5_N_CLASSES, sizeof(double) * rows, sizeof(int) * rows};
+    size_t at[7], total = 0;
+    for (int k = 0; k < 7; k++) {
+        at[k] = total;
+        total += (sizes[k] + 63) / 64 * 64;
+    }
+    char *base = l5_workspace_block(ws, L5_WS_CHUNK, total, 0);
+    if (!base) return L5_ERR_NOMEM;
+    cb->g_tiles = (vd *)(base + at[0]);
+    cb->layer4 = (double *)(base + at[1]);
+    cb->e5 = (double *)(base + at[2]);
+    cb->layer5 = (double *)(base + at[3]);
+    cb->d = (double *)(base + at[4]);
+    cb->loss = (double *)(base + at[5]);
+    cb->correct = (int *)(base + at[6]);
+    return L5_OK;
 }
 
 /*
  * Run work(t, first, count, args) over the tiles of n images in parallel,
- * each thread with its own Tile; the last tile may hold fewer than LANES
- * images.  args is the call's *TileArgs struct.
+ * each thread of the team with its own Tile in the workspace (tile k for
+ * the team's thread k; a tile's zero frame stays zero from call to call);
+ * the last tile may hold fewer than LANES images.  args is the call's
+ * *TileArgs struct.
  *
  * Tiles are handed out one at a time (dynamic schedule), not in equal
  * shares: when another process takes part of a core, the thread there
@@ -689,34 +694,34 @@ static int alloc_chunk_buffers(ChunkBuffers *cb, int64_t rows) {
 typedef void TileWork(Tile *t, int64_t first, int count, void *args);
 
 /* profile: NULL, or the stage clocks every thread's tile adds to at the end. */
-static int for_each_tile(int64_t n, int threads, TileWork *work, void *args, double *profile) {
-    int failed = 0;
+static int for_each_tile(L5Workspace *ws, int64_t n, int threads, TileWork *work, void *args,
+                         double *profile) {
     int64_t n_tiles = (n + LANES - 1) / LANES;
     int team = l5_resolve_threads(threads);
     if (team > n_tiles) team = (int)n_tiles; /* an idle thread would only cost a Tile */
+    char *tiles = l5_workspace_block(ws, L5_WS_TILES, (size_t)team * TILE_BYTES, LANES);
+    if (!tiles) return L5_ERR_NOMEM;
 #pragma omp parallel num_threads(team)
     {
-        Tile *t = new_tile();
-        if (!t) {
-#pragma omp atomic write
-            failed = 1;
-        } else {
-            t->timing = profile != NULL;
-        }
+#ifdef _OPENMP
+        Tile *t = (Tile *)(tiles + (size_t)omp_get_thread_num() * TILE_BYTES);
+#else
+        Tile *t = (Tile *)tiles;
+#endif
+        t->timing = profile != NULL;
+        memset(t->clock, 0, sizeof t->clock);
 #pragma omp for schedule(dynamic)
         for (int64_t k = 0; k < n_tiles; k++) {
-            if (!t) continue;
             int64_t first = k * LANES;
             if (t->timing) t->mark = l5_now();
             work(t, first, n - first < LANES ? (int)(n - first) : LANES, args);
         }
-        if (t && t->timing) {
+        if (t->timing) {
 #pragma omp critical
             for (int k = 0; k < L5_N_STAGES; k++) profile[k] += t->clock[k];
         }
-        free(t);
     }
-    return failed ? L5_ERR_NOMEM : L5_OK;
+    return L5_OK;
 }
 
 /* What a training tile needs besides its own memory. */
@@ -737,7 +742,8 @@ static void train_tile_work(Tile *t, int64_t first, int count, void *args) {
 /* What a forward tile needs besides its own memory. */
 typedef struct {
     const uint8_t *images;
-    double *out;
+    double *out;    /* or NULL */
+    int32_t *pred;  /* or NULL */
     const double *params;
     const Rearranged *rw;
 } ForwardTileArgs;
@@ -746,8 +752,12 @@ static void forward_tile_work(Tile *t, int64_t first, int count, void *args) {
     ForwardTileArgs *a = args;
     load_tile(t, a->images + first * L5_IMAGE_PIXELS, count);
     forward_tile(t, a->params, a->rw);
-    for (int l = 0; l < count; l++)
-        for (int j = 0; j < L5_N_CLASSES; j++) a->out[(first + l) * L5_N_CLASSES + j] = t->output[j][l];
+    for (int l = 0; l < count; l++) {
+        double z[L5_N_CLASSES];
+        for (int j = 0; j < L5_N_CLASSES; j++) z[j] = t->output[j][l];
+        if (a->out) memcpy(a->out + (first + l) * L5_N_CLASSES, z, sizeof z);
+        if (a->pred) a->pred[first + l] = l5_argmax10(z);
+    }
 }
 
 /* ---------------------------------------------------------------------------
@@ -757,25 +767,30 @@ static void forward_tile_work(Tile *t, int64_t first, int count, void *args) {
 
 int L5_ISA_NAME(l5_fast_lanes)(void) { return LANES; }
 
-int L5_ISA_NAME(l5_fast_train_batch)(double *params, const uint8_t *images,
+/* The batch sums in the workspace: S of the g_small values and of W4, S of
+ * W3 as [400 inputs][120 outputs], and S in the parameter layout. */
+enum { SUM_PACKED = G_SMALL + L5_W4_SIZE, SUM_DOUBLES = SUM_PACKED + L5_W3_SIZE + L5_N_PARAMS };
+
+int L5_ISA_NAME(l5_fast_train_batch)(L5Workspace *ws, double *params, const uint8_t *images,
                                      const uint8_t *labels, int64_t n, int loss,
                                      const L5Update *update, int threads,
                                      double *loss_sum, int64_t *n_correct, double *profile) {
     int64_t rows = n < CHUNK ? n : CHUNK;
     ChunkBuffers cb;
-    if (alloc_chunk_buffers(&cb, rows)) return L5_ERR_NOMEM;
-    Rearranged *rw = malloc(sizeof(Rearranged));
-    double *sum_packed = calloc(G_SMALL + L5_W4_SIZE, sizeof(double));
-    double *sum_w3t = calloc(L5_W3_SIZE, sizeof(double));
-    double *sum_full = malloc(sizeof(double) * L5_N_PARAMS); /* S in the parameter layout */
-    int err = rw && sum_packed && sum_w3t && sum_full ? L5_OK : L5_ERR_NOMEM;
-    if (!err) rearrange_weights(rw, params);
+    if (chunk_buffers(&cb, ws, rows)) return L5_ERR_NOMEM;
+    Rearranged *rw = l5_workspace_block(ws, L5_WS_WEIGHTS, sizeof(Rearranged), 0);
+    double *sum_packed = l5_workspace_block(ws, L5_WS_SUMS, sizeof(double) * SUM_DOUBLES, 0);
+    if (!rw || !sum_packed) return L5_ERR_NOMEM;
+    double *sum_w3t = sum_packed + SUM_PACKED, *sum_full = sum_w3t + L5_W3_SIZE;
+    memset(sum_packed, 0, sizeof(double) * (SUM_PACKED + L5_W3_SIZE)); /* S starts from +0 */
+    int err = L5_OK;
+    rearrange_weights(rw, params);
     double total = 0.0;
     int64_t correct = 0;
     for (int64_t start = 0; start < n && !err; start += CHUNK) {
         int64_t count = n - start < CHUNK ? n - start : CHUNK;
         TrainTileArgs args = {&cb, images + start * L5_IMAGE_PIXELS, labels + start, loss, params, rw};
-        err = for_each_tile(count, threads, train_tile_work, &args, profile);  /* phase 1 */
+        err = for_each_tile(ws, count, threads, train_tile_work, &args, profile); /* phase 1 */
         if (err) break;
         double start_sum = profile ? l5_now() : 0.0;
         int team = l5_resolve_threads(threads);
@@ -805,20 +820,16 @@ int L5_ISA_NAME(l5_fast_train_batch)(double *params, const uint8_t *images,
         *loss_sum = total;
         *n_correct = correct;
     }
-    free(rw); free(sum_packed); free(sum_w3t); free(sum_full);
-    free_chunk_buffers(&cb);
     return err;
 }
 
-int L5_ISA_NAME(l5_fast_forward)(const double *params, const uint8_t *images, int64_t n,
-                                 double *out, int threads) {
-    Rearranged *rw = malloc(sizeof(Rearranged));
+int L5_ISA_NAME(l5_fast_forward)(L5Workspace *ws, const double *params, const uint8_t *images,
+                                 int64_t n, double *out, int32_t *pred, int threads) {
+    Rearranged *rw = l5_workspace_block(ws, L5_WS_WEIGHTS, sizeof(Rearranged), 0);
     if (!rw) return L5_ERR_NOMEM;
     rearrange_weights(rw, params);
-    ForwardTileArgs args = {images, out, params, rw};
-    int err = for_each_tile(n, threads, forward_tile_work, &args, NULL);
-    free(rw);
-    return err;
+    ForwardTileArgs args = {images, out, pred, params, rw};
+    return for_each_tile(ws, n, threads, forward_tile_work, &args, NULL);
 }
 
 /*

@@ -26,6 +26,7 @@
  * Names as in reference.c (ci, co, r, c, kr, kc, layerN); k is a kernel cell
  * kr * 5 + kc, u a dense input, v a vector of an accumulator block.
  */
+#include <stddef.h>
 #include <string.h>
 #include "core.h"
 
@@ -40,6 +41,23 @@ typedef double v4d __attribute__((vector_size(32)));
 typedef int64_t v4i __attribute__((vector_size(32)));
 enum { LANES = 4 };
 
+/* conv2 and conv3, the dense part of the work (70 % of its multiply-adds),
+ * run on the widest vector of the variant: 8 cells with AVX-512, else 4.
+ * Their lanes are output maps, contiguous in the prepared layout for either
+ * width, so the layout stays one for every variant; each lane still sums its
+ * own terms in order (docs/SPEC.md §9.6). */
+#if defined(__AVX512F__)
+enum { WIDE = 8 };
+typedef double vwd __attribute__((vector_size(64)));
+typedef int64_t vwi __attribute__((vector_size(64)));
+#define SPLAT_W(x) {x, x, x, x, x, x, x, x}
+#else
+enum { WIDE = 4 };
+typedef double vwd __attribute__((vector_size(32)));
+typedef int64_t vwi __attribute__((vector_size(32)));
+#define SPLAT_W(x) {x, x, x, x}
+#endif
+
 /* Batches smaller than this stay on the calling thread: waking a team costs
  * more than a few images (about 20 us each) take. */
 enum { TEAM_MIN = 16 };
@@ -49,14 +67,14 @@ enum { TEAM_MIN = 16 };
 enum { FC_OUT_PAD = 12 };
 /* conv3 outputs per pass: 10 vectors of accumulators, 3 passes. */
 enum { CONV3_OUT_B = 40 };
-/* conv2 output cells (columns) per pass, each with all 16 maps (4 vectors). */
-enum { CONV2_CELLS_B = 2 };
-/* conv1's output row in vectors: 7 of them. */
-enum { CONV1_VECS = L5_CONV1_SIZE / LANES };
+/* conv2 output cells (columns) per pass, each with all 16 maps (4 vectors of
+ * 4, or 2 of 8: then 5 cells, 10 accumulators, fit the 32 registers). */
+enum { CONV2_CELLS_B = WIDE == 8 ? 5 : 2 };
 _Static_assert(L5_CONV1_SIZE % LANES == 0, "conv1's rows must fill whole vectors");
 _Static_assert(L5_CONV2_MAPS % LANES == 0, "conv2's maps must fill whole vectors");
 _Static_assert(L5_CONV2_SIZE % CONV2_CELLS_B == 0, "CONV2_CELLS_B must divide conv2's columns");
-_Static_assert(L5_CONV3_MAPS % CONV3_OUT_B == 0 && CONV3_OUT_B % LANES == 0, "CONV3_OUT_B");
+_Static_assert(L5_CONV3_MAPS % CONV3_OUT_B == 0 && CONV3_OUT_B % WIDE == 0, "CONV3_OUT_B");
+_Static_assert(L5_CONV2_MAPS % WIDE == 0, "conv2's maps must fill whole wide vectors");
 _Static_assert(FC_OUT_PAD % LANES == 0 && FC_OUT_PAD >= L5_N_CLASSES, "FC_OUT_PAD");
 _Static_assert(L5_POOL1_SIZE >= LANES && L5_POOL1_SIZE % 2 == 0, "pool1 rows: whole vectors, the last one overlapping");
 
@@ -70,16 +88,23 @@ _Static_assert(L5_POOL1_SIZE >= LANES && L5_POOL1_SIZE % 2 == 0, "pool1 rows: wh
  */
 typedef struct {
     uint64_t magic;
-    uint64_t reserved[3];
-    double w1[L5_CONV_KERNEL_CELLS][L5_CONV1_MAPS];                      /* [k][co] */
+    uint64_t reserved[7]; /* the blocks read as wide vectors start 64 bytes in */
     double w2[L5_CONV1_MAPS][L5_CONV_KERNEL_CELLS][L5_CONV2_MAPS];       /* [ci][k][co] */
     double w3[L5_CONV3_MAPS / CONV3_OUT_B][L5_LAYER4_CELLS][CONV3_OUT_B]; /* [co / B][u][co % B] */
-    double w4[L5_CONV3_MAPS][FC_OUT_PAD];                                /* [u][j], zero-padded */
-    double b1[L5_B1_SIZE];
     double b2[L5_B2_SIZE];
     double b3[L5_B3_SIZE];
+    double w1[L5_CONV_KERNEL_CELLS][L5_CONV1_MAPS];                      /* [k][co] */
+    double w4[L5_CONV3_MAPS][FC_OUT_PAD];                                /* [u][j], zero-padded */
+    double b1[L5_B1_SIZE];
     double b4[FC_OUT_PAD];
 } Prepared;
+/* In a 64-byte aligned buffer every wide vector conv2 and conv3 load (a row
+ * of 16 maps, of 40 outputs, a bias block) lies within cache lines: a load
+ * that straddles two lines costs two. */
+_Static_assert(offsetof(Prepared, w2) % 64 == 0 && offsetof(Prepared, w3) % 64 == 0 &&
+               offsetof(Prepared, b2) % 64 == 0 && offsetof(Prepared, b3) % 64 == 0 &&
+               sizeof(double) * L5_CONV2_MAPS % 64 == 0 && sizeof(double) * CONV3_OUT_B % 64 == 0,
+               "conv2's and conv3's weight rows must start on cache lines");
 /* lenet5.h states the size as a literal for cffi and for callers. */
 _Static_assert(sizeof(Prepared) == L5_PREPARED_BYTES, "L5_PREPARED_BYTES is not sizeof(Prepared)");
 
@@ -107,6 +132,15 @@ static inline v4d load4(const double *p) {
 }
 
 static inline void store4(double *p, v4d v) { memcpy(p, &v, sizeof v); }
+
+static inline vwd splat_w(double x) { return (vwd)SPLAT_W(x); }
+static inline vwd load_w(const double *p) {
+    vwd v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+static inline void store_w(double *p, vwd v) { memcpy(p, &v, sizeof v); }
+static inline vwd relu_w(vwd x) { return (vwd)((x > splat_w(0.0)) & (vwi)x); }
 
 /* relu per lane, as reference.c's: x if x > 0, else +0 (NaN too). */
 static inline v4d relu4(v4d x) { return (v4d)((x > splat(0.0)) & (v4i)x); }
@@ -168,24 +202,46 @@ int L5_ISA_NAME(l5_infer_is_prepared)(const void *prepared) {
  * maps, whose extra broadcasts cost more than the shared input loads save.)
  * Every lane adds its 25 terms in kernel-row, kernel-column order from +0.
  */
-static void conv1_row(double *layer1, const double *input, const Prepared *pw, int co, int r) {
-    v4d acc[CONV1_VECS];
-    for (int v = 0; v < CONV1_VECS; v++) acc[v] = splat(0.0);
-    for (int kr = 0; kr < L5_CONV_KERNEL; kr++)
+static void conv1_rows(double *layer1, const double *input, const Prepared *pw, int co, int r) {
+    /* Output rows r and r + 1 together: they share 4 of their 5 input rows,
+     * so each input vector loaded feeds both (loads that straddle cache
+     * lines, as most of these do, cost more than the multiplies).  A row's
+     * 28 columns: CONV1_WIDE vectors of WIDE, then (with AVX-512) the last 4
+     * in one vector of 4.  Each output still adds its terms in kernel-row,
+     * kernel-column order. */
+    enum { CONV1_WIDE = L5_CONV1_SIZE / WIDE, TAIL = L5_CONV1_SIZE % WIDE, ROWS = 2 };
+    _Static_assert(TAIL == 0 || TAIL == (int)LANES, "conv1's row: whole wide vectors, then at most one of 4");
+    vwd acc[ROWS][CONV1_WIDE];
+    v4d tail[ROWS];
+    for (int o = 0; o < ROWS; o++) {
+        tail[o] = splat(0.0);
+        for (int v = 0; v < CONV1_WIDE; v++) acc[o][v] = splat_w(0.0);
+    }
+    for (int i = 0; i < L5_CONV_KERNEL + ROWS - 1; i++)  /* input row r + i */
         for (int kc = 0; kc < L5_CONV_KERNEL; kc++) {
-            const double *x = input + (r + kr) * L5_INPUT_SIZE + kc;
-            v4d wv = splat(pw->w1[kr * L5_CONV_KERNEL + kc][co]);
-#pragma GCC unroll 8
-            for (int v = 0; v < CONV1_VECS; v++) acc[v] = acc[v] + load4(x + v * LANES) * wv;
+            const double *x = input + (r + i) * L5_INPUT_SIZE + kc;
+            vwd xv[CONV1_WIDE];
+            for (int v = 0; v < CONV1_WIDE; v++) xv[v] = load_w(x + v * WIDE);
+            v4d xt = TAIL ? load4(x + CONV1_WIDE * WIDE) : splat(0.0);
+            for (int o = 0; o < ROWS; o++) {
+                int kr = i - o;  /* output row r + o reads input row r + i with kernel row i - o */
+                if (kr < 0 || kr >= L5_CONV_KERNEL) continue;
+                double w = pw->w1[kr * L5_CONV_KERNEL + kc][co];
+                vwd wv = splat_w(w);
+                for (int v = 0; v < CONV1_WIDE; v++) acc[o][v] = acc[o][v] + xv[v] * wv;
+                if (TAIL) tail[o] = tail[o] + xt * splat(w);
+            }
         }
-    for (int v = 0; v < CONV1_VECS; v++)
-        store4(layer1 + (co * L5_CONV1_SIZE + r) * L5_CONV1_SIZE + v * LANES,
-               relu4(acc[v] + splat(pw->b1[co])));
+    for (int o = 0; o < ROWS; o++) {
+        double *out = layer1 + (co * L5_CONV1_SIZE + r + o) * L5_CONV1_SIZE;
+        for (int v = 0; v < CONV1_WIDE; v++) store_w(out + v * WIDE, relu_w(acc[o][v] + splat_w(pw->b1[co])));
+        if (TAIL) store4(out + CONV1_WIDE * WIDE, relu4(tail[o] + splat(pw->b1[co])));
+    }
 }
 
 static void conv1_forward(double *layer1, const double *input, const Prepared *pw) {
     for (int co = 0; co < L5_CONV1_MAPS; co++)
-        for (int r = 0; r < L5_CONV1_SIZE; r++) conv1_row(layer1, input, pw, co, r);
+        for (int r = 0; r < L5_CONV1_SIZE; r += 2) conv1_rows(layer1, input, pw, co, r);
 }
 
 /*
@@ -220,29 +276,29 @@ static void pool1_forward(double *layer2, const double *layer1) {
  */
 static inline __attribute__((always_inline)) void
 conv2_block(double *layer3, const double *layer2, const Prepared *pw, int r, int c0, const int CELLS) {
-    enum { V = L5_CONV2_MAPS / LANES };
+    enum { V = L5_CONV2_MAPS / WIDE };
     const int w = L5_POOL1_SIZE;
-    v4d acc[CONV2_CELLS_B][V];
+    vwd acc[CONV2_CELLS_B][V];
     for (int j = 0; j < CELLS; j++)
-        for (int v = 0; v < V; v++) acc[j][v] = splat(0.0);
+        for (int v = 0; v < V; v++) acc[j][v] = splat_w(0.0);
     for (int ci = 0; ci < L5_CONV1_MAPS; ci++)
         for (int kr = 0; kr < L5_CONV_KERNEL; kr++) {
             const double *x = layer2 + (ci * w + r + kr) * w + c0;
             for (int kc = 0; kc < L5_CONV_KERNEL; kc++) {
                 const double *wt = pw->w2[ci][kr * L5_CONV_KERNEL + kc];
-                v4d wv[V];
-                for (int v = 0; v < V; v++) wv[v] = load4(wt + v * LANES);
-#pragma GCC unroll 4
+                vwd wv[V];
+                for (int v = 0; v < V; v++) wv[v] = load_w(wt + v * WIDE);
+#pragma GCC unroll 5
                 for (int j = 0; j < CELLS; j++) {
-                    v4d xv = splat(x[j + kc]);
+                    vwd xv = splat_w(x[j + kc]);
                     for (int v = 0; v < V; v++) acc[j][v] = acc[j][v] + xv * wv[v];
                 }
             }
         }
     for (int j = 0; j < CELLS; j++)
         for (int v = 0; v < V; v++)
-            store4(layer3 + (r * L5_CONV2_SIZE + c0 + j) * L5_CONV2_MAPS + v * LANES,
-                   relu4(acc[j][v] + load4(pw->b2 + v * LANES)));
+            store_w(layer3 + (r * L5_CONV2_SIZE + c0 + j) * L5_CONV2_MAPS + v * WIDE,
+                    relu_w(acc[j][v] + load_w(pw->b2 + v * WIDE)));
 }
 
 static void conv2_forward(double *layer3, const double *layer2, const Prepared *pw) {
@@ -274,20 +330,20 @@ static void pool2_forward(double *layer4, const double *layer3) {
  * input u sits at layer4[k * 16 + ci].
  */
 static void conv3_forward(double *layer5, const double *layer4, const Prepared *pw) {
-    enum { V = CONV3_OUT_B / LANES };
+    enum { V = CONV3_OUT_B / WIDE };
     for (int b = 0; b < L5_CONV3_MAPS / CONV3_OUT_B; b++) {
-        v4d acc[V];
-        for (int v = 0; v < V; v++) acc[v] = splat(0.0);
+        vwd acc[V];
+        for (int v = 0; v < V; v++) acc[v] = splat_w(0.0);
         for (int ci = 0; ci < L5_CONV2_MAPS; ci++)
             for (int k = 0; k < L5_CONV_KERNEL_CELLS; k++) {
-                v4d xv = splat(layer4[k * L5_CONV2_MAPS + ci]);
+                vwd xv = splat_w(layer4[k * L5_CONV2_MAPS + ci]);
                 const double *wt = pw->w3[b][ci * L5_CONV_KERNEL_CELLS + k];
 #pragma GCC unroll 10
-                for (int v = 0; v < V; v++) acc[v] = acc[v] + xv * load4(wt + v * LANES);
+                for (int v = 0; v < V; v++) acc[v] = acc[v] + xv * load_w(wt + v * WIDE);
             }
         for (int v = 0; v < V; v++) {
-            int co = b * CONV3_OUT_B + v * LANES;
-            store4(layer5 + co, relu4(acc[v] + load4(pw->b3 + co)));
+            int co = b * CONV3_OUT_B + v * WIDE;
+            store_w(layer5 + co, relu_w(acc[v] + load_w(pw->b3 + co)));
         }
     }
 }
@@ -306,9 +362,40 @@ static void fc_forward(double *output, const double *layer5, const Prepared *pw)
         store4(output + v * LANES, relu4(acc[v] + load4(pw->b4 + v * LANES)));
 }
 
+/*
+ * The network input (docs/SPEC.md §4), as l5_normalize_image computes it:
+ * the same mean and deviation (l5_image_moments), the same (p - mean) / std
+ * per pixel, here WIDE pixels a vector (a division per cell is the costly
+ * step), and the frame's zeros written alone instead of clearing the whole
+ * input first.  A flat image's input is all +0.
+ */
+static void normalize_input(double *input, const uint8_t *pixels) {
+    enum { PAD = L5_INPUT_PAD, WIDE_RUNS = L5_IMAGE_SIZE / WIDE, REST = L5_IMAGE_SIZE % WIDE };
+    double mean, std;
+    if (!l5_image_moments(pixels, &mean, &std)) {
+        memset(input, 0, sizeof(double) * L5_INPUT_CELLS);
+        return;
+    }
+    memset(input, 0, sizeof(double) * L5_INPUT_SIZE * PAD);                                   /* top rows */
+    memset(input + (L5_INPUT_SIZE - PAD) * L5_INPUT_SIZE, 0, sizeof(double) * L5_INPUT_SIZE * PAD); /* bottom */
+    vwd m = splat_w(mean), d = splat_w(std);
+    for (int r = 0; r < L5_IMAGE_SIZE; r++) {
+        double *row = input + (r + PAD) * L5_INPUT_SIZE;
+        const uint8_t *p = pixels + r * L5_IMAGE_SIZE;
+        for (int c = 0; c < PAD; c++) row[c] = row[L5_INPUT_SIZE - 1 - c] = 0.0;
+        for (int v = 0; v < WIDE_RUNS; v++) {
+            vwd x;
+            for (int l = 0; l < WIDE; l++) x[l] = (double)p[v * WIDE + l];
+            store_w(row + PAD + v * WIDE, (x - m) / d);
+        }
+        for (int c = WIDE_RUNS * WIDE; c < L5_IMAGE_SIZE; c++) row[PAD + c] = ((double)p[c] - mean) / std;
+    }
+    (void)REST;
+}
+
 /* The forward pass of one image: s->output[0..9] are its ReLU-ed outputs. */
 static void forward_image(Scratch *s, const Prepared *pw, const uint8_t *pixels) {
-    l5_normalize_image(s->input, pixels);
+    normalize_input(s->input, pixels);
     conv1_forward(s->layer1, s->input, pw);
     pool1_forward(s->layer2, s->layer1);
     conv2_forward(s->layer3, s->layer2, pw);

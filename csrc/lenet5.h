@@ -59,6 +59,7 @@
 #define L5_ERR_DECAY -13      /* weight decay not finite and >= 0 */
 #define L5_ERR_AUGMENT -14    /* an augmentation range or image index out of bounds */
 #define L5_ERR_ISA -15        /* an instruction set not built, unknown, or the CPU lacks it */
+#define L5_ERR_BUSY -16       /* a workspace another call is using right now */
 
 /*
  * Train on one batch of n images (docs/SPEC.md §8.1, §8.2): forward and
@@ -143,19 +144,49 @@ int l5_default_threads(void);
 
 /*
  * Prepared inference (docs/SPEC.md §9.6): the weights laid out once, in a
- * buffer the caller owns (L5_PREPARED_BYTES, 8-byte aligned), then any
+ * buffer the caller owns (L5_PREPARED_BYTES, 8-byte aligned; 64-byte aligned
+ * is faster), then any
  * number of forward passes from it.  Same bits as l5_forward; one image is
  * vectorised within itself; no allocation per call; fewer than 16 images run
  * on the calling thread.  The buffer is only read by the passes, so calls
  * from several threads may share it.  Change the parameters, prepare again.
  */
-#define L5_PREPARED_BYTES 417184
+#define L5_PREPARED_BYTES 417216
 
 int l5_prepare(const double *params, int64_t n_params, void *prepared, int64_t prepared_bytes);
 int l5_forward_prepared(const void *prepared, int64_t prepared_bytes,
                         const uint8_t *images, int64_t n, double *out, int threads);
 int l5_predict_prepared(const void *prepared, int64_t prepared_bytes,
                         const uint8_t *images, int64_t n, int32_t *pred, int threads);
+
+/*
+ * Workspaces (docs/SPEC.md §9.8): the fast kernels' working memory, owned by
+ * the caller and kept across calls, so that a batch allocates nothing once
+ * the first has run.  Give each training run, model or calling thread its
+ * own: one workspace serves one call at a time (a second call while one
+ * runs gets L5_ERR_BUSY).  l5_workspace_new returns NULL if memory ran out.
+ */
+typedef struct L5Workspace L5Workspace;
+L5Workspace *l5_workspace_new(void);
+void l5_workspace_free(L5Workspace *ws);
+
+/*
+ * One training batch with the fast kernels in workspace ws: l5_train_batch
+ * (velocity NULL, momentum, weight_decay and nesterov 0) or
+ * l5_train_batch_sgd (velocity given), the same bits.  seconds: NULL, or
+ * L5_PROFILE_STAGES (n_seconds) thread-seconds per stage to add to, as
+ * l5_profile_train_batch.
+ */
+int l5_train_batch_ws(L5Workspace *ws, double *params, double *velocity, int64_t n_params,
+                      const uint8_t *images, const uint8_t *labels, int64_t n,
+                      int loss, int sign, double lr, double momentum, double weight_decay,
+                      int nesterov, int threads, double *seconds, int64_t n_seconds,
+                      double *loss_sum, int64_t *n_correct);
+
+/* The fast kernels' forward pass in workspace ws: the 10 outputs of each
+ * image (out: n * 10, or NULL) and its class (pred: n, or NULL; not both NULL). */
+int l5_forward_ws(L5Workspace *ws, const double *params, int64_t n_params,
+                  const uint8_t *images, int64_t n, double *out, int32_t *pred, int threads);
 
 /*
  * Instruction-set variants (docs/SPEC.md §9.4): the fast and prepared kernels

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numbers
 import os
+import threading
 from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
@@ -86,6 +87,7 @@ _ERRORS: Dict[int, str] = {
     lib.L5_ERR_DECAY: "weight decay must be finite and >= 0",
     lib.L5_ERR_AUGMENT: "an augmentation range or image index is out of bounds",
     lib.L5_ERR_ISA: "that instruction set is not built or this CPU lacks it",
+    lib.L5_ERR_BUSY: "the workspace is in use by another call (give each thread its own)",
 }
 
 
@@ -180,6 +182,45 @@ def _ptr(ctype: str, array: np.ndarray) -> Any:
     return ffi.cast(ctype, ffi.from_buffer(array))
 
 
+class Workspace:
+    """The fast kernels' working memory, kept from call to call (docs/SPEC.md
+    §9.8): tiles, chunk buffers, rearranged weights and sums, allocated by the
+    first call and reused by the next, freed with the object.  One serves one
+    call at a time; the calls below take the calling thread's own
+    (``thread_workspace()``) unless given one."""
+
+    __slots__ = ("pointer",)
+
+    def __init__(self) -> None:
+        raw = lib.l5_workspace_new()
+        if raw == ffi.NULL:
+            raise MemoryError("lenet5 core: out of memory")
+        self.pointer = ffi.gc(raw, lib.l5_workspace_free)
+
+    def __repr__(self) -> str:
+        return "Workspace()"
+
+
+_thread_local = threading.local()
+
+
+def thread_workspace() -> Workspace:
+    """The calling thread's own Workspace, made on its first use and freed with the thread."""
+    ws = getattr(_thread_local, "workspace", None)
+    if ws is None:
+        ws = _thread_local.workspace = Workspace()
+    return ws
+
+
+def _workspace(workspace: Optional[Workspace]) -> Any:
+    """The pointer of the given Workspace, or of the calling thread's."""
+    if workspace is None:
+        return thread_workspace().pointer
+    if not isinstance(workspace, Workspace):
+        _refuse(TypeError, "workspace", f"must be a lenet5.core.Workspace, not {type(workspace).__name__}")
+    return workspace.pointer
+
+
 def _checked_batch(params: Any, images: Any, labels: Any, loss: Any, sign: Any,
                    lr: Any) -> Tuple[np.ndarray, Tuple[Any, ...]]:
     """The checks every training batch starts with (params writable). Returns
@@ -195,7 +236,8 @@ def _checked_batch(params: Any, images: Any, labels: Any, loss: Any, sign: Any,
 def train_batch(params: np.ndarray, images: np.ndarray, labels: np.ndarray, *, loss: str, sign: int,
                 lr: float, kernel: str = "fast", threads: Optional[int] = None,
                 velocity: Optional[np.ndarray] = None, momentum: float = 0.0,
-                weight_decay: float = 0.0, nesterov: bool = False) -> Tuple[float, int]:
+                weight_decay: float = 0.0, nesterov: bool = False,
+                workspace: Optional[Workspace] = None) -> Tuple[float, int]:
     """Train on one batch in place; returns (summed loss, number correct).
 
     The loss and the count are those of the forward pass, before the update
@@ -205,24 +247,38 @@ def train_batch(params: np.ndarray, images: np.ndarray, labels: np.ndarray, *, l
     (docs/SPEC.md §8.2); with a velocity buffer (zeros before the first batch,
     kept by the caller) it is SGD with momentum, Nesterov's or heavy ball, and
     L2 weight decay (docs/SPEC.md §8.5), and velocity is updated in place.
+    The fast kernels work in ``workspace`` (default: the calling thread's own,
+    docs/SPEC.md §9.8), so that a run of batches allocates nothing after the first.
     """
     _variant_ready()
     labels, batch = _checked_batch(params, images, labels, loss, sign, lr)
-    where = (check_kernel(kernel), check_threads(threads))
+    k, t = check_kernel(kernel), check_threads(threads)
     loss_sum = ffi.new("double *")
     correct = ffi.new("int64_t *")
+    sgd = _checked_sgd(velocity, momentum, weight_decay, nesterov)
+    if k == lib.L5_KERNEL_FAST:
+        _call(lib.l5_train_batch_ws(_workspace(workspace), _ptr("double *", params),
+                                    ffi.NULL if velocity is None else _ptr("double *", velocity), N_PARAMS,
+                                    *batch, *sgd, t, ffi.NULL, 0, loss_sum, correct))
+    elif velocity is None:
+        _call(lib.l5_train_batch(_ptr("double *", params), N_PARAMS, *batch, k, t, loss_sum, correct))
+    else:
+        _call(lib.l5_train_batch_sgd(_ptr("double *", params), _ptr("double *", velocity), N_PARAMS,
+                                     *batch, *sgd, k, t, loss_sum, correct))
+    return float(loss_sum[0]), int(correct[0])
+
+
+def _checked_sgd(velocity: Optional[np.ndarray], momentum: Any, weight_decay: Any,
+                 nesterov: Any) -> Tuple[float, float, int]:
+    """(momentum, weight_decay, nesterov) as C takes them; all zero without a velocity buffer."""
     if velocity is None:
         if momentum != 0.0 or weight_decay != 0.0 or nesterov:
             raise ValueError("momentum, weight_decay and nesterov need a velocity buffer")
-        _call(lib.l5_train_batch(_ptr("double *", params), N_PARAMS, *batch, *where, loss_sum, correct))
-    else:
-        check_velocity(velocity)
-        if not isinstance(nesterov, bool):
-            raise TypeError(f"nesterov must be True or False, not {nesterov!r}")
-        sgd = (check_momentum(momentum), check_weight_decay(weight_decay), int(nesterov))
-        _call(lib.l5_train_batch_sgd(_ptr("double *", params), _ptr("double *", velocity), N_PARAMS,
-                                     *batch, *sgd, *where, loss_sum, correct))
-    return float(loss_sum[0]), int(correct[0])
+        return 0.0, 0.0, 0
+    check_velocity(velocity)
+    if not isinstance(nesterov, bool):
+        raise TypeError(f"nesterov must be True or False, not {nesterov!r}")
+    return check_momentum(momentum), check_weight_decay(weight_decay), int(nesterov)
 
 
 def augment(images: np.ndarray, index: np.ndarray, *, seed: int, epoch: int, shift: float,
@@ -258,8 +314,12 @@ def forward(params: np.ndarray, images: np.ndarray, *, kernel: str = "fast",
     n = check_images(images)
     k, t = check_kernel(kernel), check_threads(threads)
     out = np.empty((n, N_CLASSES), dtype=np.float64)
-    _call(lib.l5_forward(_ptr("double *", params), N_PARAMS, _ptr("uint8_t *", images), n,
-                         _ptr("double *", out), k, t))
+    if k == lib.L5_KERNEL_FAST:  # in the calling thread's workspace (docs/SPEC.md §9.8)
+        _call(lib.l5_forward_ws(_workspace(None), _ptr("double *", params), N_PARAMS, _ptr("uint8_t *", images),
+                                n, _ptr("double *", out), ffi.NULL, t))
+    else:
+        _call(lib.l5_forward(_ptr("double *", params), N_PARAMS, _ptr("uint8_t *", images), n,
+                             _ptr("double *", out), k, t))
     return out
 
 
@@ -271,8 +331,12 @@ def predict(params: np.ndarray, images: np.ndarray, *, kernel: str = "fast",
     n = check_images(images)
     k, t = check_kernel(kernel), check_threads(threads)
     pred = np.empty(n, dtype=np.int32)
-    _call(lib.l5_predict(_ptr("double *", params), N_PARAMS, _ptr("uint8_t *", images), n,
-                         _ptr("int32_t *", pred), k, t))
+    if k == lib.L5_KERNEL_FAST:
+        _call(lib.l5_forward_ws(_workspace(None), _ptr("double *", params), N_PARAMS, _ptr("uint8_t *", images),
+                                n, ffi.NULL, _ptr("int32_t *", pred), t))
+    else:
+        _call(lib.l5_predict(_ptr("double *", params), N_PARAMS, _ptr("uint8_t *", images), n,
+                             _ptr("int32_t *", pred), k, t))
     return pred
 
 
@@ -353,7 +417,10 @@ def prepare(params: np.ndarray) -> Prepared:
     The values are copied, not computed on: the passes give the bits of forward()."""
     _variant_ready()
     check_params(params)
-    buffer = np.empty(PREPARED_BYTES // 8, dtype=np.float64)  # float64: 8-byte aligned
+    # 64-byte aligned (a cache line): conv2's and conv3's weight rows then never straddle two lines
+    room = np.empty(PREPARED_BYTES // 8 + 8, dtype=np.float64)
+    skip = (-room.ctypes.data % 64) // 8
+    buffer = room[skip:skip + PREPARED_BYTES // 8]
     _call(lib.l5_prepare(_ptr("double *", params), N_PARAMS, _ptr("void *", buffer), PREPARED_BYTES))
     buffer.flags.writeable = False
     return Prepared(buffer)
@@ -384,6 +451,37 @@ def predict_prepared(prepared: Prepared, images: np.ndarray, *, threads: Optiona
     return pred
 
 
+#: Batches of at least this many images take the tile kernels (fast.c), smaller
+#: ones the one-image kernel (infer.c), per variant: the crossover measured on 1
+#: and 2 threads (docs/SPEC.md §9.8).  Either gives the same bits.
+TILE_CROSSOVER: Dict[str, int] = {"avx512": 16, "avx2": 16, "sse2": 4, "generic": 4}
+
+
+def tile_crossover() -> int:
+    """The smallest batch the running variant gives to the tile kernels (docs/SPEC.md §9.8)."""
+    return TILE_CROSSOVER[isa()]
+
+
+def predict_one(prepared: Prepared, image: np.ndarray) -> int:
+    """The digit of one (28, 28) C-contiguous uint8 image from prepared weights:
+    predict_prepared's answer in fewer steps, for the common case of one
+    picture (docs/SPEC.md §9.8).  Anything else is refused: give it to
+    predict_prepared, which takes every form."""
+    if not (type(image) is np.ndarray and image.dtype == np.uint8 and image.shape == _ONE_IMAGE
+            and image.flags.c_contiguous):
+        _refuse(ValueError, "image", "must be one C-contiguous uint8 array of shape (28, 28)")
+    if type(prepared) is not Prepared:
+        check_prepared(prepared)
+    _variant_ready()
+    pred = ffi.new("int32_t *")
+    _call(lib.l5_predict_prepared(prepared.pointer, PREPARED_BYTES, ffi.from_buffer("uint8_t[]", image), 1,
+                                  pred, 1))
+    return int(pred[0])
+
+
+_ONE_IMAGE = (28, 28)
+
+
 def profile_stages() -> Tuple[Tuple[str, int], ...]:
     """The stages a profiled training batch is timed in, in the order they
     run, each with its multiply-adds per image (docs/SPEC.md §9.7)."""
@@ -392,19 +490,24 @@ def profile_stages() -> Tuple[Tuple[str, int], ...]:
 
 
 def profile_train_batch(params: np.ndarray, images: np.ndarray, labels: np.ndarray, *, loss: str,
-                        sign: int, lr: float, threads: Optional[int] = None) -> Tuple[np.ndarray, float, int]:
-    """train_batch with the fast kernels and the reference update, timed by
-    stage: returns (seconds per stage, summed over the threads, in the order of
-    profile_stages(); summed loss; number correct) (docs/SPEC.md §9.7).
-    The parameters change exactly as train_batch would change them."""
+                        sign: int, lr: float, threads: Optional[int] = None,
+                        velocity: Optional[np.ndarray] = None, momentum: float = 0.0,
+                        weight_decay: float = 0.0, nesterov: bool = False,
+                        workspace: Optional[Workspace] = None) -> Tuple[np.ndarray, float, int]:
+    """train_batch with the fast kernels, timed by stage: returns (seconds
+    per stage, summed over the threads, in the order of profile_stages();
+    summed loss; number correct) (docs/SPEC.md §9.7).  The parameters (and
+    the velocity, with momentum) change exactly as train_batch would change them."""
     _variant_ready()
     labels, batch = _checked_batch(params, images, labels, loss, sign, lr)
     t = check_threads(threads)
+    sgd = _checked_sgd(velocity, momentum, weight_decay, nesterov)
     seconds = np.zeros(lib.L5_PROFILE_STAGES, dtype=np.float64)
     loss_sum = ffi.new("double *")
     correct = ffi.new("int64_t *")
-    _call(lib.l5_profile_train_batch(_ptr("double *", params), N_PARAMS, *batch, t, _ptr("double *", seconds),
-                                     len(seconds), loss_sum, correct))
+    _call(lib.l5_train_batch_ws(_workspace(workspace), _ptr("double *", params),
+                                ffi.NULL if velocity is None else _ptr("double *", velocity), N_PARAMS,
+                                *batch, *sgd, t, _ptr("double *", seconds), len(seconds), loss_sum, correct))
     return seconds, float(loss_sum[0]), int(correct[0])
 
 

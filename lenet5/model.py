@@ -253,14 +253,27 @@ class LeNet5:
 
     def forward(self, images: ImagesLike, threads: Optional[int] = None) -> np.ndarray:
         """The 10 ReLU-ed outputs per image, shape (N, 10) (docs/SPEC.md §4, §5.1-§5.4)."""
-        return core.forward_prepared(self._prepared, _as_images(images), threads=threads)
+        images = _as_images(images)
+        if len(images) >= core.tile_crossover():  # the tile kernels: same bits (docs/SPEC.md §9.8)
+            return core.forward(self._params, images, threads=threads)
+        return core.forward_prepared(self._prepared, images, threads=threads)
 
     def predict(self, images: ImagesLike, threads: Optional[int] = None) -> Union[int, np.ndarray]:
         """Predicted digits: an int array of N labels (one int for one (28, 28) image;
         docs/SPEC.md §5.5)."""
+        if (type(images) is np.ndarray and images.shape == (28, 28) and images.dtype == np.uint8
+                and images.flags.c_contiguous):  # one picture: the short path (docs/SPEC.md §9.8)
+            return core.predict_one(self._prepared, images)
         single = isinstance(images, np.ndarray) and images.shape == (28, 28)
-        pred = core.predict_prepared(self._prepared, _as_images(images), threads=threads)
+        pred = self._predict(_as_images(images), threads)
         return int(pred[0]) if single else pred
+
+    def _predict(self, images: np.ndarray, threads: Optional[int]) -> np.ndarray:
+        """The digits of checked images: the tile kernels for a batch, the
+        one-image kernel below the crossover (docs/SPEC.md §9.8); the same digits."""
+        if len(images) >= core.tile_crossover():
+            return core.predict(self._params, images, threads=threads)
+        return core.predict_prepared(self._prepared, images, threads=threads)
 
     def predict_proba(self, images: ImagesLike, threads: Optional[int] = None) -> np.ndarray:
         """Softmax of the outputs, shape (N, 10); each row sums to 1 (docs/SPEC.md §6.4)."""
@@ -279,7 +292,7 @@ class LeNet5:
         """Accuracy and confusion matrix on labelled images."""
         images = _as_images(images)
         labels = core.check_labels(np.asarray(labels), len(images))
-        pred = core.predict_prepared(self._prepared, images, threads=threads)
+        pred = self._predict(images, threads)
         confusion = np.zeros((10, 10), dtype=np.int64)
         np.add.at(confusion, (labels, pred), 1)
         correct = int(np.trace(confusion))

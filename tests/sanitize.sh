@@ -36,6 +36,6 @@ export LENET5_DATA="$root/data"
 cd "$work"
 "$python" -m pytest -q -p no:cacheprovider --capture=sys --rootdir "$root" \
     "$root/tests/test_core_edges.py" "$root/tests/test_fast_kernels.py" "$root/tests/test_boundary.py" \
-    "$root/tests/test_gradients.py" "$root/tests/test_infer.py" \
+    "$root/tests/test_gradients.py" "$root/tests/test_infer.py" "$root/tests/test_workspace.py" \
     "$root/tests/test_golden.py::test_golden_model_bytes" -k "not n60000"
 echo "sanitizers: no reports"

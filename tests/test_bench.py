@@ -20,7 +20,9 @@ def test_quick_benchmark_output_format(tmp_path):
     r = subprocess.run([sys.executable, str(BENCH), "--quick", "--no-torch", "--json", tmp_path / "b.json"],
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
-    rows = [line for line in r.stdout.splitlines() if line.startswith("| ") and "engine" not in line]
+    lines = r.stdout.splitlines()
+    first = next(k for k, line in enumerate(lines) if line.startswith("| engine"))
+    rows = [line for line in lines[first + 2:lines.index("", first)]]  # the engine table
     engines = [row.split("|")[1].strip() for row in rows]
     assert engines == ["C fast", "C fast", "C reference kernels", "NumPy"]
     for row in rows:
@@ -36,6 +38,16 @@ def test_quick_benchmark_output_format(tmp_path):
         assert row["train_images_per_s"] > 0 and row["inference_seconds"] > 0
     assert data["rows"][1]["ratio_train"] == 1.0
     assert data["machine"]["isa"] == data_isa() and data["machine"]["isa_lanes"] in (2, 4, 8)
+    # Where people wait: each figure beside its peer from the same run, as printed.
+    waits = [line for line in lines if line.startswith(("| epoch of --preset", "| LeNet5.predict"))]
+    assert len(waits) == 3 and [w["what"].split(" (")[0] for w in data["waits"]] == [
+        "epoch of --preset best", "LeNet5.predict of 600 images", "LeNet5.predict of one image"]
+    for line, wait in zip(waits, data["waits"]):
+        assert wait["seconds"] > 0
+        if wait["peer_seconds"] is None:  # onnxruntime is not installed: no peer, no ratio
+            assert wait["what"].endswith("one image (median)") and line.endswith("| - | - |")
+        else:
+            assert line.rstrip(" |").endswith(f"{wait['seconds'] / wait['peer_seconds']:.2f}")
 
 
 def test_contended_benchmark_prints_one_thread_beside_the_default():
