@@ -29,6 +29,7 @@
 #define LENET5_CORE_H
 
 #include <stdint.h>
+#include <stddef.h>  /* size_t: the workspace's block sizes */
 #include "lenet5.h"
 
 /* ---------------------------------------------------------------------------
