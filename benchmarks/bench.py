@@ -245,28 +245,14 @@ def preset_beside_batch300(images, labels):
     return min(times["preset"]), min(times["plain"])
 
 
-def onnx_outputs_peer(params):
-    """onnxruntime float32 on the outputs-only graph, normalised input in: a
-    call taking one (1, 1, 32, 32) float32 input.  Built from whatever graph
-    benchmarks/inference.py makes (this is the one place to switch it)."""
+def onnx_outputs_peer(params, image):
+    """onnxruntime float32, one thread, on the exported outputs-only graph with
+    the image normalised ahead (docs/SPEC.md §15.1): its best case, the call
+    the single-image comparison is against.  benchmarks/inference.py's
+    OnnxPeer builds it from lenet5.onnx_export (the one graph)."""
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import inference
-    import onnxruntime as ort
-    from onnx import TensorProto, helper
-    full = inference.onnx_graph(params).graph
-    names = [node.output[0] for node in full.node]
-    nodes = list(full.node)[names.index("input") + 1:names.index("out") + 1]  # after the padding, to the outputs
-    used = {name for node in nodes for name in node.input}
-    graph = helper.make_graph(nodes, "lenet5-outputs",
-                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 1, 32, 32])],
-                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 10])],
-                              [t for t in full.initializer if t.name in used])
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    session = ort.InferenceSession(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-                                   .SerializeToString(), options, providers=["CPUExecutionProvider"])
-    return lambda x: session.run(["out"], {"input": x})
+    return inference.OnnxPeer(params).single_call(image)
 
 
 def one_image_latency(image, calls):
@@ -277,9 +263,7 @@ def one_image_latency(image, calls):
     net = LeNet5.init(seed=0)
     ours = [lambda: net.predict(image)]
     try:
-        peer = onnx_outputs_peer(np.array(net.params))
-        x = core.normalize(image).astype(np.float32).reshape(1, 1, 32, 32)
-        ours.append(lambda: peer(x))
+        ours.append(onnx_outputs_peer(np.array(net.params), image))
     except ImportError:
         pass
     times: list = [[] for _ in ours]
