@@ -2,12 +2,17 @@
 
     python benchmarks/bench.py               # the full run (a few minutes)
     python benchmarks/bench.py --quick       # a few batches: checks that it works
-    python benchmarks/bench.py --json out.json
+    python benchmarks/bench.py --json docs/bench.json   # the numbers, under the common header
     python benchmarks/bench.py --inference   # inference against PyTorch and onnxruntime (inference.py)
     python benchmarks/bench.py --isa sse2    # force an instruction-set variant of the fast kernels
     python benchmarks/bench.py --contended   # 1 thread and the default with one core kept busy
     python benchmarks/bench.py --profile     # time and GMAC/s per layer, the machine's peak, PyTorch's ratio
     python benchmarks/bench.py --profile --batch-size 64   # ... and the preset's batch: momentum, decay, warp
+    python benchmarks/bench.py --profile --json docs/bench_profile.json
+
+Every --json file starts with the machine, commit, date and versions
+(benchmarks/common.py); benchmarks/render_tables.py renders the tables of
+docs/benchmarks.md from them.
 
 Every row trains LeNet-5 with softmax cross-entropy (sign -1, lr 0.1) on real
 MNIST, in whole batches of 300, and classifies the 10,000 test images.
@@ -29,7 +34,6 @@ The same run then sets where people wait beside a peer measured in it
 outputs on a normalised input, in turns.
 """
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -38,6 +42,7 @@ import sys
 import time
 
 import numpy as np
+from common import TorchEngine, cpu_id, cpu_model, use_variant, write_json  # benchmarks/common.py
 
 from lenet5 import core
 from lenet5.data import load_split
@@ -50,15 +55,7 @@ LOSS, SIGN, LR = "xent", -1, 0.1
 
 
 def machine():
-    cpu = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+    """What bench.py records of the machine beside the common header (common.header)."""
     blas = "unknown"
     try:
         config = np.show_config(mode="dicts")
@@ -66,7 +63,7 @@ def machine():
         blas += " " + str(config["Build Dependencies"]["blas"].get("version", ""))
     except Exception:
         pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+    return {"cpu": cpu_model(), "cpu_id": cpu_id(), "cores": os.cpu_count(), "python": platform.python_version(),
             "numpy": np.__version__, "numpy_blas": blas.strip(), "openmp": core.have_openmp(),
             "isa": core.isa(), "isa_lanes": core.isa_lanes(), "runnable_isas": list(core.runnable_isas())}
 
@@ -120,81 +117,6 @@ def time_inference(engine, images, repeats):
     return statistics.median(times)
 
 
-class TorchEngine:
-    """The same network in PyTorch, as a lenet5 Engine: it trains the caller's
-    flat parameter array (conv weights turned to PyTorch's [out][in] order,
-    plain SGD on the summed cross-entropy) and keeps no weights of its own.
-    The copies in and out cost microseconds against a batch's milliseconds."""
-
-    def __init__(self, dtype_name, threads):
-        import torch
-        self.torch, self.dtype = torch, getattr(torch, dtype_name)
-        torch.set_num_threads(threads)
-        self.name = f"pytorch {dtype_name}"
-
-    def _weights(self, params):
-        t = self.torch
-        b = {name: t.tensor(core.block(params, name), dtype=self.dtype) for name in core.BLOCKS}
-        return [b["W1"].transpose(0, 1).contiguous(), b["b1"], b["W2"].transpose(0, 1).contiguous(),
-                b["b2"], b["W3"].transpose(0, 1).contiguous(), b["b3"], b["W4"], b["b4"]]
-
-    def _store(self, params, w):
-        """Write PyTorch's weights back into the flat array, in lenet5's layout."""
-        names = ["W1", "b1", "W2", "b2", "W3", "b3", "W4", "b4"]
-        for name, p in zip(names, w):
-            p = p.detach()
-            if name in ("W1", "W2", "W3"):
-                p = p.transpose(0, 1)
-            core.block(params, name)[...] = p.to(self.torch.float64).numpy()
-
-    def _input(self, images):
-        t = self.torch
-        x = t.tensor(images.reshape(-1, 784), dtype=t.float64)
-        mean = x.mean(dim=1, keepdim=True)
-        std = x.std(dim=1, unbiased=False, keepdim=True).clamp_min(1e-300)
-        x = ((x - mean) / std).reshape(-1, 1, 28, 28).to(self.dtype)
-        return t.nn.functional.pad(x, (2, 2, 2, 2))
-
-    def _forward(self, w, x):
-        F = self.torch.nn.functional
-        x = F.max_pool2d(F.relu(F.conv2d(x, w[0], w[1])), 2)
-        x = F.max_pool2d(F.relu(F.conv2d(x, w[2], w[3])), 2)
-        x = F.relu(F.conv2d(x, w[4], w[5])).flatten(1)
-        return F.relu(x @ w[6] + w[7])
-
-    def train_batch(self, params, images, labels, *, loss, sign, lr, velocity=None, momentum=0.0,
-                    weight_decay=0.0, nesterov=False):
-        """Plain SGD, or with a velocity the update of docs/SPEC.md §8.5 in this
-        engine's precision (the velocity is kept in the caller's float64 array)."""
-        if (loss, sign) != ("xent", -1):
-            raise ValueError("the PyTorch engine trains cross-entropy with sign -1 only")
-        t = self.torch
-        w = [p.requires_grad_() for p in self._weights(params)]
-        out = self._forward(w, self._input(images))
-        value = t.nn.functional.cross_entropy(out, t.tensor(labels, dtype=t.long), reduction="sum")
-        value.backward()
-        with t.no_grad():
-            if velocity is None:
-                for p in w:
-                    p -= (lr / len(images)) * p.grad
-            else:
-                v = self._weights(velocity)
-                for p, vp in zip(w, v):
-                    g = -(p.grad / len(images)) - weight_decay * p
-                    vp.mul_(momentum).add_(g)
-                    p += lr * (g + momentum * vp) if nesterov else lr * vp
-                self._store(velocity, v)
-        self._store(params, w)
-        return float(value.detach()), int((out.detach().argmax(1).numpy() == labels).sum())
-
-    def forward(self, params, images):
-        with self.torch.no_grad():
-            return self._forward(self._weights(params), self._input(images)).to(self.torch.float64).numpy()
-
-    def predict(self, params, images):
-        return self.forward(params, images).argmax(1)
-
-
 def trainer_peak_memory_mb():
     """Peak resident memory of `python -m lenet5.train` (defaults), in MB.
 
@@ -245,30 +167,6 @@ def preset_beside_batch300(images, labels):
     return min(times["preset"]), min(times["plain"])
 
 
-def onnx_outputs_peer(params):
-    """onnxruntime float32 on the outputs-only graph, normalised input in: a
-    call taking one (1, 1, 32, 32) float32 input.  Built from whatever graph
-    benchmarks/inference.py makes (this is the one place to switch it)."""
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    import inference
-    import onnxruntime as ort
-    from onnx import TensorProto, helper
-    full = inference.onnx_graph(params).graph
-    names = [node.output[0] for node in full.node]
-    nodes = list(full.node)[names.index("input") + 1:names.index("out") + 1]  # after the padding, to the outputs
-    used = {name for node in nodes for name in node.input}
-    graph = helper.make_graph(nodes, "lenet5-outputs",
-                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 1, 32, 32])],
-                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 10])],
-                              [t for t in full.initializer if t.name in used])
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    session = ort.InferenceSession(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-                                   .SerializeToString(), options, providers=["CPUExecutionProvider"])
-    return lambda x: session.run(["out"], {"input": x})
-
-
 def one_image_latency(image, calls):
     """Median µs of LeNet5.predict(image) and of onnxruntime's outputs-only
     float32 graph on the image normalised ahead (None without onnxruntime),
@@ -277,9 +175,8 @@ def one_image_latency(image, calls):
     net = LeNet5.init(seed=0)
     ours = [lambda: net.predict(image)]
     try:
-        peer = onnx_outputs_peer(np.array(net.params))
-        x = core.normalize(image).astype(np.float32).reshape(1, 1, 32, 32)
-        ours.append(lambda: peer(x))
+        from inference import OnnxPeer  # benchmarks/inference.py: the one place the peer's graph is built
+        ours.append(OnnxPeer(np.array(net.params)).single_call(image))
     except ImportError:
         pass
     times: list = [[] for _ in ours]
@@ -337,6 +234,7 @@ def where_people_wait(train_x, train_y, test_x, quick):
           f"measured right after ({peak / 1e9:.1f} GMAC/s, {core.isa()}): the call is {one * 1e-6 / limit:.2f} "
           "times that limit")
     rows[2]["float64_limit_seconds"] = limit
+    rows[2]["forward_macs"] = forward_macs
     return rows
 
 
@@ -425,7 +323,11 @@ def preset_profile(quick, batch_size):
         warp = (time.perf_counter() - warp) / images
         call = sum(engine.walls) / images
         inside = float(np.sum(engine.per_batch)) / n_batches / team  # the stages' wall share
-        cells[team] = {name: per_stage[k] / team for k, name in enumerate(stages)}
+        wall = {name: per_stage[k] / team for k, name in enumerate(stages)}
+        cells[team] = {"the kernels' 16 tile stages (load to store)":
+                       sum(wall[name] for name in FORWARD + BACKWARD),
+                       "batch sum": wall["batch sum"],
+                       "update (Nesterov momentum and decay, one pass)": wall["update"]}
         cells[team]["warp (core.augment)"] = warp
         cells[team]["in the C call, outside the stages"] = max(call - inside, 0.0)
         cells[team]["the Python loop (train_seconds less the C calls and the warp)"] = max(
@@ -438,7 +340,9 @@ def preset_profile(quick, batch_size):
     print("|---|" + "---:|" * len(teams))
     for name in cells[teams[0]]:
         print(f"| {name} | " + " | ".join(f"{1e6 * cells[t][name]:.2f}" for t in teams) + " |")
-    return 0
+    return {"batch_size": batch_size, "batches": n_batches, "threads": teams,
+            "rows": [{"stage": name, "us_per_image": [1e6 * cells[t][name] for t in teams]}
+                     for name in cells[teams[0]]]}
 
 
 FORWARD = ("load", "conv1", "pool1", "conv2", "pool2", "conv3", "fc", "output error")
@@ -488,11 +392,16 @@ def profile(quick, use_torch):
     print(f"| stage | multiply-adds per image | {head} |")
     print("|---|---:|" + "---:|---:|" * len(teams))
 
+    stage_rows = []
+
     def row(name, macs, picks):
-        cells = []
+        cells, us, gmacs = [], [], []
         for t in teams:
             s = sum(seconds[t][k] for k in picks)
+            us.append(1e6 * s)
+            gmacs.append(macs / s / 1e9 if macs and s > 0 else None)
             cells += [f"{1e6 * s:.1f}", f"{macs / s / 1e9:.1f}" if macs and s > 0 else "-"]
+        stage_rows.append({"stage": name, "macs": macs, "us_per_image": us, "gmacs_per_thread": gmacs})
         print(f"| {name} | {macs:,} | " + " | ".join(cells) + " |")
 
     names = [name for name, _ in stages]
@@ -507,8 +416,14 @@ def profile(quick, use_torch):
     print("| threads | train images/s | GMAC/s | peak GMAC/s | share of peak | "
           "epoch time / PyTorch f32 (same threads, medians) |")
     print("|---:|---:|---:|---:|---:|---:|")
+    thread_rows = []
     for t in teams:
         achieved, top = rate[t] * per_image, best[t] * per_image
+        thread_rows.append({"threads": t, "images_per_s": [rate[t], best[t]], "gmacs": [achieved / 1e9, top / 1e9],
+                            "peak_gmacs": [peak[t][0] / 1e9, peak[t][1] / 1e9],
+                            "share_of_peak": [statistics.median(share[t]), top / peak[t][1]],
+                            "ratio_to_torch_f32": torch_rate[t] / rate[t] if t in torch_rate else None,
+                            "torch_f32_images_per_s": torch_rate.get(t)})
         ratio = f"{torch_rate[t] / rate[t]:.2f} ({torch_rate[t]:,.0f} images/s)" if t in torch_rate else "-"
         print(f"| {t} | {rate[t]:,.0f} / {best[t]:,.0f} | {achieved / 1e9:.1f} / {top / 1e9:.1f} | "
               f"{peak[t][0] / 1e9:.1f} / {peak[t][1] / 1e9:.1f} | "
@@ -518,19 +433,7 @@ def profile(quick, use_torch):
         print(f"\n{many} threads train {rate[many] / rate[1]:.2f} times as fast as 1 (medians); the peak "
               f"loop runs {peak[many][0] / peak[1][0]:.2f} times as fast on {many} threads as on 1: "
               "the machine's own scaling in this run")
-    return 0
-
-
-def use_variant(parser, name):
-    """Run the fast kernels' variant name (None: the default, or LENET5_ISA's);
-    one that cannot run here ends the benchmark with one line (exit 2)."""
-    try:
-        if name:
-            core.use_isa(name)
-        else:
-            core.isa()  # raises IsaEnvironmentError (a ValueError) for a LENET5_ISA that cannot run
-    except ValueError as e:
-        parser.error(f"--isa: {e}" if name else str(e))
+    return {"batch_size": BATCH, "threads": teams, "stages": stage_rows, "rates": thread_rows}
 
 
 def main(argv=None):
@@ -555,8 +458,12 @@ def main(argv=None):
     if args.batch_size is not None and not (args.profile and 1 <= args.batch_size <= 60000):
         p.error("--batch-size: needs --profile and a count from 1 to 60000")
     if args.profile:
-        done = profile(args.quick, not args.no_torch)
-        return preset_profile(args.quick, args.batch_size) if args.batch_size else done
+        found = {"quick": args.quick, "profile": profile(args.quick, not args.no_torch)}
+        if args.batch_size:
+            found["preset_profile"] = preset_profile(args.quick, args.batch_size)
+        if args.json:
+            write_json(args.json, found)
+        return 0
     if args.inference:
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
         import inference
@@ -635,9 +542,8 @@ def main(argv=None):
     if peak is not None:
         print(f"\npeak memory of `python -m lenet5.train` (defaults): {peak:.0f} MB")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"machine": machine(), "batch_size": BATCH, "loss": LOSS, "quick": quick,
-                       "rows": results, "waits": waits, "trainer_peak_memory_mb": peak}, f, indent=1)
+        write_json(args.json, {"machine": machine(), "batch_size": BATCH, "loss": LOSS, "quick": quick,
+                               "rows": results, "waits": waits, "trainer_peak_memory_mb": peak})
     return 0
 
 

@@ -1,6 +1,6 @@
 """Pictures benchmark: the 12-megapixel time, and how many pictures of each kind read right.
 
-    python benchmarks/pictures.py [--per-kind N] [--seed S] [--before OLD_IMAGES_PY] [--json PATH]
+    python benchmarks/pictures.py [--per-kind N] [--seed S] [--before OLD_IMAGES_PY] [--json docs/pictures.json]
 
 1. Time: ``load_image`` + ``preprocess`` + ``LeNet5.predict`` of a 4000 x
    3000 phone JPEG (a digit on unevenly lit paper, grain), in-process, the
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import statistics
 import sys
 import tempfile
@@ -31,7 +30,7 @@ from types import ModuleType
 from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
-from inference import cpu_model
+from common import cpu_id, cpu_model, write_json  # benchmarks/common.py
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
@@ -39,20 +38,6 @@ from lenet5 import LeNet5, load_split
 from lenet5 import images as current
 
 Maker = Callable[[np.ndarray, np.random.Generator, Path, str], Path]
-
-
-def cpu_family_model() -> str:
-    """'family F model M' from /proc/cpuinfo, or ''."""
-    found: Dict[str, str] = {}
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                key = line.split(":", 1)[0].strip()
-                if key in ("cpu family", "model") and key not in found:
-                    found[key] = line.split(":", 1)[1].strip()
-    except OSError:
-        return ""
-    return f"family {found.get('cpu family', '?')} model {found.get('model', '?')}"
 
 
 def load_before(path: str) -> ModuleType:
@@ -259,7 +244,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     net = LeNet5.pretrained()
     images, labels = load_split("test")
     rng = np.random.default_rng(args.seed)
-    result: Dict[str, Any] = {"cpu": cpu_model(), "cpu_id": cpu_family_model(), "per_kind": args.per_kind}
+    result: Dict[str, Any] = {"cpu": cpu_model(), "cpu_id": cpu_id(), "per_kind": args.per_kind}
     print(f"CPU: {result['cpu']} ({result['cpu_id']})")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -294,7 +279,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     total = {name: sum(c[name] for c in table.values()) for name in readers}
     print(f"{'all':26s}" + "".join(f"{100 * total[name] / (n * len(table)):>9.1f}%" for name in readers))
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+        write_json(args.json, result)
     return 0
 
 
