@@ -199,11 +199,11 @@ def pictures(data: Json) -> str:
     kinds = list(data["right"])
     rows, totals = [], []
     for kind in kinds:
-        rows.append([PICTURE_KINDS.get(kind, kind)] + [str(s[kind][side]) if kind in s else ""
+        rows.append([PICTURE_KINDS.get(kind, kind)] + [str(s.get(kind, {}).get(side, ""))
                                                        for s in sets for side in ("before", "after")])
-    for s in sets:
+    for s in sets:  # a run without --before has no "before" counts
         for side in ("before", "after"):
-            counts = [s[k][side] for k in kinds if k in s]
+            counts = [s[k][side] for k in kinds if side in s.get(k, {})]
             totals.append(f"{100 * sum(counts) / (len(counts) * data['per_kind']):.1f} %" if counts else "")
     rows.append(["all", *totals])
     return table(["Kind of picture", "tests: before", "tests: after", "independent: before", "independent: after"],
