@@ -1,6 +1,7 @@
 """Pictures benchmark: the 12-megapixel time, and how many pictures of each kind read right.
 
-    python benchmarks/pictures.py [--per-kind N] [--seed S] [--before OLD_IMAGES_PY] [--json docs/pictures.json]
+    python benchmarks/pictures.py [--per-kind N] [--seed S] [--before OLD_IMAGES_PY] [--tests-kinds]
+                                  [--json docs/pictures.json]
 
 1. Time: ``load_image`` + ``preprocess`` + ``LeNet5.predict`` of a 4000 x
    3000 phone JPEG (a digit on unevenly lit paper, grain), in-process, the
@@ -231,12 +232,38 @@ def score(module: ModuleType, paths: List[Path], labels: List[int], net: LeNet5)
     return right
 
 
+def tests_kinds(readers: Dict[str, ModuleType], net: LeNet5, images: np.ndarray, labels: np.ndarray,
+                per_kind: int, folder: Path) -> Dict[str, Dict[str, int]]:
+    """How many of per_kind pictures of each kind the tests make
+    (tests/picture_kinds.py, seed 99) each reader reads right, under
+    pictures.py's names for the kinds."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    try:
+        import picture_kinds
+    finally:
+        sys.path.pop(0)
+    rng = np.random.default_rng(99)
+    table: Dict[str, Dict[str, int]] = {}
+    for kind, make in picture_kinds.KINDS.items():
+        pick = rng.choice(len(images), per_kind, replace=False)
+        paths = [make(images[k], rng, folder, f"tests-{kind.split()[0]}{i}") for i, k in enumerate(pick)]
+        name = "blocky scan (MNIST)" if kind == "blocky scan" else kind
+        table[name] = {reader: score(module, paths, [int(labels[k]) for k in pick], net)
+                       for reader, module in readers.items()}
+        for path in paths:
+            path.unlink()
+        print(f"  tests' {kind}: " + ", ".join(f"{r} {c}/{per_kind}" for r, c in table[name].items()))
+    return table
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--per-kind", type=int, default=100, metavar="N", help="pictures of each kind (default 100)")
     p.add_argument("--seed", type=int, default=2026)
     p.add_argument("--before", metavar="PATH", help="an older lenet5/images.py to compare with")
     p.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
+    p.add_argument("--tests-kinds", action="store_true",
+                   help="also score tests/picture_kinds.py's pictures (seed 99): docs/pictures.md's tests columns")
     args = p.parse_args(argv)
     readers = {"after": current}
     if args.before:
@@ -272,6 +299,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             for path in paths:
                 path.unlink()
         result["right"] = table
+        if args.tests_kinds:
+            result["tests_right"] = tests_kinds(readers, net, images, labels, args.per_kind, folder)
     n = args.per_kind
     print(f"\n{'kind of picture':26s}" + "".join(f"{name:>10s}" for name in readers))
     for kind, counts in table.items():

@@ -295,7 +295,7 @@ TABLES: Dict[str, Table] = {
                                   "--json docs/bench_preset_profile.json"),
     "inference": Table("docs/inference.json", inference, "python benchmarks/inference.py --json docs/inference.json"),
     "pictures": Table("docs/pictures.json", pictures,
-                      "python benchmarks/pictures.py --before old_images.py --json docs/pictures.json"),
+                      "python benchmarks/pictures.py --before old_images.py --tests-kinds --json docs/pictures.json"),
     "read_numbers": Table("docs/read_numbers.json", read_numbers,
                           "python benchmarks/read_numbers.py --json docs/read_numbers.json"),
     "serve_load": Table("docs/serve_load.json", serve_load,
