@@ -176,7 +176,7 @@ class TorchEngine:
         t = self.torch
         t.set_num_threads(self.threads)
         w = self._load(params)
-        out = self.module(t.from_numpy(np.ascontiguousarray(images)))
+        out = self.module(t.from_numpy(np.array(images)))  # a copy: the caller's may be read-only
         value = t.nn.functional.cross_entropy(out, t.tensor(labels, dtype=t.long), reduction="sum")
         value.backward()
         with t.no_grad():
@@ -196,7 +196,7 @@ class TorchEngine:
     def forward(self, params: np.ndarray, images: np.ndarray) -> np.ndarray:
         self._load(params)
         with self.torch.no_grad():
-            out = self.module(self.torch.from_numpy(np.ascontiguousarray(images).reshape(-1, 28, 28)))
+            out = self.module(self.torch.from_numpy(np.array(images).reshape(-1, 28, 28)))
         return out.to(self.torch.float64).numpy()
 
     def predict(self, params: np.ndarray, images: np.ndarray) -> np.ndarray:
