@@ -42,6 +42,7 @@ import sys
 import time
 
 import numpy as np
+import render_tables  # benchmarks/render_tables.py: the tables' one format
 from common import TorchEngine, cpu_id, cpu_model, use_variant, write_json  # benchmarks/common.py
 
 from lenet5 import core
@@ -221,20 +222,12 @@ def where_people_wait(train_x, train_y, test_x, quick):
              "peer_seconds": None if onnx is None else onnx * 1e-6}]
     print(f"\nWhere people wait, each beside its peer in this run (machine: {machine()['cpu']}, "
           f"{os.cpu_count()} cores, {core.default_threads()} threads; fast kernels: {core.isa()})\n")
-    print("| what | lenet5 | peer, same run | peer's time | ratio |")
-    print("|---|---:|---|---:|---:|")
     for r in rows:
         r["ratio"] = None if r["peer_seconds"] is None else r["seconds"] / r["peer_seconds"]
-        shown = (lambda t: f"{t * 1e6:.1f} µs") if r["seconds"] < 1e-3 else (lambda t: f"{t:.3f} s")
-        print(f"| {r['what']} | {shown(r['seconds'])} | {r['peer']} | "
-              f"{'-' if r['peer_seconds'] is None else shown(r['peer_seconds'])} | "
-              f"{'-' if r['ratio'] is None else format(r['ratio'], '.2f')} |")
-    limit = forward_macs / peak
-    print(f"\nOne image's {forward_macs:,} multiply-adds take {limit * 1e6:.1f} µs at one core's float64 peak "
-          f"measured right after ({peak / 1e9:.1f} GMAC/s, {core.isa()}): the call is {one * 1e-6 / limit:.2f} "
-          "times that limit")
-    rows[2]["float64_limit_seconds"] = limit
+    rows[2]["float64_limit_seconds"] = forward_macs / peak
     rows[2]["forward_macs"] = forward_macs
+    print(render_tables.bench_waits({"waits": rows}))
+    print("\n" + render_tables.bench_limit({"waits": rows, "machine": {"isa": core.isa()}}))
     return rows
 
 
@@ -336,13 +329,11 @@ def preset_profile(quick, batch_size):
     print(f"\nThe preset's batch ({batch_size} images: Nesterov momentum 0.9, decay 5e-4, warp), "
           f"{n_batches} batches; machine: {machine()['cpu']}; fast kernels: {core.isa()}")
     print("wall µs per image (a stage's thread-seconds over the team)\n")
-    print("| stage | " + " | ".join(f"{t} thread{'s' * (t > 1)}" for t in teams) + " |")
-    print("|---|" + "---:|" * len(teams))
-    for name in cells[teams[0]]:
-        print(f"| {name} | " + " | ".join(f"{1e6 * cells[t][name]:.2f}" for t in teams) + " |")
-    return {"batch_size": batch_size, "batches": n_batches, "threads": teams,
-            "rows": [{"stage": name, "us_per_image": [1e6 * cells[t][name] for t in teams]}
-                     for name in cells[teams[0]]]}
+    found = {"batch_size": batch_size, "batches": n_batches, "threads": teams,
+             "rows": [{"stage": name, "us_per_image": [1e6 * cells[t][name] for t in teams]}
+                      for name in cells[teams[0]]]}
+    print(render_tables.bench_preset_profile({"preset_profile": found}))
+    return found
 
 
 FORWARD = ("load", "conv1", "pool1", "conv2", "pool2", "conv3", "fc", "output error")
@@ -388,21 +379,15 @@ def profile(quick, use_torch):
         # Each round's share of that round's peak; the peak's median and best.
         share[team] = [r * per_image / p for r, p in zip(rates[1], peaks)]
         peak[team] = (statistics.median(peaks), max(peaks))
-    head = " | ".join(f"{t} thread{'s' * (t > 1)}: µs per image (thread-s) | GMAC/s a thread" for t in teams)
-    print(f"| stage | multiply-adds per image | {head} |")
-    print("|---|---:|" + "---:|---:|" * len(teams))
-
     stage_rows = []
 
     def row(name, macs, picks):
-        cells, us, gmacs = [], [], []
+        us, gmacs = [], []
         for t in teams:
             s = sum(seconds[t][k] for k in picks)
             us.append(1e6 * s)
             gmacs.append(macs / s / 1e9 if macs and s > 0 else None)
-            cells += [f"{1e6 * s:.1f}", f"{macs / s / 1e9:.1f}" if macs and s > 0 else "-"]
         stage_rows.append({"stage": name, "macs": macs, "us_per_image": us, "gmacs_per_thread": gmacs})
-        print(f"| {name} | {macs:,} | " + " | ".join(cells) + " |")
 
     names = [name for name, _ in stages]
     for k, (name, macs) in enumerate(stages):
@@ -411,11 +396,6 @@ def profile(quick, use_torch):
                          ("**batch sum and update**", ("batch sum", "update"))):
         picks = [names.index(name) for name in group]
         row(label, sum(stages[k][1] for k in picks), picks)
-    print("\n(median over the rounds / the best round; the peak is a short run after each round; the "
-          "share is the median of each round's rate over that round's peak / the best rate over the best peak)")
-    print("| threads | train images/s | GMAC/s | peak GMAC/s | share of peak | "
-          "epoch time / PyTorch f32 (same threads, medians) |")
-    print("|---:|---:|---:|---:|---:|---:|")
     thread_rows = []
     for t in teams:
         achieved, top = rate[t] * per_image, best[t] * per_image
@@ -424,16 +404,18 @@ def profile(quick, use_torch):
                             "share_of_peak": [statistics.median(share[t]), top / peak[t][1]],
                             "ratio_to_torch_f32": torch_rate[t] / rate[t] if t in torch_rate else None,
                             "torch_f32_images_per_s": torch_rate.get(t)})
-        ratio = f"{torch_rate[t] / rate[t]:.2f} ({torch_rate[t]:,.0f} images/s)" if t in torch_rate else "-"
-        print(f"| {t} | {rate[t]:,.0f} / {best[t]:,.0f} | {achieved / 1e9:.1f} / {top / 1e9:.1f} | "
-              f"{peak[t][0] / 1e9:.1f} / {peak[t][1] / 1e9:.1f} | "
-              f"{statistics.median(share[t]):.0%} / {top / peak[t][1]:.0%} | {ratio} |")
+    found = {"batch_size": BATCH, "threads": teams, "stages": stage_rows, "rates": thread_rows}
+    print("(µs of thread time per image; GMAC/s a thread)")
+    print(render_tables.bench_profile_stages({"profile": found}))
+    print("\n(median over the rounds / the best round; the peak is a short run after each round; the "
+          "share is the median of each round's rate over that round's peak / the best rate over the best peak)")
+    print(render_tables.bench_profile_rates({"profile": found}))
     if len(teams) > 1:
         many = teams[-1]
         print(f"\n{many} threads train {rate[many] / rate[1]:.2f} times as fast as 1 (medians); the peak "
               f"loop runs {peak[many][0] / peak[1][0]:.2f} times as fast on {many} threads as on 1: "
               "the machine's own scaling in this run")
-    return {"batch_size": BATCH, "threads": teams, "stages": stage_rows, "rates": thread_rows}
+    return found
 
 
 def main(argv=None):
@@ -523,20 +505,12 @@ def main(argv=None):
     print(f"\nLeNet-5 on MNIST, batch {BATCH}, {LOSS} (sign {SIGN:+d}, lr {LR});"
           f" machine: {machine()['cpu']}, {os.cpu_count()} cores;"
           f" fast kernels: {core.isa()} ({core.isa_lanes()} images per tile)\n")
-    print("| engine | threads | train images/s | one epoch (s) | inference of "
-          f"{len(infer_images)} (s) | x slower than C fast, {base['threads']} threads (train / inference) "
-          "| variant | epoch time / PyTorch f32, same threads |")
-    print("|---|---:|---:|---:|---:|---:|---|---:|")
     for r in results:
-        epoch = f"{r['epoch_seconds']:.2f}" + ("" if r["epoch_measured"] else " (est.)")
         peer = torch_f32.get(r["threads"])
         r["ratio_to_torch_f32"] = peer["train_images_per_s"] / r["train_images_per_s"] if peer else None
-        print(f"| {r['engine']} | {r['threads']} | {r['train_images_per_s']:,.0f} | {epoch} | "
-              f"{r['inference_seconds']:.3f} | {base['train_images_per_s'] / r['train_images_per_s']:.1f} / "
-              f"{r['inference_seconds'] / base['inference_seconds']:.1f} | {r['isa'] or '-'} | "
-              f"{'-' if peer is None else format(r['ratio_to_torch_f32'], '.2f')} |")
         r["ratio_train"] = base["train_images_per_s"] / r["train_images_per_s"]
         r["ratio_inference"] = r["inference_seconds"] / base["inference_seconds"]
+    print(render_tables.engines({"rows": results}))
     waits = where_people_wait(train_x, train_y, infer_images, quick)
     peak = None if quick else trainer_peak_memory_mb()
     if peak is not None:

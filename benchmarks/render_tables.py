@@ -79,7 +79,7 @@ def bench_limit(data: Json) -> str:
 
 def engines(run: Json) -> str:
     rows = run["rows"]
-    base = next(r for r in rows if r["ratio_train"] == 1.0)
+    base = max((r for r in rows if r["engine"] == "C fast"), key=lambda r: r["threads"])  # the ratios' base
     out = []
     for r in rows:
         epoch = f"{r['epoch_seconds']:.2f}" + ("" if r["epoch_measured"] else " (est.)")
