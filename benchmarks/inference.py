@@ -35,6 +35,7 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
+import render_tables  # benchmarks/render_tables.py: the tables' one format
 from common import cpu_model, write_json  # benchmarks/common.py
 
 from lenet5 import LeNet5, core
@@ -165,25 +166,13 @@ def run(quick: bool = False) -> Dict[str, Any]:
 
 
 def report(result: Dict[str, Any]) -> str:
-    """The rows as a Markdown table, with ratios to lenet5 on the same thread count."""
-    rows = result["rows"]
-    ours = {r["threads"]: r for r in rows if r["engine"].startswith("lenet5")}
-    lat1 = ours[1]["latency_us"]
+    """The rows as a Markdown table (benchmarks/render_tables.py's, as in
+    docs/benchmarks.md), with ratios to lenet5 on the same thread count."""
     lines = [f"Inference of LeNet-5 on MNIST; machine: {result['machine']['cpu']}, "
              f"{result['machine']['cores']} cores",
              f"(single image: median of {result['single_image_calls']} calls; "
-             f"batch: {result['images']} test images in one call)", "",
-             f"| engine | threads | single image (us) | x lenet5 (latency) | {result['images']} images (s) "
-             "| x lenet5 (batch, same threads) | same digits as lenet5 |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
-    for r in rows:
-        lat = "-" if r["latency_us"] is None else f"{r['latency_us']:.1f}"
-        lat_ratio = "-" if r["latency_us"] is None else f"{r['latency_us'] / lat1:.2f}"
-        base = ours.get(r["threads"])
-        batch_ratio = f"{r['batch_seconds'] / base['batch_seconds']:.2f}" if base else "-"
-        lines.append(f"| {r['engine']} | {r['threads']} | {lat} | {lat_ratio} | {r['batch_seconds']:.3f} | "
-                     f"{batch_ratio} | {100 * r['agreement']:.2f}% |")
-    return "\n".join(lines)
+             f"batch: {result['images']} test images in one call)", ""]
+    return "\n".join(lines) + render_tables.inference(result)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -163,7 +163,7 @@ def bench_preset_profile(data: Json) -> str:
 # inference.py (docs/inference.json)
 
 def inference(data: Json) -> str:
-    header, rows = data["header"], data["rows"]
+    header, rows = data.get("header", {}), data["rows"]  # no header yet: a run being printed
     ours = {r["threads"]: r for r in rows if r["engine"].startswith("lenet5")}
     names = {"lenet5 float64": "lenet5 float64 (bit-exact)",
              "PyTorch float32": f"PyTorch {major_minor(header, 'torch')}float32",

@@ -104,8 +104,8 @@ def test_inference_benchmark_output_format(tmp_path):
     r = subprocess.run([sys.executable, str(BENCH), "--inference", "--quick", "--json", tmp_path / "i.json"],
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
-    rows = [line for line in r.stdout.splitlines() if line.startswith("| ") and "engine" not in line]
-    assert rows[0].startswith("| lenet5 float64 | 1 | ")
+    rows = [line for line in r.stdout.splitlines() if line.startswith("| ") and "| engine |" not in line]
+    assert rows[0].startswith("| lenet5 float64 (bit-exact) | 1 | ")
     data = json.loads((tmp_path / "i.json").read_text())
     assert data["machine"]["cpu"] and data["images"] == 600 and len(data["rows"]) == len(rows)
     assert data["rows"][0]["latency_us"] > 0 and data["rows"][0]["agreement"] == 1.0
