@@ -17,6 +17,7 @@
 Benchmarks import it as ``common`` (they run as scripts from benchmarks/, so
 the folder is on ``sys.path``).
 """
+
 from __future__ import annotations
 
 import datetime
@@ -74,10 +75,16 @@ def cpu_id() -> str:
 def commit() -> Optional[str]:
     """The checkout's commit, with '-dirty' if files differ from it; None outside git."""
     try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                              check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                               capture_output=True, text=True, check=True).stdout.strip()
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
     return head + ("-dirty" if dirty else "")
@@ -98,12 +105,18 @@ def header(threads: Optional[int] = None) -> Dict[str, Any]:
     """The common head of a benchmark's JSON: machine, commit, date, versions."""
     info = cpu_info()
     flags = set(info.get("flags", "").split())
-    return {"cpu": info["model name"], "cpu_family": info.get("cpu family"), "cpu_model": info.get("model"),
-            "flags": [f for f in FLAGS if f in flags], "cores": os.cpu_count(),
-            "threads": threads if threads is not None else core.default_threads(),
-            "isa": core.isa(), "commit": commit(),
-            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "versions": versions()}
+    return {
+        "cpu": info["model name"],
+        "cpu_family": info.get("cpu family"),
+        "cpu_model": info.get("model"),
+        "flags": [f for f in FLAGS if f in flags],
+        "cores": os.cpu_count(),
+        "threads": threads if threads is not None else core.default_threads(),
+        "isa": core.isa(),
+        "commit": commit(),
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "versions": versions(),
+    }
 
 
 def write_json(path: str, body: Dict[str, Any], threads: Optional[int] = None) -> None:
@@ -136,6 +149,7 @@ class TorchEngine:
         import torch
 
         from lenet5 import torch_model
+
         self.torch, self.dtype, self.threads = torch, getattr(torch, dtype_name), threads
         self.keys = torch_model.STATE_SHAPES
         self.module = torch_model.LeNet5Module().to(self.dtype)
@@ -166,9 +180,20 @@ class TorchEngine:
         """Write tensors (STATE_SHAPES' order) back into a flat array, in lenet5's layout."""
         flat[...] = self.from_state(dict(zip(self.keys, (t.detach() for t in tensors))))
 
-    def train_batch(self, params: np.ndarray, images: np.ndarray, labels: np.ndarray, *, loss: str, sign: int,
-                    lr: float, velocity: Optional[np.ndarray] = None, momentum: float = 0.0,
-                    weight_decay: float = 0.0, nesterov: bool = False) -> Tuple[float, int]:
+    def train_batch(
+        self,
+        params: np.ndarray,
+        images: np.ndarray,
+        labels: np.ndarray,
+        *,
+        loss: str,
+        sign: int,
+        lr: float,
+        velocity: Optional[np.ndarray] = None,
+        momentum: float = 0.0,
+        weight_decay: float = 0.0,
+        nesterov: bool = False,
+    ) -> Tuple[float, int]:
         """Plain SGD, or with a velocity the update of docs/SPEC.md §8.5 in this
         engine's precision (the velocity is kept in the caller's float64 array)."""
         if (loss, sign) != ("xent", -1):

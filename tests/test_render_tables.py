@@ -1,5 +1,6 @@
 """The docs' benchmark tables are rendered from the benchmarks' JSON files
 (benchmarks/render_tables.py): --check fails when a table and its file part."""
+
 import json
 import shutil
 import subprocess
@@ -11,8 +12,9 @@ RENDER = ROOT / "benchmarks" / "render_tables.py"
 
 
 def render(*args, root=ROOT):
-    return subprocess.run([sys.executable, str(RENDER), "--root", str(root), *args],
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, str(RENDER), "--root", str(root), *args], capture_output=True, text=True, timeout=60
+    )
 
 
 def copy_docs(tmp_path):
@@ -25,8 +27,15 @@ def test_every_table_in_the_docs_matches_its_json():
     r = render("--check")
     assert r.returncode == 0, r.stderr
     listed = render("--list").stdout
-    for name in ("bench.waits", "bench.engines", "bench.variants", "inference", "pictures", "read_numbers",
-                 "serve_load"):
+    for name in (
+        "bench.waits",
+        "bench.engines",
+        "bench.variants",
+        "inference",
+        "pictures",
+        "read_numbers",
+        "serve_load",
+    ):
         assert f"{name}: docs/" in listed and "no document" not in listed.split(f"{name}:")[1].split("\n")[0]
 
 
