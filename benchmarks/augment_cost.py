@@ -1,6 +1,6 @@
 """What the augmentation costs: the preset's batches with and without the warp.
 
-    python benchmarks/augment_cost.py [--batches N] [--repeats R] [--threads T]
+    python benchmarks/augment_cost.py [--batches N] [--repeats R] [--threads T] [--json docs/augment_cost.json]
 
 Both sides run the training loop with the preset's settings (docs/SPEC.md
 §8.9) and differ only in --augment, so the ratio is the warp's share of an
@@ -13,7 +13,7 @@ import dataclasses
 import statistics
 
 import numpy as np
-from bench import machine  # benchmarks/bench.py, beside this script
+from common import cpu_model, write_json  # benchmarks/common.py
 
 from lenet5 import core
 from lenet5.data import load_split
@@ -27,6 +27,7 @@ def main():
     p.add_argument("--batches", type=int, default=200)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--json", metavar="PATH", help="write the figures, under the common header, as JSON")
     args = p.parse_args()
     images, labels = load_split("train", progress=False)
     preset = TrainConfig(**PRESETS["best"])
@@ -40,11 +41,15 @@ def main():
             seconds[augment].append(history.train_seconds)
     plain, warped = statistics.median(seconds[False]), statistics.median(seconds[True])
     per_epoch = len(images) // preset.batch_size
-    print(f"CPU: {machine()['cpu']}; threads: {args.threads or core.default_threads()}")
+    print(f"CPU: {cpu_model()}; threads: {args.threads or core.default_threads()}")
     print(f"{args.batches} batches of {preset.batch_size}, median of {args.repeats}:")
     print(f"| without --augment | {plain:.3f} s | one epoch {plain * per_epoch / args.batches:.1f} s (est.) |")
     print(f"| with --augment    | {warped:.3f} s | one epoch {warped * per_epoch / args.batches:.1f} s (est.) |")
     print(f"augmentation costs {100 * (warped / plain - 1):+.1f} % per epoch")
+    if args.json:
+        write_json(args.json, {"batches": args.batches, "batch_size": preset.batch_size, "repeats": args.repeats,
+                               "seconds_without": plain, "seconds_with": warped, "cost": warped / plain - 1},
+                   threads=args.threads or core.default_threads())
 
 
 if __name__ == "__main__":

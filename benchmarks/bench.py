@@ -2,12 +2,17 @@
 
     python benchmarks/bench.py               # the full run (a few minutes)
     python benchmarks/bench.py --quick       # a few batches: checks that it works
-    python benchmarks/bench.py --json out.json
+    python benchmarks/bench.py --json docs/bench.json   # the numbers, under the common header
     python benchmarks/bench.py --inference   # inference against PyTorch and onnxruntime (inference.py)
     python benchmarks/bench.py --isa sse2    # force an instruction-set variant of the fast kernels
     python benchmarks/bench.py --contended   # 1 thread and the default with one core kept busy
     python benchmarks/bench.py --profile     # time and GMAC/s per layer, the machine's peak, PyTorch's ratio
     python benchmarks/bench.py --profile --batch-size 64   # ... and the preset's batch: momentum, decay, warp
+    python benchmarks/bench.py --profile --json docs/bench_profile.json
+
+Every --json file starts with the machine, commit, date and versions
+(benchmarks/common.py); benchmarks/render_tables.py renders the tables of
+docs/benchmarks.md from them.
 
 Every row trains LeNet-5 with softmax cross-entropy (sign -1, lr 0.1) on real
 MNIST, in whole batches of 300, and classifies the 10,000 test images.
@@ -29,7 +34,6 @@ The same run then sets where people wait beside a peer measured in it
 outputs on a normalised input, in turns.
 """
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -38,6 +42,8 @@ import sys
 import time
 
 import numpy as np
+import render_tables  # benchmarks/render_tables.py: the tables' one format
+from common import TorchEngine, cpu_id, cpu_model, use_variant, write_json  # benchmarks/common.py
 
 from lenet5 import core
 from lenet5.data import load_split
@@ -50,15 +56,7 @@ LOSS, SIGN, LR = "xent", -1, 0.1
 
 
 def machine():
-    cpu = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+    """What bench.py records of the machine beside the common header (common.header)."""
     blas = "unknown"
     try:
         config = np.show_config(mode="dicts")
@@ -66,7 +64,7 @@ def machine():
         blas += " " + str(config["Build Dependencies"]["blas"].get("version", ""))
     except Exception:
         pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+    return {"cpu": cpu_model(), "cpu_id": cpu_id(), "cores": os.cpu_count(), "python": platform.python_version(),
             "numpy": np.__version__, "numpy_blas": blas.strip(), "openmp": core.have_openmp(),
             "isa": core.isa(), "isa_lanes": core.isa_lanes(), "runnable_isas": list(core.runnable_isas())}
 
@@ -120,81 +118,6 @@ def time_inference(engine, images, repeats):
     return statistics.median(times)
 
 
-class TorchEngine:
-    """The same network in PyTorch, as a lenet5 Engine: it trains the caller's
-    flat parameter array (conv weights turned to PyTorch's [out][in] order,
-    plain SGD on the summed cross-entropy) and keeps no weights of its own.
-    The copies in and out cost microseconds against a batch's milliseconds."""
-
-    def __init__(self, dtype_name, threads):
-        import torch
-        self.torch, self.dtype = torch, getattr(torch, dtype_name)
-        torch.set_num_threads(threads)
-        self.name = f"pytorch {dtype_name}"
-
-    def _weights(self, params):
-        t = self.torch
-        b = {name: t.tensor(core.block(params, name), dtype=self.dtype) for name in core.BLOCKS}
-        return [b["W1"].transpose(0, 1).contiguous(), b["b1"], b["W2"].transpose(0, 1).contiguous(),
-                b["b2"], b["W3"].transpose(0, 1).contiguous(), b["b3"], b["W4"], b["b4"]]
-
-    def _store(self, params, w):
-        """Write PyTorch's weights back into the flat array, in lenet5's layout."""
-        names = ["W1", "b1", "W2", "b2", "W3", "b3", "W4", "b4"]
-        for name, p in zip(names, w):
-            p = p.detach()
-            if name in ("W1", "W2", "W3"):
-                p = p.transpose(0, 1)
-            core.block(params, name)[...] = p.to(self.torch.float64).numpy()
-
-    def _input(self, images):
-        t = self.torch
-        x = t.tensor(images.reshape(-1, 784), dtype=t.float64)
-        mean = x.mean(dim=1, keepdim=True)
-        std = x.std(dim=1, unbiased=False, keepdim=True).clamp_min(1e-300)
-        x = ((x - mean) / std).reshape(-1, 1, 28, 28).to(self.dtype)
-        return t.nn.functional.pad(x, (2, 2, 2, 2))
-
-    def _forward(self, w, x):
-        F = self.torch.nn.functional
-        x = F.max_pool2d(F.relu(F.conv2d(x, w[0], w[1])), 2)
-        x = F.max_pool2d(F.relu(F.conv2d(x, w[2], w[3])), 2)
-        x = F.relu(F.conv2d(x, w[4], w[5])).flatten(1)
-        return F.relu(x @ w[6] + w[7])
-
-    def train_batch(self, params, images, labels, *, loss, sign, lr, velocity=None, momentum=0.0,
-                    weight_decay=0.0, nesterov=False):
-        """Plain SGD, or with a velocity the update of docs/SPEC.md §8.5 in this
-        engine's precision (the velocity is kept in the caller's float64 array)."""
-        if (loss, sign) != ("xent", -1):
-            raise ValueError("the PyTorch engine trains cross-entropy with sign -1 only")
-        t = self.torch
-        w = [p.requires_grad_() for p in self._weights(params)]
-        out = self._forward(w, self._input(images))
-        value = t.nn.functional.cross_entropy(out, t.tensor(labels, dtype=t.long), reduction="sum")
-        value.backward()
-        with t.no_grad():
-            if velocity is None:
-                for p in w:
-                    p -= (lr / len(images)) * p.grad
-            else:
-                v = self._weights(velocity)
-                for p, vp in zip(w, v):
-                    g = -(p.grad / len(images)) - weight_decay * p
-                    vp.mul_(momentum).add_(g)
-                    p += lr * (g + momentum * vp) if nesterov else lr * vp
-                self._store(velocity, v)
-        self._store(params, w)
-        return float(value.detach()), int((out.detach().argmax(1).numpy() == labels).sum())
-
-    def forward(self, params, images):
-        with self.torch.no_grad():
-            return self._forward(self._weights(params), self._input(images)).to(self.torch.float64).numpy()
-
-    def predict(self, params, images):
-        return self.forward(params, images).argmax(1)
-
-
 def trainer_peak_memory_mb():
     """Peak resident memory of `python -m lenet5.train` (defaults), in MB.
 
@@ -245,16 +168,6 @@ def preset_beside_batch300(images, labels):
     return min(times["preset"]), min(times["plain"])
 
 
-def onnx_outputs_peer(params, image):
-    """onnxruntime float32, one thread, on the exported outputs-only graph with
-    the image normalised ahead (docs/SPEC.md §15.1): its best case, the call
-    the single-image comparison is against.  benchmarks/inference.py's
-    OnnxPeer builds it from lenet5.onnx_export (the one graph)."""
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    import inference
-    return inference.OnnxPeer(params).single_call(image)
-
-
 def one_image_latency(image, calls):
     """Median µs of LeNet5.predict(image) and of onnxruntime's outputs-only
     float32 graph on the image normalised ahead (None without onnxruntime),
@@ -263,7 +176,8 @@ def one_image_latency(image, calls):
     net = LeNet5.init(seed=0)
     ours = [lambda: net.predict(image)]
     try:
-        ours.append(onnx_outputs_peer(np.array(net.params), image))
+        from inference import OnnxPeer  # benchmarks/inference.py: the one place the peer's graph is built
+        ours.append(OnnxPeer(np.array(net.params)).single_call(image))
     except ImportError:
         pass
     times: list = [[] for _ in ours]
@@ -308,19 +222,12 @@ def where_people_wait(train_x, train_y, test_x, quick):
              "peer_seconds": None if onnx is None else onnx * 1e-6}]
     print(f"\nWhere people wait, each beside its peer in this run (machine: {machine()['cpu']}, "
           f"{os.cpu_count()} cores, {core.default_threads()} threads; fast kernels: {core.isa()})\n")
-    print("| what | lenet5 | peer, same run | peer's time | ratio |")
-    print("|---|---:|---|---:|---:|")
     for r in rows:
         r["ratio"] = None if r["peer_seconds"] is None else r["seconds"] / r["peer_seconds"]
-        shown = (lambda t: f"{t * 1e6:.1f} µs") if r["seconds"] < 1e-3 else (lambda t: f"{t:.3f} s")
-        print(f"| {r['what']} | {shown(r['seconds'])} | {r['peer']} | "
-              f"{'-' if r['peer_seconds'] is None else shown(r['peer_seconds'])} | "
-              f"{'-' if r['ratio'] is None else format(r['ratio'], '.2f')} |")
-    limit = forward_macs / peak
-    print(f"\nOne image's {forward_macs:,} multiply-adds take {limit * 1e6:.1f} µs at one core's float64 peak "
-          f"measured right after ({peak / 1e9:.1f} GMAC/s, {core.isa()}): the call is {one * 1e-6 / limit:.2f} "
-          "times that limit")
-    rows[2]["float64_limit_seconds"] = limit
+    rows[2]["float64_limit_seconds"] = forward_macs / peak
+    rows[2]["forward_macs"] = forward_macs
+    print(render_tables.bench_waits({"waits": rows}))
+    print("\n" + render_tables.bench_limit({"waits": rows, "machine": {"isa": core.isa()}}))
     return rows
 
 
@@ -409,7 +316,11 @@ def preset_profile(quick, batch_size):
         warp = (time.perf_counter() - warp) / images
         call = sum(engine.walls) / images
         inside = float(np.sum(engine.per_batch)) / n_batches / team  # the stages' wall share
-        cells[team] = {name: per_stage[k] / team for k, name in enumerate(stages)}
+        wall = {name: per_stage[k] / team for k, name in enumerate(stages)}
+        cells[team] = {"the kernels' 16 tile stages (load to store)":
+                       sum(wall[name] for name in FORWARD + BACKWARD),
+                       "batch sum": wall["batch sum"],
+                       "update (Nesterov momentum and decay, one pass)": wall["update"]}
         cells[team]["warp (core.augment)"] = warp
         cells[team]["in the C call, outside the stages"] = max(call - inside, 0.0)
         cells[team]["the Python loop (train_seconds less the C calls and the warp)"] = max(
@@ -418,11 +329,11 @@ def preset_profile(quick, batch_size):
     print(f"\nThe preset's batch ({batch_size} images: Nesterov momentum 0.9, decay 5e-4, warp), "
           f"{n_batches} batches; machine: {machine()['cpu']}; fast kernels: {core.isa()}")
     print("wall µs per image (a stage's thread-seconds over the team)\n")
-    print("| stage | " + " | ".join(f"{t} thread{'s' * (t > 1)}" for t in teams) + " |")
-    print("|---|" + "---:|" * len(teams))
-    for name in cells[teams[0]]:
-        print(f"| {name} | " + " | ".join(f"{1e6 * cells[t][name]:.2f}" for t in teams) + " |")
-    return 0
+    found = {"batch_size": batch_size, "batches": n_batches, "threads": teams,
+             "rows": [{"stage": name, "us_per_image": [1e6 * cells[t][name] for t in teams]}
+                      for name in cells[teams[0]]]}
+    print(render_tables.bench_preset_profile({"preset_profile": found}))
+    return found
 
 
 FORWARD = ("load", "conv1", "pool1", "conv2", "pool2", "conv3", "fc", "output error")
@@ -468,16 +379,15 @@ def profile(quick, use_torch):
         # Each round's share of that round's peak; the peak's median and best.
         share[team] = [r * per_image / p for r, p in zip(rates[1], peaks)]
         peak[team] = (statistics.median(peaks), max(peaks))
-    head = " | ".join(f"{t} thread{'s' * (t > 1)}: µs per image (thread-s) | GMAC/s a thread" for t in teams)
-    print(f"| stage | multiply-adds per image | {head} |")
-    print("|---|---:|" + "---:|---:|" * len(teams))
+    stage_rows = []
 
     def row(name, macs, picks):
-        cells = []
+        us, gmacs = [], []
         for t in teams:
             s = sum(seconds[t][k] for k in picks)
-            cells += [f"{1e6 * s:.1f}", f"{macs / s / 1e9:.1f}" if macs and s > 0 else "-"]
-        print(f"| {name} | {macs:,} | " + " | ".join(cells) + " |")
+            us.append(1e6 * s)
+            gmacs.append(macs / s / 1e9 if macs and s > 0 else None)
+        stage_rows.append({"stage": name, "macs": macs, "us_per_image": us, "gmacs_per_thread": gmacs})
 
     names = [name for name, _ in stages]
     for k, (name, macs) in enumerate(stages):
@@ -486,35 +396,26 @@ def profile(quick, use_torch):
                          ("**batch sum and update**", ("batch sum", "update"))):
         picks = [names.index(name) for name in group]
         row(label, sum(stages[k][1] for k in picks), picks)
-    print("\n(median over the rounds / the best round; the peak is a short run after each round; the "
-          "share is the median of each round's rate over that round's peak / the best rate over the best peak)")
-    print("| threads | train images/s | GMAC/s | peak GMAC/s | share of peak | "
-          "epoch time / PyTorch f32 (same threads, medians) |")
-    print("|---:|---:|---:|---:|---:|---:|")
+    thread_rows = []
     for t in teams:
         achieved, top = rate[t] * per_image, best[t] * per_image
-        ratio = f"{torch_rate[t] / rate[t]:.2f} ({torch_rate[t]:,.0f} images/s)" if t in torch_rate else "-"
-        print(f"| {t} | {rate[t]:,.0f} / {best[t]:,.0f} | {achieved / 1e9:.1f} / {top / 1e9:.1f} | "
-              f"{peak[t][0] / 1e9:.1f} / {peak[t][1] / 1e9:.1f} | "
-              f"{statistics.median(share[t]):.0%} / {top / peak[t][1]:.0%} | {ratio} |")
+        thread_rows.append({"threads": t, "images_per_s": [rate[t], best[t]], "gmacs": [achieved / 1e9, top / 1e9],
+                            "peak_gmacs": [peak[t][0] / 1e9, peak[t][1] / 1e9],
+                            "share_of_peak": [statistics.median(share[t]), top / peak[t][1]],
+                            "ratio_to_torch_f32": torch_rate[t] / rate[t] if t in torch_rate else None,
+                            "torch_f32_images_per_s": torch_rate.get(t)})
+    found = {"batch_size": BATCH, "threads": teams, "stages": stage_rows, "rates": thread_rows}
+    print("(µs of thread time per image; GMAC/s a thread)")
+    print(render_tables.bench_profile_stages({"profile": found}))
+    print("\n(median over the rounds / the best round; the peak is a short run after each round; the "
+          "share is the median of each round's rate over that round's peak / the best rate over the best peak)")
+    print(render_tables.bench_profile_rates({"profile": found}))
     if len(teams) > 1:
         many = teams[-1]
         print(f"\n{many} threads train {rate[many] / rate[1]:.2f} times as fast as 1 (medians); the peak "
               f"loop runs {peak[many][0] / peak[1][0]:.2f} times as fast on {many} threads as on 1: "
               "the machine's own scaling in this run")
-    return 0
-
-
-def use_variant(parser, name):
-    """Run the fast kernels' variant name (None: the default, or LENET5_ISA's);
-    one that cannot run here ends the benchmark with one line (exit 2)."""
-    try:
-        if name:
-            core.use_isa(name)
-        else:
-            core.isa()  # raises IsaEnvironmentError (a ValueError) for a LENET5_ISA that cannot run
-    except ValueError as e:
-        parser.error(f"--isa: {e}" if name else str(e))
+    return found
 
 
 def main(argv=None):
@@ -539,8 +440,12 @@ def main(argv=None):
     if args.batch_size is not None and not (args.profile and 1 <= args.batch_size <= 60000):
         p.error("--batch-size: needs --profile and a count from 1 to 60000")
     if args.profile:
-        done = profile(args.quick, not args.no_torch)
-        return preset_profile(args.quick, args.batch_size) if args.batch_size else done
+        found = {"quick": args.quick, "profile": profile(args.quick, not args.no_torch)}
+        if args.batch_size:
+            found["preset_profile"] = preset_profile(args.quick, args.batch_size)
+        if args.json:
+            write_json(args.json, found)
+        return 0
     if args.inference:
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
         import inference
@@ -600,28 +505,19 @@ def main(argv=None):
     print(f"\nLeNet-5 on MNIST, batch {BATCH}, {LOSS} (sign {SIGN:+d}, lr {LR});"
           f" machine: {machine()['cpu']}, {os.cpu_count()} cores;"
           f" fast kernels: {core.isa()} ({core.isa_lanes()} images per tile)\n")
-    print("| engine | threads | train images/s | one epoch (s) | inference of "
-          f"{len(infer_images)} (s) | x slower than C fast, {base['threads']} threads (train / inference) "
-          "| variant | epoch time / PyTorch f32, same threads |")
-    print("|---|---:|---:|---:|---:|---:|---|---:|")
     for r in results:
-        epoch = f"{r['epoch_seconds']:.2f}" + ("" if r["epoch_measured"] else " (est.)")
         peer = torch_f32.get(r["threads"])
         r["ratio_to_torch_f32"] = peer["train_images_per_s"] / r["train_images_per_s"] if peer else None
-        print(f"| {r['engine']} | {r['threads']} | {r['train_images_per_s']:,.0f} | {epoch} | "
-              f"{r['inference_seconds']:.3f} | {base['train_images_per_s'] / r['train_images_per_s']:.1f} / "
-              f"{r['inference_seconds'] / base['inference_seconds']:.1f} | {r['isa'] or '-'} | "
-              f"{'-' if peer is None else format(r['ratio_to_torch_f32'], '.2f')} |")
         r["ratio_train"] = base["train_images_per_s"] / r["train_images_per_s"]
         r["ratio_inference"] = r["inference_seconds"] / base["inference_seconds"]
+    print(render_tables.engines({"rows": results}))
     waits = where_people_wait(train_x, train_y, infer_images, quick)
     peak = None if quick else trainer_peak_memory_mb()
     if peak is not None:
         print(f"\npeak memory of `python -m lenet5.train` (defaults): {peak:.0f} MB")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"machine": machine(), "batch_size": BATCH, "loss": LOSS, "quick": quick,
-                       "rows": results, "waits": waits, "trainer_peak_memory_mb": peak}, f, indent=1)
+        write_json(args.json, {"machine": machine(), "batch_size": BATCH, "loss": LOSS, "quick": quick,
+                               "rows": results, "waits": waits, "trainer_peak_memory_mb": peak})
     return 0
 
 

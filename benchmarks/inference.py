@@ -1,7 +1,7 @@
 """Inference benchmark: lenet5's prepared inference against PyTorch and onnxruntime.
 
     python benchmarks/bench.py --inference            # this benchmark
-    python benchmarks/inference.py [--quick] [--json PATH]
+    python benchmarks/inference.py [--quick] [--json docs/inference.json]
 
 Every engine takes the same thing in, raw uint8 MNIST images, and gives the
 same thing out, the predicted digits: each normalises the image (docs/SPEC.md
@@ -28,7 +28,6 @@ installed are left out.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -36,6 +35,8 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
+import render_tables  # benchmarks/render_tables.py: the tables' one format
+from common import cpu_model, write_json  # benchmarks/common.py
 
 from lenet5 import LeNet5, core
 from lenet5.data import load_split
@@ -43,19 +44,6 @@ from lenet5.numpy_engine import normalize
 
 #: Rounds in which the engines take turns (see run).
 ROUNDS = 5
-
-
-def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo (Linux), else what platform says."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-    return platform.processor() or "unknown"
 
 
 def call_times(call: Callable[[], Any], calls: int) -> List[float]:
@@ -68,39 +56,20 @@ def call_times(call: Callable[[], Any], calls: int) -> List[float]:
     return times
 
 
-def conv_weights(params: np.ndarray, name: str) -> np.ndarray:
-    """A convolution block in the [output][input][kr][kc] order PyTorch and ONNX use."""
-    return np.ascontiguousarray(core.block(params, name).transpose(1, 0, 2, 3))
-
-
 class TorchPeer:
-    """The network as a PyTorch module in float32, eval mode."""
+    """The shipped PyTorch module (``LeNet5.to_torch()``, lenet5/torch_model.py)
+    in float32, eval mode: uint8 images in, normalised in the module (§4, in
+    float64, then cast), digits out."""
 
-    def __init__(self, params: np.ndarray, threads: int) -> None:
+    def __init__(self, net: LeNet5, threads: int) -> None:
         import torch
         self.torch = torch
         torch.set_num_threads(threads)
-        nn = torch.nn
-        net = nn.Sequential(nn.Conv2d(1, 6, 5), nn.ReLU(), nn.MaxPool2d(2),
-                            nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2),
-                            nn.Conv2d(16, 120, 5), nn.ReLU(), nn.Flatten(),
-                            nn.Linear(120, 10), nn.ReLU())
-        with torch.no_grad():
-            for layer, (w, b) in zip([net[0], net[3], net[6]], [("W1", "b1"), ("W2", "b2"), ("W3", "b3")]):
-                layer.weight.copy_(torch.from_numpy(conv_weights(params, w)))
-                layer.bias.copy_(torch.from_numpy(core.block(params, b)))
-            net[9].weight.copy_(torch.from_numpy(core.block(params, "W4").T.copy()))
-            net[9].bias.copy_(torch.from_numpy(core.block(params, "b4")))
-        self.net = net.float().eval()
+        self.net = net.to_torch().float().eval()
 
     def predict(self, images: np.ndarray) -> np.ndarray:
-        torch = self.torch
-        with torch.inference_mode():
-            x = torch.from_numpy(images).reshape(-1, 784).float()
-            mean = x.mean(dim=1, keepdim=True)
-            std = x.std(dim=1, unbiased=False, keepdim=True).clamp_min(1e-30)
-            x = torch.nn.functional.pad(((x - mean) / std).reshape(-1, 1, 28, 28), (2, 2, 2, 2))
-            return self.net(x).argmax(dim=1).numpy()
+        with self.torch.inference_mode():
+            return self.net(self.torch.from_numpy(images.reshape(-1, 28, 28))).argmax(dim=1).numpy()
 
 
 class OnnxPeer:
@@ -154,7 +123,7 @@ def run(quick: bool = False) -> Dict[str, Any]:
     if all_threads > 1:
         engines.append(("lenet5 float64", all_threads, None, lambda: net.predict(images, threads=all_threads)))
     try:
-        torch = TorchPeer(params, 1)
+        torch = TorchPeer(net, 1)
         engines.append(("PyTorch float32", 1, lambda: torch.predict(one), lambda: torch.predict(images)))
         if all_threads > 1:
             def torch_all() -> np.ndarray:  # the thread count is global to PyTorch: set it per call
@@ -192,29 +161,18 @@ def run(quick: bool = False) -> Dict[str, Any]:
                      "agreement": float(np.mean(all_call() == expect))})
         print(f"  measured {engine} ({threads} thread{'s' * (threads > 1)})", file=sys.stderr)
     return {"machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "numpy": np.__version__},
-            "quick": quick, "images": len(images), "single_image_calls": calls, "rows": rows}
+            "single_image_rounds": ROUNDS, "quick": quick, "images": len(images), "single_image_calls": calls,
+            "rows": rows}
 
 
 def report(result: Dict[str, Any]) -> str:
-    """The rows as a Markdown table, with ratios to lenet5 on the same thread count."""
-    rows = result["rows"]
-    ours = {r["threads"]: r for r in rows if r["engine"].startswith("lenet5")}
-    lat1 = ours[1]["latency_us"]
+    """The rows as a Markdown table (benchmarks/render_tables.py's, as in
+    docs/benchmarks.md), with ratios to lenet5 on the same thread count."""
     lines = [f"Inference of LeNet-5 on MNIST; machine: {result['machine']['cpu']}, "
              f"{result['machine']['cores']} cores",
              f"(single image: median of {result['single_image_calls']} calls; "
-             f"batch: {result['images']} test images in one call)", "",
-             f"| engine | threads | single image (us) | x lenet5 (latency) | {result['images']} images (s) "
-             "| x lenet5 (batch, same threads) | same digits as lenet5 |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
-    for r in rows:
-        lat = "-" if r["latency_us"] is None else f"{r['latency_us']:.1f}"
-        lat_ratio = "-" if r["latency_us"] is None else f"{r['latency_us'] / lat1:.2f}"
-        base = ours.get(r["threads"])
-        batch_ratio = f"{r['batch_seconds'] / base['batch_seconds']:.2f}" if base else "-"
-        lines.append(f"| {r['engine']} | {r['threads']} | {lat} | {lat_ratio} | {r['batch_seconds']:.3f} | "
-                     f"{batch_ratio} | {100 * r['agreement']:.2f}% |")
-    return "\n".join(lines)
+             f"batch: {result['images']} test images in one call)", ""]
+    return "\n".join(lines) + render_tables.inference(result)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -225,8 +183,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     result = run(args.quick)
     print(report(result))
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
+        write_json(args.json, result, threads=1)
     return 0
 
 

@@ -1,6 +1,7 @@
 """Pictures benchmark: the 12-megapixel time, and how many pictures of each kind read right.
 
-    python benchmarks/pictures.py [--per-kind N] [--seed S] [--before OLD_IMAGES_PY] [--json PATH]
+    python benchmarks/pictures.py [--per-kind N] [--seed S] [--before OLD_IMAGES_PY] [--tests-kinds]
+                                  [--json docs/pictures.json]
 
 1. Time: ``load_image`` + ``preprocess`` + ``LeNet5.predict`` of a 4000 x
    3000 phone JPEG (a digit on unevenly lit paper, grain), in-process, the
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import statistics
 import sys
 import tempfile
@@ -31,7 +31,7 @@ from types import ModuleType
 from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
-from inference import cpu_model
+from common import cpu_id, cpu_model, write_json  # benchmarks/common.py
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
@@ -39,20 +39,6 @@ from lenet5 import LeNet5, load_split
 from lenet5 import images as current
 
 Maker = Callable[[np.ndarray, np.random.Generator, Path, str], Path]
-
-
-def cpu_family_model() -> str:
-    """'family F model M' from /proc/cpuinfo, or ''."""
-    found: Dict[str, str] = {}
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                key = line.split(":", 1)[0].strip()
-                if key in ("cpu family", "model") and key not in found:
-                    found[key] = line.split(":", 1)[1].strip()
-    except OSError:
-        return ""
-    return f"family {found.get('cpu family', '?')} model {found.get('model', '?')}"
 
 
 def load_before(path: str) -> ModuleType:
@@ -246,12 +232,38 @@ def score(module: ModuleType, paths: List[Path], labels: List[int], net: LeNet5)
     return right
 
 
+def tests_kinds(readers: Dict[str, ModuleType], net: LeNet5, images: np.ndarray, labels: np.ndarray,
+                per_kind: int, folder: Path) -> Dict[str, Dict[str, int]]:
+    """How many of per_kind pictures of each kind the tests make
+    (tests/picture_kinds.py, seed 99) each reader reads right, under
+    pictures.py's names for the kinds."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    try:
+        import picture_kinds
+    finally:
+        sys.path.pop(0)
+    rng = np.random.default_rng(99)
+    table: Dict[str, Dict[str, int]] = {}
+    for kind, make in picture_kinds.KINDS.items():
+        pick = rng.choice(len(images), per_kind, replace=False)
+        paths = [make(images[k], rng, folder, f"tests-{kind.split()[0]}{i}") for i, k in enumerate(pick)]
+        name = "blocky scan (MNIST)" if kind == "blocky scan" else kind
+        table[name] = {reader: score(module, paths, [int(labels[k]) for k in pick], net)
+                       for reader, module in readers.items()}
+        for path in paths:
+            path.unlink()
+        print(f"  tests' {kind}: " + ", ".join(f"{r} {c}/{per_kind}" for r, c in table[name].items()))
+    return table
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--per-kind", type=int, default=100, metavar="N", help="pictures of each kind (default 100)")
     p.add_argument("--seed", type=int, default=2026)
     p.add_argument("--before", metavar="PATH", help="an older lenet5/images.py to compare with")
     p.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
+    p.add_argument("--tests-kinds", action="store_true",
+                   help="also score tests/picture_kinds.py's pictures (seed 99): docs/pictures.md's tests columns")
     args = p.parse_args(argv)
     readers = {"after": current}
     if args.before:
@@ -259,7 +271,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     net = LeNet5.pretrained()
     images, labels = load_split("test")
     rng = np.random.default_rng(args.seed)
-    result: Dict[str, Any] = {"cpu": cpu_model(), "cpu_id": cpu_family_model(), "per_kind": args.per_kind}
+    result: Dict[str, Any] = {"cpu": cpu_model(), "cpu_id": cpu_id(), "per_kind": args.per_kind}
     print(f"CPU: {result['cpu']} ({result['cpu_id']})")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -287,6 +299,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             for path in paths:
                 path.unlink()
         result["right"] = table
+        if args.tests_kinds:
+            result["tests_right"] = tests_kinds(readers, net, images, labels, args.per_kind, folder)
     n = args.per_kind
     print(f"\n{'kind of picture':26s}" + "".join(f"{name:>10s}" for name in readers))
     for kind, counts in table.items():
@@ -294,7 +308,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     total = {name: sum(c[name] for c in table.values()) for name in readers}
     print(f"{'all':26s}" + "".join(f"{100 * total[name] / (n * len(table)):>9.1f}%" for name in readers))
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+        write_json(args.json, result)
     return 0
 
 

@@ -1,6 +1,6 @@
 """Whole-number benchmark: lenet5.read_number against Tesseract on handwritten numbers.
 
-    python benchmarks/read_numbers.py [--count 100] [--seed 2026] [--no-tesseract] [--json PATH]
+    python benchmarks/read_numbers.py [--count 100] [--seed 2026] [--no-tesseract] [--json docs/read_numbers.json]
 
 It makes its own pictures: numbers of 2 to 6 MNIST test digits (each drawn
 at random) side by side, in four kinds,
@@ -25,7 +25,6 @@ Tesseract is optional and never a dependency of lenet5.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import statistics
 import subprocess
@@ -36,6 +35,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
+from common import cpu_model, write_json  # benchmarks/common.py
 
 from lenet5 import LeNet5, read_number
 from lenet5.data import load_split
@@ -44,18 +44,6 @@ from lenet5.images import ImageError
 KINDS = ("apart", "nearly", "touching", "photo")
 #: The gap between neighbouring digits' ink, in MNIST pixels (negative: overlap).
 GAPS = {"apart": (4, 10), "nearly": (1, 2), "touching": (-2, 0), "photo": (4, 10)}
-
-
-def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
 
 
 def compose(digits: List[np.ndarray], gaps: List[int], rng: np.random.Generator) -> np.ndarray:
@@ -205,8 +193,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         print("peer: Tesseract not installed (or --no-tesseract): lenet5 alone")
     print_table(results)
     if args.json:
-        Path(args.json).write_text(json.dumps({"cpu": cpu_model(), "count": args.count, "seed": args.seed,
-                                               "results": results}, indent=1) + "\n")
+        for table in results.values():
+            for r in table.values():
+                r["numbers_right_pct"] = 100 * r["right"] / r["numbers"]
+                r["digits_right_pct"] = 100 * r["digits_right"] / r["digits"]
+        write_json(args.json, {"count": args.count, "seed": args.seed,
+                               "tesseract": tesseract_version(exe) if exe else None, "results": results})
     return 0
 
 

@@ -1,6 +1,6 @@
 """Load benchmark of python -m lenet5.serve, the server before and after its move to uvicorn.
 
-    python benchmarks/serve_load.py [--quick] [--seconds S] [--before REF] [--json PATH]
+    python benchmarks/serve_load.py [--quick] [--seconds S] [--before REF] [--json docs/serve_load.json]
 
 Two servers run side by side on this machine, each in its own process with
 the shipped pretrained model: "before", the standard library's threading
@@ -46,6 +46,9 @@ import zlib
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
+import render_tables  # benchmarks/render_tables.py: the tables' one format
+from common import cpu_model, write_json  # benchmarks/common.py
+
 ROOT = Path(__file__).resolve().parent.parent
 BEFORE = "021f99b"  # the last commit of the http.server version
 #: Runs a serve.py taken from git as lenet5._serve_before, so its relative
@@ -56,20 +59,6 @@ LOADER = ("import importlib.util, sys\n"
           "sys.modules[spec.name] = module\n"
           "spec.loader.exec_module(module)\n"
           "sys.exit(module.main(sys.argv[2:]))\n")
-
-
-def cpu_model() -> str:
-    """The CPU's model name, family and model number (Linux /proc/cpuinfo)."""
-    fields: Dict[str, str] = {}
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                fields.setdefault(key.strip(), value.strip())
-    except OSError:
-        return platform.processor() or "unknown"
-    return f"{fields.get('model name', 'unknown')} (family {fields.get('cpu family', '?')}, " \
-           f"model {fields.get('model', '?')})"
 
 
 class Server:
@@ -294,10 +283,6 @@ def bodies() -> Dict[str, Tuple[bytes, str]]:
             "PNG": (buf.getvalue(), "image/png")}
 
 
-def fmt(value: Optional[float], digits: int = 1) -> str:
-    return "-" if value is None else f"{value:,.{digits}f}"
-
-
 def main(argv: Optional[List[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="short cells, no bombs: checks that it runs")
@@ -326,6 +311,9 @@ def main(argv: Optional[List[str]] = None) -> int:
             for server in running:  # taking turns, cell by cell
                 asyncio.run(load(server.port, data, 1, fresh, min(0.2, seconds)))  # warm-up
                 row[server.name] = asyncio.run(load(server.port, data, clients, fresh, seconds))
+            before, now = row.get("before"), row.get("now")
+            if before and now and before["per_second"]:
+                row["ratio"] = now["per_second"] / before["per_second"]
             report["load"].append(row)
         mixed_data = [request_bytes(*payload["JSON"], close=False), request_bytes(*payload["PNG"], close=False)]
         for server in running:
@@ -348,7 +336,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     print_report(report)
     if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
+        write_json(args.json, report)
     return 0
 
 
@@ -379,36 +367,9 @@ async def count_load(port: int, data: List[bytes], clients: int, per_client: int
 
 
 def print_report(report: Dict[str, Any]) -> None:
-    print("\n| body | clients | connections | before req/s | before p50 / p99 ms | now req/s | now p50 / p99 ms "
-          "| now / before req/s |")
-    print("|---|---:|---|---:|---:|---:|---:|---:|")
-    for row in report["load"]:
-        b, n = row["before"], row["now"]
-        ratio = n["per_second"] / b["per_second"] if b["per_second"] else None
-        errors = "".join(f" ({r['errors']} errors)" for r in (b, n) if r["errors"])
-        print(f"| {row['body']} | {row['clients']} | {row['connections']} | {fmt(b['per_second'])} | "
-              f"{fmt(b['p50_ms'])} / {fmt(b['p99_ms'])} | {fmt(n['per_second'])} | "
-              f"{fmt(n['p50_ms'])} / {fmt(n['p99_ms'])} | {fmt(ratio, 2)}{errors} |")
-    print("\n| hostile | before | now |\n|---|---|---|")
-    d = report["dribble"]
-    if d:
-        print(f"| {d['now']['requests']} JSON requests while {d['now']['dribblers']} connections dribble headers: "
-              f"p50 / slowest ms, errors | "
-              + " | ".join(f"{fmt(d[s]['p50_ms'])} / {fmt(d[s]['max_ms'])}, {d[s]['errors']}"
-                           for s in ("before", "now")) + " |")
-    m = report["mixed"]
-    if m:
-        print("| 8 clients x mixed JSON and PNG, kept-alive: requests, errors | "
-              + " | ".join(f"{m[s]['requests']}, {m[s]['errors']}" for s in ("before", "now")) + " |")
-    bo = report["bombs"]
-    if bo:
-        def said(r: Dict[str, Any]) -> str:
-            codes = ", ".join("no answer" if c is None else str(c) for c in r["statuses"])
-            return (f"{codes} in {r['seconds']:.1f} s, peak {r['peak_mb']:,.0f} MB"
-                    f"{'' if r['alive'] else ', server died'}")
-        print(f"| 3 strip bombs ({bo['now']['bytes']:,} bytes each) at once, {bo['now']['cap_gb']:g} GB cap: "
-              f"answers, time, peak memory | " + " | ".join(said(bo[s]) for s in ("before", "now")) + " |")
-
+    """The two tables, as benchmarks/render_tables.py renders them into docs/server.md."""
+    print("\n" + render_tables.serve_load(report))
+    print("\n" + render_tables.serve_hostile(report))
 
 if __name__ == "__main__":
     sys.exit(main())

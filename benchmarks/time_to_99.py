@@ -1,7 +1,7 @@
 """Time to 99 % test accuracy with ``--preset best``: the C core beside PyTorch
 float32 trained with the same recipe.
 
-    python benchmarks/time_to_99.py [--max-epochs N] [--threads T] [--no-torch]
+    python benchmarks/time_to_99.py [--max-epochs N] [--threads T] [--no-torch] [--json docs/time_to_99.json]
 
 Both engines run the one training loop (lenet5.loop.train) with the preset's
 settings: the same network, initial weights, image order, learning rate per
@@ -15,7 +15,7 @@ import argparse
 import dataclasses
 
 import numpy as np
-from bench import TorchEngine, machine, use_variant  # benchmarks/bench.py, beside this script
+from common import TorchEngine, cpu_model, use_variant, write_json  # benchmarks/common.py
 
 from lenet5 import cli, core
 from lenet5.data import load_split
@@ -43,6 +43,7 @@ def main():
     p.add_argument("--max-epochs", type=cli.positive_int, default=PRESETS["best"]["epochs"])
     p.add_argument("--threads", type=cli.thread_count, default=None)
     p.add_argument("--no-torch", action="store_true")
+    p.add_argument("--json", metavar="PATH", help="write the figures, under the common header, as JSON")
     args = p.parse_args()
     use_variant(p, None)
     try:
@@ -58,13 +59,19 @@ def main():
             engines.append(TorchEngine("float32", threads))
         except ImportError:
             print("torch is not installed: the C core alone")
-    print(f"CPU: {machine()['cpu']}; threads: {threads}; preset best (schedule over {config.epochs} epochs)")
+    print(f"CPU: {cpu_model()}; threads: {threads}; preset best (schedule over {config.epochs} epochs)")
     rows = [(e.name, *time_to(e, 0.99, config, train_set, test_set)) for e in engines]
     for name, seconds, epochs in rows:
         shown = f"{seconds:.1f} s ({epochs} epochs)" if seconds is not None else f"not within {epochs} epochs"
         print(f"| {name} | time to 99 %: {shown} |")
-    if len(rows) == 2 and rows[0][1] and rows[1][1]:
-        print(f"PyTorch float32 / C: {rows[1][1] / rows[0][1]:.2f}")
+    ratio = rows[1][1] / rows[0][1] if len(rows) == 2 and rows[0][1] and rows[1][1] else None
+    if ratio is not None:
+        print(f"PyTorch float32 / C: {ratio:.2f}")
+    if args.json:
+        write_json(args.json, {"preset": "best", "epochs": config.epochs, "target": 0.99,
+                               "rows": [{"engine": name, "seconds": seconds, "epochs": epochs}
+                                        for name, seconds, epochs in rows], "torch_over_c": ratio},
+                   threads=threads)
 
 
 if __name__ == "__main__":

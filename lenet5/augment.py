@@ -3,6 +3,17 @@ docs/SPEC.md §8.6), line by line, to the same bytes.
 
 The C core warps the images when training (``lenet5.core.augment``); this
 module exists to show what it computes and to hold it to that in the tests.
+Training never imports it.
+
+Why it ships in the package rather than under tests/: it is the warp's
+readable definition, the executable form of docs/SPEC.md §8.6 that the spec
+points to (``lenet5.augment.augment_numpy``), as ``lenet5.numpy_engine`` is
+of the rest of the core; people who learn from this package read and call
+it (``augment_numpy(images, index, seed=..., epoch=..., ...)`` gives the bytes
+``core.augment`` gives), and the brief's rule that every elementwise feature
+keeps a NumPy twin held to the same bytes applies to installed copies too
+(tests/test_augment.py holds it).  It needs only NumPy and costs nothing
+unless imported.
 Every pixel goes through the same rounded double operations in the same
 order.  The one transcendental step, the sine and cosine of each image's
 angle, uses Python's ``math`` module, which calls the same libm as the C

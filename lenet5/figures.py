@@ -1,5 +1,7 @@
-"""Figures of what a trained network learned and where it fails:
-``python -m lenet5.evaluate MODEL --figures DIR`` writes them.
+"""Figures of a trained model: what it learned and where it fails;
+``python -m lenet5.evaluate MODEL --figures DIR`` writes them.  (Figures of a
+training *run* over time are ``lenet5.plots``'s, whose matplotlib helpers
+this module uses.)
 
   confusion.png     the confusion matrix as a heatmap (rows: true digit)
   mistakes.png      the most confident mistakes: image, true label, answer, probability

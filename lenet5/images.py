@@ -28,6 +28,7 @@ from typing import Any, BinaryIO, List, Optional, Tuple, Union
 import numpy as np
 
 from ._version import install_hint
+from .files import PathLike
 
 __all__ = ["ImageError", "InkMap", "ink_map", "digit_from_ink", "preprocess", "as_is", "load_image",
            "decode_image", "MAX_PIXELS", "FORMATS"]
@@ -98,8 +99,6 @@ OPAQUE, CLEAR, ONE_COLOUR = 192.0, 64.0, 48.0
 #: Strokes, in pixels of the 20-pixel box: MNIST's are about STROKE wide;
 #: a digit whose strokes would come out thinner than THIN is thickened to STROKE.
 STROKE, THIN = 2.5, 1.6
-
-PathLike = Union[str, "os.PathLike[str]"]
 
 
 class ImageError(ValueError):

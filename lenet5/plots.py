@@ -1,6 +1,15 @@
-"""Figures of training runs.  matplotlib is an optional extra: ``pip install
-matplotlib`` (in a checkout: ``pip install -e ".[plot]"``).  Without it,
-nothing is drawn and the caller gets a sentence saying how to get the figures."""
+"""Figures of training runs, and the matplotlib plumbing every figure shares.
+
+What a run did over time: ``plot_training`` (loss and accuracy per batch,
+``train --plot``), ``plot_experiment`` (the four loss-and-sign runs,
+``lenet5 experiment``) and ``plot_augmented`` (the warp's samples,
+docs/augmented.png).  Figures of a trained *model* (its confusion matrix,
+mistakes, filters, feature maps: ``evaluate --figures``) are in
+``lenet5.figures``, which draws with this module's helpers.
+
+matplotlib is an optional extra: ``pip install matplotlib`` (in a checkout:
+``pip install -e ".[plot]"``).  Without it, nothing is drawn and the caller
+gets a sentence saying how to get the figures."""
 from __future__ import annotations
 
 import math

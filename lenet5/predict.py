@@ -54,8 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help='one JSON object per line: {"path", "digit", "probabilities"} or {"path", "error"}')
     p.add_argument("--no-preprocess", action="store_true",
                    help="take each image as it is (it must be 28 x 28, white digit on black, like MNIST)")
-    p.add_argument("--threads", type=cli.thread_count, default=None, metavar="N",
-                   help="threads of the C core (default: OMP_NUM_THREADS, else all cores)")
+    cli.add_threads_option(p)
     p.add_argument("--number", action="store_true",
                    help="read each picture as a whole number of one or more digits (docs/numbers.md)")
     cli.add_version_option(p)

@@ -33,6 +33,7 @@ def test_quick_benchmark_output_format(tmp_path):
         assert cells[7] == "-"  # no PyTorch row (--no-torch) to compare with
     data = json.loads((tmp_path / "b.json").read_text())
     assert data["quick"] and data["machine"]["cores"] >= 1 and "numpy_blas" in data["machine"]
+    assert data["header"]["cpu"] == data["machine"]["cpu"] and data["header"]["date"]  # benchmarks/common.py
     assert len(data["rows"]) == 4
     for row in data["rows"]:
         assert row["train_images_per_s"] > 0 and row["inference_seconds"] > 0
@@ -78,7 +79,7 @@ def test_pytorch_engine_trains_the_callers_parameters(mnist_train):
     pytest.importorskip("torch")
     sys.path.insert(0, str(BENCH.parent))
     try:
-        from bench import TorchEngine
+        from common import TorchEngine  # benchmarks/common.py
     finally:
         sys.path.pop(0)
     from lenet5.engines import CEngine, Engine
@@ -103,8 +104,8 @@ def test_inference_benchmark_output_format(tmp_path):
     r = subprocess.run([sys.executable, str(BENCH), "--inference", "--quick", "--json", tmp_path / "i.json"],
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
-    rows = [line for line in r.stdout.splitlines() if line.startswith("| ") and "engine" not in line]
-    assert rows[0].startswith("| lenet5 float64 | 1 | ")
+    rows = [line for line in r.stdout.splitlines() if line.startswith("| ") and "| engine |" not in line]
+    assert rows[0].startswith("| lenet5 float64 (bit-exact) | 1 | ")
     data = json.loads((tmp_path / "i.json").read_text())
     assert data["machine"]["cpu"] and data["images"] == 600 and len(data["rows"]) == len(rows)
     assert data["rows"][0]["latency_us"] > 0 and data["rows"][0]["agreement"] == 1.0

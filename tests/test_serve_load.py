@@ -202,6 +202,7 @@ def test_the_load_benchmark_runs_and_reports_both_servers(tmp_path):
     assert r.returncode == 0, r.stderr
     report = json.loads((tmp_path / "load.json").read_text())
     assert report["cpu"] and report["quick"] and len(report["load"]) == 12
+    assert report["header"]["cpu"] and report["header"]["date"]  # benchmarks/common.py's header
     cells = {(row["body"], row["clients"], row["connections"]) for row in report["load"]}
     assert cells == {(b, c, k) for b in ("JSON", "PNG") for c in (1, 8, 32) for k in ("kept-alive", "fresh")}
     for row in report["load"]:
