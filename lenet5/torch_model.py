@@ -25,6 +25,7 @@ from typing import Any, Dict, Mapping, Tuple
 import numpy as np
 
 from . import core
+from .rules import SHAPES
 
 MISSING = "LeNet5.to_torch and LeNet5.from_torch need PyTorch: pip install torch"
 
@@ -34,12 +35,20 @@ try:
 except ImportError:
     raise ImportError(MISSING) from None
 
-#: state_dict key -> (lenet5 block, shape in the module)
+
+
+def _module_shape(name: str) -> Tuple[int, ...]:
+    """A block's shape as the module holds it: PyTorch keeps weights
+    [output][input]..., the flat array [input][output]... (docs/SPEC.md §3.1)."""
+    shape = SHAPES[name]
+    return (shape[1], shape[0], *shape[2:]) if name.startswith("W") else shape
+
+
+#: state_dict key -> (lenet5 block, shape in the module), from lenet5.rules.SHAPES
 STATE_SHAPES: Dict[str, Tuple[str, Tuple[int, ...]]] = {
-    "conv1.weight": ("W1", (6, 1, 5, 5)), "conv1.bias": ("b1", (6,)),
-    "conv2.weight": ("W2", (16, 6, 5, 5)), "conv2.bias": ("b2", (16,)),
-    "conv3.weight": ("W3", (120, 16, 5, 5)), "conv3.bias": ("b3", (120,)),
-    "fc.weight": ("W4", (10, 120)), "fc.bias": ("b4", (10,)),
+    f"{layer}.{kind}": (block, _module_shape(block))
+    for layer, n in (("conv1", 1), ("conv2", 2), ("conv3", 3), ("fc", 4))
+    for kind, block in (("weight", f"W{n}"), ("bias", f"b{n}"))
 }
 
 
