@@ -13,8 +13,6 @@ tests/test_serve_browser.py); .ci/run installs both.
 """
 import io
 import json
-import os
-import shutil
 import urllib.error
 import urllib.request
 
@@ -24,9 +22,8 @@ import pytest
 from lenet5 import LeNet5, serve
 
 Image = pytest.importorskip("PIL.Image")
-sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (pip install playwright)")
+pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (pip install playwright)")
 
-CHROMIUM = os.environ.get("LENET5_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 
 # Digits in a unit box (x, y in 0..1), stroke by stroke as a person writes them.
 DIGITS = {
@@ -45,16 +42,6 @@ def server():
     srv.server_close()
 
 
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM:
-        pytest.skip("no Chromium found (Debian: apt-get install chromium; or set LENET5_CHROMIUM)")
-    with sync_api.sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run", "--disable-quic"])
-        yield b
-        b.close()
 
 
 def slots(count):

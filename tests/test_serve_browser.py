@@ -5,7 +5,6 @@ by stroke with mouse events, and the page must show the right digit and bars.
 Skipped, with the reason, where Playwright or a Chromium is missing; .ci/run
 installs both (apt-get install chromium) and runs it."""
 import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -14,12 +13,8 @@ from helpers import golden_params
 from lenet5 import LeNet5, serve
 
 pytest.importorskip("PIL.Image")
-sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (pip install playwright)")
+pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (pip install playwright)")
 
-CHROMIUM = os.environ.get("LENET5_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-if not CHROMIUM:
-    pytest.skip("no Chromium found (Debian: apt-get install chromium; or set LENET5_CHROMIUM)",
-                allow_module_level=True)
 
 SHOTS = Path(os.environ.get("LENET5_SCREENSHOTS", "")) if os.environ.get("LENET5_SCREENSHOTS") else None
 
@@ -40,14 +35,6 @@ def page_url():
     srv.server_close()
 
 
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run", "--disable-quic"])
-        yield b
-        b.close()
 
 
 def draw(page, strokes, steps=8):
