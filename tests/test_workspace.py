@@ -5,8 +5,8 @@ import threading
 
 import numpy as np
 import pytest
-from conftest import CASES, ISA_PARAMS, sha256
 
+from helpers import CASES, ISA_PARAMS, sha256
 from lenet5 import LeNet5, core
 from lenet5.engines import CEngine
 from lenet5.loop import TrainConfig, train
