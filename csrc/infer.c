@@ -14,10 +14,10 @@
  * Each lane sums its own terms in the order of docs/SPEC.md §5.2 and §5.4
  * (input maps, kernel rows, kernel columns, from +0; then + bias; then ReLU)
  * and no arithmetic ever combines two lanes, so no sum is reassociated and
- * every output is the reference kernels' to the bit.  conv1 adds the zero
- * frame's 0 * w terms as the reference does; conv3 leaves out the terms of
- * its zero inputs when every weight is finite, which changes no bit (see
- * conv3_forward), and adds them all otherwise.
+ * every output is the reference kernels' to the bit.  When every weight is
+ * finite, conv1 leaves out the zero frame's rows and conv3 the terms of its
+ * zero inputs, which changes no bit (see conv3_forward); otherwise every
+ * term the reference adds is added.
  *
  * No allocation and no global mutable state: one image's activations live
  * on the calling thread's stack (Scratch, about 35 KB: conv1's maps are
@@ -213,7 +213,8 @@ int L5_ISA_NAME(l5_infer_is_prepared)(const void *prepared) {
  * the accumulators stay in registers.  Every lane adds its 25 terms in
  * kernel-row, kernel-column order from +0.
  */
-static void conv1_rows(double rows[2][L5_CONV1_SIZE], const double *input, const Prepared *pw, int co, int r) {
+static void conv1_rows(double rows[2][L5_CONV1_SIZE], const double *input, const Prepared *pw, int co, int r,
+                       int skip_frame) {
     /* Output rows r and r + 1 together: they share 4 of their 5 input rows,
      * so each input vector loaded feeds both (loads that straddle cache
      * lines, as most of these do, cost more than the multiplies).  A row's
@@ -229,7 +230,10 @@ static void conv1_rows(double rows[2][L5_CONV1_SIZE], const double *input, const
         for (int v = 0; v < CONV1_WIDE; v++) acc[o][v] = splat_w(0.0);
     }
 #pragma GCC unroll 6
-    for (int i = 0; i < L5_CONV_KERNEL + ROWS - 1; i++)  /* input row r + i */
+    for (int i = 0; i < L5_CONV_KERNEL + ROWS - 1; i++) { /* input row r + i */
+        /* A row of the zero frame adds only +-0 terms: with finite weights
+         * they change no sum (see conv3_forward) and are left out. */
+        if (skip_frame && (r + i < L5_INPUT_PAD || r + i >= L5_INPUT_SIZE - L5_INPUT_PAD)) continue;
 #pragma GCC unroll 5
         for (int kc = 0; kc < L5_CONV_KERNEL; kc++) {
             const double *x = input + (r + i) * L5_INPUT_SIZE + kc;
@@ -246,6 +250,7 @@ static void conv1_rows(double rows[2][L5_CONV1_SIZE], const double *input, const
                 if (TAIL) tail[o] = tail[o] + xt * splat(w);
             }
         }
+    }
     for (int o = 0; o < ROWS; o++) {
         double *out = rows[o];
         for (int v = 0; v < CONV1_WIDE; v++) store_w(out + v * WIDE, relu_w(acc[o][v] + splat_w(pw->b1[co])));
@@ -279,7 +284,7 @@ static void conv1_pool1_forward(double *layer2, const double *input, const Prepa
     double rows[2][L5_CONV1_SIZE];
     for (int co = 0; co < L5_CONV1_MAPS; co++)
         for (int r = 0; r < L5_CONV1_SIZE; r += 2) {
-            conv1_rows(rows, input, pw, co, r);
+            conv1_rows(rows, input, pw, co, r, pw->finite != 0);
             pool1_row(layer2 + (co * L5_POOL1_SIZE + r / 2) * L5_POOL1_SIZE, rows);
         }
 }
