@@ -49,14 +49,16 @@ def test_prepared_equals_reference_bit_for_bit(isa, mnist_test):
 
 
 def test_prepared_equals_reference_on_odd_images_and_odd_parameters(isa, mnist_test):
-    """Flat, random and saturated images; parameters with inf and NaN in them
-    (prepared inference adds every term the reference adds, padding included,
-    so even those agree to the bit)."""
+    """Flat, random and saturated images; finite parameters, then parameters
+    with inf and NaN in them (prepared inference then adds every term the
+    reference adds, padding included, so even those agree to the bit)."""
     rng = np.random.default_rng(3)
     images = np.concatenate([np.zeros((1, 28, 28), np.uint8), np.full((1, 28, 28), 255, np.uint8),
                              rng.integers(0, 256, (5, 28, 28), dtype=np.uint8), mnist_test[0][:3]])
     for seed in range(4):
-        params = random_model(seed)
+        params = random_model(seed)  # finite: the frame's rows and zero inputs' terms are left out
+        ref = core.forward(params, images, kernel="reference")
+        assert np.array_equal(bits(core.forward_prepared(core.prepare(params), images)), bits(ref))
         where = rng.integers(0, core.N_PARAMS, 30)
         params[where] = rng.choice([np.inf, -np.inf, np.nan], 30)
         ref = core.forward(params, images, kernel="reference")
