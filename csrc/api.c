@@ -259,6 +259,12 @@ int l5_predict_prepared(const void *prepared, int64_t prepared_bytes,
     return L5_OK;
 }
 
+int l5_predict_one(const void *prepared, int64_t prepared_bytes, const uint8_t *image) {
+    int32_t digit;
+    int err = l5_predict_prepared(prepared, prepared_bytes, image, 1, &digit, 1);
+    return err ? err : digit;
+}
+
 /* ---------------------------------------------------------------------------
  * Profiling (docs/SPEC.md §9.7).
  */

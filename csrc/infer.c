@@ -14,11 +14,14 @@
  * Each lane sums its own terms in the order of docs/SPEC.md §5.2 and §5.4
  * (input maps, kernel rows, kernel columns, from +0; then + bias; then ReLU)
  * and no arithmetic ever combines two lanes, so no sum is reassociated and
- * every output is the reference kernels' to the bit.  Unlike fast.c nothing
- * is skipped: conv1 adds the zero frame's 0 * w terms as the reference does.
+ * every output is the reference kernels' to the bit.  When every weight is
+ * finite, conv1 leaves out the zero frame's rows and conv3 the terms of its
+ * zero inputs, which changes no bit (see conv3_forward); otherwise every
+ * term the reference adds is added.
  *
  * No allocation and no global mutable state: one image's activations live
- * on the calling thread's stack (Scratch, 72,288 bytes) and the prepared
+ * on the calling thread's stack (Scratch, about 35 KB: conv1's maps are
+ * pooled two rows at a time and never kept whole) and the prepared
  * weights are only read, so any number of threads may call at once.  Fewer
  * than TEAM_MIN images run on the calling thread; more are shared among
  * OpenMP threads, one whole image each.
@@ -26,6 +29,7 @@
  * Names as in reference.c (ci, co, r, c, kr, kc, layerN); k is a kernel cell
  * kr * 5 + kc, u a dense input, v a vector of an accumulator block.
  */
+#include <math.h>
 #include <stddef.h>
 #include <string.h>
 #include "core.h"
@@ -88,7 +92,8 @@ _Static_assert(L5_POOL1_SIZE >= LANES && L5_POOL1_SIZE % 2 == 0, "pool1 rows: wh
  */
 typedef struct {
     uint64_t magic;
-    uint64_t reserved[7]; /* the blocks read as wide vectors start 64 bytes in */
+    uint64_t finite;      /* 1 if every weight (W1 to W4) is finite: zero inputs may be skipped */
+    uint64_t reserved[6]; /* the blocks read as wide vectors start 64 bytes in */
     double w2[L5_CONV1_MAPS][L5_CONV_KERNEL_CELLS][L5_CONV2_MAPS];       /* [ci][k][co] */
     double w3[L5_CONV3_MAPS / CONV3_OUT_B][L5_LAYER4_CELLS][CONV3_OUT_B]; /* [co / B][u][co % B] */
     double b2[L5_B2_SIZE];
@@ -114,7 +119,6 @@ _Static_assert(sizeof(Prepared) == L5_PREPARED_BYTES, "L5_PREPARED_BYTES is not 
  */
 typedef struct {
     double input[L5_INPUT_CELLS];   /* [32][32] */
-    double layer1[L5_LAYER1_CELLS]; /* [6][28][28] */
     double layer2[L5_LAYER2_CELLS]; /* [6][14][14] */
     double layer3[L5_LAYER3_CELLS]; /* [10][10][16], map last */
     double layer4[L5_LAYER4_CELLS]; /* [5][5][16], map last */
@@ -184,6 +188,11 @@ void L5_ISA_NAME(l5_infer_prepare)(void *prepared, const double *params) {
     memcpy(pw->b2, params + L5_OFF_B2, sizeof pw->b2);
     memcpy(pw->b3, params + L5_OFF_B3, sizeof pw->b3);
     memcpy(pw->b4, params + L5_OFF_B4, sizeof(double) * L5_B4_SIZE);
+    pw->finite = 1;
+    for (int i = L5_OFF_W1; i < L5_OFF_W1 + L5_W1_SIZE; i++) pw->finite &= isfinite(params[i]) != 0;
+    for (int i = L5_OFF_W2; i < L5_OFF_W2 + L5_W2_SIZE; i++) pw->finite &= isfinite(params[i]) != 0;
+    for (int i = L5_OFF_W3; i < L5_OFF_W3 + L5_W3_SIZE; i++) pw->finite &= isfinite(params[i]) != 0;
+    for (int i = L5_OFF_W4; i < L5_OFF_W4 + L5_W4_SIZE; i++) pw->finite &= isfinite(params[i]) != 0;
     pw->magic = PREPARED_MAGIC;
 }
 
@@ -196,13 +205,16 @@ int L5_ISA_NAME(l5_infer_is_prepared)(const void *prepared) {
  */
 
 /*
- * conv1 (docs/SPEC.md §5.2), one output row of one map per pass: lanes are
- * neighbouring columns, and CONV1_VECS vectors cover the whole row, so each
- * weight broadcast feeds them all.  (Measured: faster than blocking several
- * maps, whose extra broadcasts cost more than the shared input loads save.)
- * Every lane adds its 25 terms in kernel-row, kernel-column order from +0.
+ * conv1 (docs/SPEC.md §5.2), two output rows of one map per pass, written
+ * to rows[2][28] for pool1_row: lanes are neighbouring columns, and the
+ * vectors cover the whole row, so each weight broadcast feeds them all.
+ * (Measured: faster than blocking several maps, whose extra broadcasts cost
+ * more than the shared input loads save.)  The loops are unrolled whole, so
+ * the accumulators stay in registers.  Every lane adds its 25 terms in
+ * kernel-row, kernel-column order from +0.
  */
-static void conv1_rows(double *layer1, const double *input, const Prepared *pw, int co, int r) {
+static void conv1_rows(double rows[2][L5_CONV1_SIZE], const double *input, const Prepared *pw, int co, int r,
+                       int skip_frame) {
     /* Output rows r and r + 1 together: they share 4 of their 5 input rows,
      * so each input vector loaded feeds both (loads that straddle cache
      * lines, as most of these do, cost more than the multiplies).  A row's
@@ -217,12 +229,18 @@ static void conv1_rows(double *layer1, const double *input, const Prepared *pw, 
         tail[o] = splat(0.0);
         for (int v = 0; v < CONV1_WIDE; v++) acc[o][v] = splat_w(0.0);
     }
-    for (int i = 0; i < L5_CONV_KERNEL + ROWS - 1; i++)  /* input row r + i */
+#pragma GCC unroll 6
+    for (int i = 0; i < L5_CONV_KERNEL + ROWS - 1; i++) { /* input row r + i */
+        /* A row of the zero frame adds only +-0 terms: with finite weights
+         * they change no sum (see conv3_forward) and are left out. */
+        if (skip_frame && (r + i < L5_INPUT_PAD || r + i >= L5_INPUT_SIZE - L5_INPUT_PAD)) continue;
+#pragma GCC unroll 5
         for (int kc = 0; kc < L5_CONV_KERNEL; kc++) {
             const double *x = input + (r + i) * L5_INPUT_SIZE + kc;
             vwd xv[CONV1_WIDE];
             for (int v = 0; v < CONV1_WIDE; v++) xv[v] = load_w(x + v * WIDE);
             v4d xt = TAIL ? load4(x + CONV1_WIDE * WIDE) : splat(0.0);
+#pragma GCC unroll 2
             for (int o = 0; o < ROWS; o++) {
                 int kr = i - o;  /* output row r + o reads input row r + i with kernel row i - o */
                 if (kr < 0 || kr >= L5_CONV_KERNEL) continue;
@@ -232,39 +250,43 @@ static void conv1_rows(double *layer1, const double *input, const Prepared *pw, 
                 if (TAIL) tail[o] = tail[o] + xt * splat(w);
             }
         }
+    }
     for (int o = 0; o < ROWS; o++) {
-        double *out = layer1 + (co * L5_CONV1_SIZE + r + o) * L5_CONV1_SIZE;
+        double *out = rows[o];
         for (int v = 0; v < CONV1_WIDE; v++) store_w(out + v * WIDE, relu_w(acc[o][v] + splat_w(pw->b1[co])));
         if (TAIL) store4(out + CONV1_WIDE * WIDE, relu4(tail[o] + splat(pw->b1[co])));
     }
 }
 
-static void conv1_forward(double *layer1, const double *input, const Prepared *pw) {
-    for (int co = 0; co < L5_CONV1_MAPS; co++)
-        for (int r = 0; r < L5_CONV1_SIZE; r += 2) conv1_rows(layer1, input, pw, co, r);
+/* pool1 (docs/SPEC.md §5.3) of one pair of conv1 rows: 4 pooled columns per
+ * vector.  The 8 columns above them, split into even and odd lanes, give
+ * each pooled cell's left and right cells, scanned in the reference's
+ * row-major order.  The last vector overlaps the one before it; the overlap
+ * is computed twice, alike. */
+static void pool1_row(double *out, const double rows[2][L5_CONV1_SIZE]) {
+    const int ow = L5_POOL1_SIZE;
+    for (int q0 = 0; q0 < ow; q0 += LANES) {
+        int q = q0 + LANES <= ow ? q0 : ow - LANES;
+        const double *top = rows[0] + 2 * q, *bottom = rows[1] + 2 * q;
+        v4d t0 = load4(top), t1 = load4(top + LANES);
+        v4d b0 = load4(bottom), b1 = load4(bottom + LANES);
+        v4d best = EVEN_LANES(t0, t1);
+        best = take_greater(best, ODD_LANES(t0, t1));
+        best = take_greater(best, EVEN_LANES(b0, b1));
+        best = take_greater(best, ODD_LANES(b0, b1));
+        store4(out + q, best);
+    }
 }
 
-/*
- * pool1 (docs/SPEC.md §5.3): 4 pooled columns per vector.  The 8 input
- * columns split into even and odd lanes give each pooled cell's left and
- * right cells, scanned in the reference's row-major order.  The last vector
- * overlaps the one before it; the overlap is computed twice, alike.
- */
-static void pool1_forward(double *layer2, const double *layer1) {
-    const int w = L5_CONV1_SIZE, ow = L5_POOL1_SIZE;
-    for (int m = 0; m < L5_CONV1_MAPS; m++)
-        for (int r = 0; r < ow; r++)
-            for (int q0 = 0; q0 < ow; q0 += LANES) {
-                int q = q0 + LANES <= ow ? q0 : ow - LANES;
-                const double *top = layer1 + (m * w + 2 * r) * w + 2 * q, *bottom = top + w;
-                v4d t0 = load4(top), t1 = load4(top + LANES);
-                v4d b0 = load4(bottom), b1 = load4(bottom + LANES);
-                v4d best = EVEN_LANES(t0, t1);
-                best = take_greater(best, ODD_LANES(t0, t1));
-                best = take_greater(best, EVEN_LANES(b0, b1));
-                best = take_greater(best, ODD_LANES(b0, b1));
-                store4(layer2 + (m * ow + r) * ow + q, best);
-            }
+/* conv1 and pool1 together: each pair of output rows is pooled while it is
+ * still in the L1 cache, so conv1's 37 KB of maps are never stored whole. */
+static void conv1_pool1_forward(double *layer2, const double *input, const Prepared *pw) {
+    double rows[2][L5_CONV1_SIZE];
+    for (int co = 0; co < L5_CONV1_MAPS; co++)
+        for (int r = 0; r < L5_CONV1_SIZE; r += 2) {
+            conv1_rows(rows, input, pw, co, r, pw->finite != 0);
+            pool1_row(layer2 + (co * L5_POOL1_SIZE + r / 2) * L5_POOL1_SIZE, rows);
+        }
 }
 
 /*
@@ -328,19 +350,34 @@ static void pool2_forward(double *layer4, const double *layer3) {
  * outputs, CONV3_OUT_B per pass.  Each output adds its terms in the flat
  * input order u = 25 * ci + 5 * kr + kc from +0; layer4 is map-last, so
  * input u sits at layer4[k * 16 + ci].
+ *
+ * With finite weights a zero input's terms are left out (about half of
+ * them: layer4 comes from a ReLU).  That changes no bit: 0 * w is +0 or -0,
+ * a sum that starts at +0 is never -0 (a round-to-nearest sum is -0 only
+ * when both operands are), and s + (+-0) is s for every other s.  With a
+ * non-finite weight 0 * w may be NaN, so every term is added.
  */
 static void conv3_forward(double *layer5, const double *layer4, const Prepared *pw) {
     enum { V = CONV3_OUT_B / WIDE };
+    int used[L5_LAYER4_CELLS];  /* the inputs u that are added, ascending */
+    double x[L5_LAYER4_CELLS];  /* and their values */
+    int n = 0;
+    const int every = !pw->finite;
+    for (int ci = 0; ci < L5_CONV2_MAPS; ci++)
+        for (int k = 0; k < L5_CONV_KERNEL_CELLS; k++) { /* no branch: the slot is kept or overwritten */
+            used[n] = ci * L5_CONV_KERNEL_CELLS + k;
+            x[n] = layer4[k * L5_CONV2_MAPS + ci];
+            n += every | (x[n] != 0.0);
+        }
     for (int b = 0; b < L5_CONV3_MAPS / CONV3_OUT_B; b++) {
         vwd acc[V];
         for (int v = 0; v < V; v++) acc[v] = splat_w(0.0);
-        for (int ci = 0; ci < L5_CONV2_MAPS; ci++)
-            for (int k = 0; k < L5_CONV_KERNEL_CELLS; k++) {
-                vwd xv = splat_w(layer4[k * L5_CONV2_MAPS + ci]);
-                const double *wt = pw->w3[b][ci * L5_CONV_KERNEL_CELLS + k];
+        for (int t = 0; t < n; t++) {
+            vwd xv = splat_w(x[t]);
+            const double *wt = pw->w3[b][used[t]];
 #pragma GCC unroll 10
-                for (int v = 0; v < V; v++) acc[v] = acc[v] + xv * load_w(wt + v * WIDE);
-            }
+            for (int v = 0; v < V; v++) acc[v] = acc[v] + xv * load_w(wt + v * WIDE);
+        }
         for (int v = 0; v < V; v++) {
             int co = b * CONV3_OUT_B + v * WIDE;
             store_w(layer5 + co, relu_w(acc[v] + load_w(pw->b3 + co)));
@@ -396,8 +433,7 @@ static void normalize_input(double *input, const uint8_t *pixels) {
 /* The forward pass of one image: s->output[0..9] are its ReLU-ed outputs. */
 static void forward_image(Scratch *s, const Prepared *pw, const uint8_t *pixels) {
     normalize_input(s->input, pixels);
-    conv1_forward(s->layer1, s->input, pw);
-    pool1_forward(s->layer2, s->layer1);
+    conv1_pool1_forward(s->layer2, s->input, pw);
     conv2_forward(s->layer3, s->layer2, pw);
     pool2_forward(s->layer4, s->layer3);
     conv3_forward(s->layer5, s->layer4, pw);

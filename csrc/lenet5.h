@@ -158,6 +158,10 @@ int l5_forward_prepared(const void *prepared, int64_t prepared_bytes,
                         const uint8_t *images, int64_t n, double *out, int threads);
 int l5_predict_prepared(const void *prepared, int64_t prepared_bytes,
                         const uint8_t *images, int64_t n, int32_t *pred, int threads);
+/* One image (784 pixels) on the calling thread: its digit 0..9, or an
+ * L5_ERR_* code (negative).  l5_predict_prepared's answer for n = 1, with
+ * nothing for the caller to allocate (the common case of one picture). */
+int l5_predict_one(const void *prepared, int64_t prepared_bytes, const uint8_t *image);
 
 /*
  * Workspaces (docs/SPEC.md §9.8): the fast kernels' working memory, owned by

@@ -467,19 +467,35 @@ def predict_one(prepared: Prepared, image: np.ndarray) -> int:
     predict_prepared's answer in fewer steps, for the common case of one
     picture (docs/SPEC.md §9.8).  Anything else is refused: give it to
     predict_prepared, which takes every form."""
-    if not (type(image) is np.ndarray and image.dtype == np.uint8 and image.shape == _ONE_IMAGE
-            and image.flags.c_contiguous):
+    if not is_one_image(image):
         _refuse(ValueError, "image", "must be one C-contiguous uint8 array of shape (28, 28)")
     if type(prepared) is not Prepared:
         check_prepared(prepared)
-    _variant_ready()
-    pred = ffi.new("int32_t *")
-    _call(lib.l5_predict_prepared(prepared.pointer, PREPARED_BYTES, ffi.from_buffer("uint8_t[]", image), 1,
-                                  pred, 1))
-    return int(pred[0])
+    return _digit_of_one(prepared.pointer, image)
+
+
+def is_one_image(image: Any) -> bool:
+    """True for exactly one C-contiguous uint8 numpy array of shape (28, 28),
+    the input predict_one takes (the cheapest checks first)."""
+    return (type(image) is np.ndarray and image.shape == _ONE_IMAGE and image.dtype == _UINT8
+            and image.flags.c_contiguous)
+
+
+def _digit_of_one(pointer: Any, image: np.ndarray) -> int:
+    """One call for an image is_one_image() accepted and a Prepared's pointer:
+    its digit.  The C call checks the buffer again and answers with the digit
+    itself, so nothing is allocated here."""
+    if _ISA_ENVIRONMENT_PROBLEM is not None:
+        raise IsaEnvironmentError(_ISA_ENVIRONMENT_PROBLEM)
+    digit = _predict_one(pointer, PREPARED_BYTES, _from_buffer("uint8_t[]", image))
+    if digit < 0:
+        _call(digit)
+    return digit
 
 
 _ONE_IMAGE = (28, 28)
+_UINT8 = np.dtype(np.uint8)
+_predict_one, _from_buffer = lib.l5_predict_one, ffi.from_buffer  # looked up once: the call is short
 
 
 def profile_stages() -> Tuple[Tuple[str, int], ...]:

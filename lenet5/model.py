@@ -24,6 +24,8 @@ import numpy as np
 
 from . import core, engines
 from .checkpoint import Checkpoint, save_checkpoint
+from .core import _digit_of_one
+from .core import is_one_image as _is_one_image
 from .files import PathLike, save_or_rescue
 from .loop import (
     BatchReport,
@@ -261,9 +263,8 @@ class LeNet5:
     def predict(self, images: ImagesLike, threads: Optional[int] = None) -> Union[int, np.ndarray]:
         """Predicted digits: an int array of N labels (one int for one (28, 28) image;
         docs/SPEC.md §5.5)."""
-        if (type(images) is np.ndarray and images.shape == (28, 28) and images.dtype == np.uint8
-                and images.flags.c_contiguous):  # one picture: the short path (docs/SPEC.md §9.8)
-            return core.predict_one(self._prepared, images)
+        if _is_one_image(images):  # one picture: checked, then one call (docs/SPEC.md §9.8)
+            return _digit_of_one(self._prepared.pointer, images)
         single = isinstance(images, np.ndarray) and images.shape == (28, 28)
         pred = self._predict(_as_images(images), threads)
         return int(pred[0]) if single else pred
