@@ -8,6 +8,7 @@ epoch (the loop times the warp as part of each batch's engine time).  The
 two are run in turns, R times each, and the medians compared, so that noise
 from other work on the machine falls on both alike.
 """
+
 import argparse
 import dataclasses
 import statistics
@@ -36,8 +37,15 @@ def main():
     for _ in range(args.repeats):
         for augment in (False, True):
             config = dataclasses.replace(preset, augment=augment)
-            history = train(engine, init_params(0), images, labels, config,
-                            velocity=np.zeros(core.N_PARAMS), max_batches=args.batches)
+            history = train(
+                engine,
+                init_params(0),
+                images,
+                labels,
+                config,
+                velocity=np.zeros(core.N_PARAMS),
+                max_batches=args.batches,
+            )
             seconds[augment].append(history.train_seconds)
     plain, warped = statistics.median(seconds[False]), statistics.median(seconds[True])
     per_epoch = len(images) // preset.batch_size
@@ -47,9 +55,18 @@ def main():
     print(f"| with --augment    | {warped:.3f} s | one epoch {warped * per_epoch / args.batches:.1f} s (est.) |")
     print(f"augmentation costs {100 * (warped / plain - 1):+.1f} % per epoch")
     if args.json:
-        write_json(args.json, {"batches": args.batches, "batch_size": preset.batch_size, "repeats": args.repeats,
-                               "seconds_without": plain, "seconds_with": warped, "cost": warped / plain - 1},
-                   threads=args.threads or core.default_threads())
+        write_json(
+            args.json,
+            {
+                "batches": args.batches,
+                "batch_size": preset.batch_size,
+                "repeats": args.repeats,
+                "seconds_without": plain,
+                "seconds_with": warped,
+                "cost": warped / plain - 1,
+            },
+            threads=args.threads or core.default_threads(),
+        )
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ The same run then sets where people wait beside a peer measured in it
 2,000 calls after a warm-up) beside onnxruntime's float32 graph of the
 outputs on a normalised input, in turns.
 """
+
 import argparse
 import os
 import platform
@@ -64,9 +65,18 @@ def machine():
         blas += " " + str(config["Build Dependencies"]["blas"].get("version", ""))
     except Exception:
         pass
-    return {"cpu": cpu_model(), "cpu_id": cpu_id(), "cores": os.cpu_count(), "python": platform.python_version(),
-            "numpy": np.__version__, "numpy_blas": blas.strip(), "openmp": core.have_openmp(),
-            "isa": core.isa(), "isa_lanes": core.isa_lanes(), "runnable_isas": list(core.runnable_isas())}
+    return {
+        "cpu": cpu_model(),
+        "cpu_id": cpu_id(),
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "numpy_blas": blas.strip(),
+        "openmp": core.have_openmp(),
+        "isa": core.isa(),
+        "isa_lanes": core.isa_lanes(),
+        "runnable_isas": list(core.runnable_isas()),
+    }
 
 
 CONFIG = TrainConfig(loss=LOSS, sign=SIGN, lr=LR, batch_size=BATCH)
@@ -124,12 +134,14 @@ def trainer_peak_memory_mb():
     The trainer's own process reports VmHWM, the high-water mark of its memory
     image.  (getrusage would not do: a child's ru_maxrss starts from the parent's
     resident size at fork, exec or not, and this process holds gigabytes.)"""
-    probe = ("import runpy, sys\n"
-             "sys.argv = ['lenet5.train', '--quiet']\n"
-             "try:\n    runpy.run_module('lenet5.train', run_name='__main__')\n"
-             "except SystemExit as e:\n    assert not e.code, e.code\n"
-             "for line in open('/proc/self/status'):\n"
-             "    if line.startswith('VmHWM:'):\n        print(int(line.split()[1]))\n")
+    probe = (
+        "import runpy, sys\n"
+        "sys.argv = ['lenet5.train', '--quiet']\n"
+        "try:\n    runpy.run_module('lenet5.train', run_name='__main__')\n"
+        "except SystemExit as e:\n    assert not e.code, e.code\n"
+        "for line in open('/proc/self/status'):\n"
+        "    if line.startswith('VmHWM:'):\n        print(int(line.split()[1]))\n"
+    )
     if not os.path.exists("/proc/self/status"):
         return None  # not Linux: no VmHWM to read
     r = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True)
@@ -149,8 +161,17 @@ class EpochRun:
         """The next epoch's train_seconds."""
         before = self.history.train_seconds
         per_epoch = len(self.images) // self.config.batch_size
-        train(CEngine("fast"), self.params, self.images, self.labels, self.config, start=Position(self.epoch, 0),
-              history=self.history, velocity=self.velocity, max_batches=per_epoch)
+        train(
+            CEngine("fast"),
+            self.params,
+            self.images,
+            self.labels,
+            self.config,
+            start=Position(self.epoch, 0),
+            history=self.history,
+            velocity=self.velocity,
+            max_batches=per_epoch,
+        )
         self.epoch += 1
         return self.history.train_seconds - before
 
@@ -173,10 +194,12 @@ def one_image_latency(image, calls):
     float32 graph on the image normalised ahead (None without onnxruntime),
     in 5 turns after a warm-up of 300 calls each."""
     from lenet5 import LeNet5
+
     net = LeNet5.init(seed=0)
     ours = [lambda: net.predict(image)]
     try:
         from inference import OnnxPeer  # benchmarks/inference.py: the one place the peer's graph is built
+
         ours.append(OnnxPeer(np.array(net.params)).single_call(image))
     except ImportError:
         pass
@@ -198,6 +221,7 @@ def where_people_wait(train_x, train_y, test_x, quick):
     """The preset's epoch, a batch predict and one image, each beside its peer
     measured in this run; prints the table and returns its rows."""
     from lenet5 import LeNet5
+
     n_train = 6400 if quick else len(train_x)
     preset, plain = preset_beside_batch300(train_x[:n_train], train_y[:n_train])
     net = LeNet5.init(seed=0)
@@ -213,15 +237,30 @@ def where_people_wait(train_x, train_y, test_x, quick):
     one, onnx = one_image_latency(np.ascontiguousarray(test_x[0]), 500 if quick else 2000)
     peak = core.peak_macs(1, 0.05 if quick else 0.3)  # one core, right after: the float64 limit
     forward_macs = sum(macs for name, macs in core.profile_stages() if name in FORWARD)
-    rows = [{"what": f"epoch of --preset best ({n_train:,} images, batch 64, best of 2)", "seconds": preset,
-             "peer": "epoch of batch 300, xent (best of 2)", "peer_seconds": plain},
-            {"what": f"LeNet5.predict of {len(test_x):,} images (median)", "seconds": statistics.median(model_s),
-             "peer": "tile kernels, core.predict (median)", "peer_seconds": statistics.median(tile_s)},
-            {"what": "LeNet5.predict of one image (median)", "seconds": one * 1e-6,
-             "peer": "onnxruntime f32, outputs-only graph, normalised input",
-             "peer_seconds": None if onnx is None else onnx * 1e-6}]
-    print(f"\nWhere people wait, each beside its peer in this run (machine: {machine()['cpu']}, "
-          f"{os.cpu_count()} cores, {core.default_threads()} threads; fast kernels: {core.isa()})\n")
+    rows = [
+        {
+            "what": f"epoch of --preset best ({n_train:,} images, batch 64, best of 2)",
+            "seconds": preset,
+            "peer": "epoch of batch 300, xent (best of 2)",
+            "peer_seconds": plain,
+        },
+        {
+            "what": f"LeNet5.predict of {len(test_x):,} images (median)",
+            "seconds": statistics.median(model_s),
+            "peer": "tile kernels, core.predict (median)",
+            "peer_seconds": statistics.median(tile_s),
+        },
+        {
+            "what": "LeNet5.predict of one image (median)",
+            "seconds": one * 1e-6,
+            "peer": "onnxruntime f32, outputs-only graph, normalised input",
+            "peer_seconds": None if onnx is None else onnx * 1e-6,
+        },
+    ]
+    print(
+        f"\nWhere people wait, each beside its peer in this run (machine: {machine()['cpu']}, "
+        f"{os.cpu_count()} cores, {core.default_threads()} threads; fast kernels: {core.isa()})\n"
+    )
     for r in rows:
         r["ratio"] = None if r["peer_seconds"] is None else r["seconds"] / r["peer_seconds"]
     rows[2]["float64_limit_seconds"] = forward_macs / peak
@@ -256,13 +295,17 @@ def contended(quick):
             if busy:
                 busy.terminate()
                 busy.wait()
-    print(f"\nC fast kernels, {core.isa()}, batch {BATCH}; machine: {machine()['cpu']}, {os.cpu_count()} cores"
-          "\n(another process spinning on core 0 in the second column)\n")
+    print(
+        f"\nC fast kernels, {core.isa()}, batch {BATCH}; machine: {machine()['cpu']}, {os.cpu_count()} cores"
+        "\n(another process spinning on core 0 in the second column)\n"
+    )
     print("| threads | train images/s, idle | train images/s, core 0 busy |")
     print("|---:|---:|---:|")
     for threads in (1, default):
-        print(f"| {threads}{' (default)' if threads == default else ''} | {rates['idle', threads]:,.0f} | "
-              f"{rates['core 0 busy', threads]:,.0f} |")
+        print(
+            f"| {threads}{' (default)' if threads == default else ''} | {rates['idle', threads]:,.0f} | "
+            f"{rates['core 0 busy', threads]:,.0f} |"
+        )
     return 0
 
 
@@ -279,8 +322,9 @@ class ProfiledEngine(CEngine):
 
     def train_batch(self, params, images, labels, *, loss, sign, lr, **sgd):
         start = time.perf_counter()
-        seconds, value, correct = core.profile_train_batch(params, images, labels, loss=loss, sign=sign, lr=lr,
-                                                           threads=self.threads, **sgd)
+        seconds, value, correct = core.profile_train_batch(
+            params, images, labels, loss=loss, sign=sign, lr=lr, threads=self.threads, **sgd
+        )
         self.walls.append(time.perf_counter() - start)
         self.per_batch.append(seconds / len(images))
         return value, correct
@@ -304,41 +348,49 @@ def preset_profile(quick, batch_size):
         train(engine, init_params(0), train_x, train_y, config, velocity=velocity, max_batches=2)  # warm-up
         engine.per_batch.clear()
         engine.walls.clear()
-        history = train(engine, init_params(0), train_x, train_y, config, velocity=np.zeros(core.N_PARAMS),
-                        max_batches=n_batches)
+        history = train(
+            engine, init_params(0), train_x, train_y, config, velocity=np.zeros(core.N_PARAMS), max_batches=n_batches
+        )
         images = n_batches * batch_size
         per_stage = np.median(engine.per_batch, axis=0)  # thread-seconds per image
         warp = time.perf_counter()
         for b in range(n_batches):
             rows = slice(b * batch_size, (b + 1) * batch_size)
-            core.augment(train_x[rows], np.arange(rows.start, rows.stop), seed=0, epoch=0, threads=team,
-                         **AUGMENT_RANGES)
+            core.augment(
+                train_x[rows], np.arange(rows.start, rows.stop), seed=0, epoch=0, threads=team, **AUGMENT_RANGES
+            )
         warp = (time.perf_counter() - warp) / images
         call = sum(engine.walls) / images
         inside = float(np.sum(engine.per_batch)) / n_batches / team  # the stages' wall share
         wall = {name: per_stage[k] / team for k, name in enumerate(stages)}
-        cells[team] = {"the kernels' 16 tile stages (load to store)":
-                       sum(wall[name] for name in FORWARD + BACKWARD),
-                       "batch sum": wall["batch sum"],
-                       "update (Nesterov momentum and decay, one pass)": wall["update"]}
+        cells[team] = {
+            "the kernels' 16 tile stages (load to store)": sum(wall[name] for name in FORWARD + BACKWARD),
+            "batch sum": wall["batch sum"],
+            "update (Nesterov momentum and decay, one pass)": wall["update"],
+        }
         cells[team]["warp (core.augment)"] = warp
         cells[team]["in the C call, outside the stages"] = max(call - inside, 0.0)
         cells[team]["the Python loop (train_seconds less the C calls and the warp)"] = max(
-            history.train_seconds / images - call - warp, 0.0)
+            history.train_seconds / images - call - warp, 0.0
+        )
         cells[team]["**train_seconds per image**"] = history.train_seconds / images
-    print(f"\nThe preset's batch ({batch_size} images: Nesterov momentum 0.9, decay 5e-4, warp), "
-          f"{n_batches} batches; machine: {machine()['cpu']}; fast kernels: {core.isa()}")
+    print(
+        f"\nThe preset's batch ({batch_size} images: Nesterov momentum 0.9, decay 5e-4, warp), "
+        f"{n_batches} batches; machine: {machine()['cpu']}; fast kernels: {core.isa()}"
+    )
     print("wall µs per image (a stage's thread-seconds over the team)\n")
-    found = {"batch_size": batch_size, "batches": n_batches, "threads": teams,
-             "rows": [{"stage": name, "us_per_image": [1e6 * cells[t][name] for t in teams]}
-                      for name in cells[teams[0]]]}
+    found = {
+        "batch_size": batch_size,
+        "batches": n_batches,
+        "threads": teams,
+        "rows": [{"stage": name, "us_per_image": [1e6 * cells[t][name] for t in teams]} for name in cells[teams[0]]],
+    }
     print(render_tables.bench_preset_profile({"preset_profile": found}))
     return found
 
 
 FORWARD = ("load", "conv1", "pool1", "conv2", "pool2", "conv3", "fc", "output error")
-BACKWARD = ("fc back", "conv3 back", "pool2 back", "conv2 back", "conv2 grad", "pool1 back",
-            "conv1 grad", "store")
+BACKWARD = ("fc back", "conv3 back", "pool2 back", "conv2 back", "conv2 grad", "pool1 back", "conv1 grad", "store")
 
 
 def profile(quick, use_torch):
@@ -355,10 +407,14 @@ def profile(quick, use_torch):
     stages = core.profile_stages()
     per_image = sum(macs for _, macs in stages)
     info = machine()
-    print(f"\nProfile of a training batch of {BATCH} ({LOSS}, lr {LR}); machine: {info['cpu']}, "
-          f"{info['cores']} cores; fast kernels: {core.isa()} ({core.isa_lanes()} images per tile)")
-    print(f"{per_image:,} multiply-adds per image; the peak is independent vector multiplies then adds "
-          "(no fused multiply-add, as the kernels)\n")
+    print(
+        f"\nProfile of a training batch of {BATCH} ({LOSS}, lr {LR}); machine: {info['cpu']}, "
+        f"{info['cores']} cores; fast kernels: {core.isa()} ({core.isa_lanes()} images per tile)"
+    )
+    print(
+        f"{per_image:,} multiply-adds per image; the peak is independent vector multiplies then adds "
+        "(no fused multiply-add, as the kernels)\n"
+    )
     seconds, peak, share, rate, best, torch_rate = {}, {}, {}, {}, {}, {}
     peak_seconds = 0.02 if quick else 0.1  # the short peak run after each round
     for team in teams:
@@ -370,8 +426,14 @@ def profile(quick, use_torch):
             except ImportError:
                 use_torch = False
         peaks: list = []
-        rates = paired_rates([profiled, *peers], train_x, train_y, batches, repeats,
-                             after_round=lambda into=peaks, t=team: into.append(core.peak_macs(t, peak_seconds)))
+        rates = paired_rates(
+            [profiled, *peers],
+            train_x,
+            train_y,
+            batches,
+            repeats,
+            after_round=lambda into=peaks, t=team: into.append(core.peak_macs(t, peak_seconds)),
+        )
         seconds[team] = np.median(profiled.per_batch, axis=0)  # thread-seconds per image, by stage
         rate[team], best[team] = statistics.median(rates[1]), max(rates[1])
         if use_torch:
@@ -392,29 +454,42 @@ def profile(quick, use_torch):
     names = [name for name, _ in stages]
     for k, (name, macs) in enumerate(stages):
         row(name, macs, [k])
-    for label, group in (("**forward**", FORWARD), ("**backward**", BACKWARD),
-                         ("**batch sum and update**", ("batch sum", "update"))):
+    for label, group in (
+        ("**forward**", FORWARD),
+        ("**backward**", BACKWARD),
+        ("**batch sum and update**", ("batch sum", "update")),
+    ):
         picks = [names.index(name) for name in group]
         row(label, sum(stages[k][1] for k in picks), picks)
     thread_rows = []
     for t in teams:
         achieved, top = rate[t] * per_image, best[t] * per_image
-        thread_rows.append({"threads": t, "images_per_s": [rate[t], best[t]], "gmacs": [achieved / 1e9, top / 1e9],
-                            "peak_gmacs": [peak[t][0] / 1e9, peak[t][1] / 1e9],
-                            "share_of_peak": [statistics.median(share[t]), top / peak[t][1]],
-                            "ratio_to_torch_f32": torch_rate[t] / rate[t] if t in torch_rate else None,
-                            "torch_f32_images_per_s": torch_rate.get(t)})
+        thread_rows.append(
+            {
+                "threads": t,
+                "images_per_s": [rate[t], best[t]],
+                "gmacs": [achieved / 1e9, top / 1e9],
+                "peak_gmacs": [peak[t][0] / 1e9, peak[t][1] / 1e9],
+                "share_of_peak": [statistics.median(share[t]), top / peak[t][1]],
+                "ratio_to_torch_f32": torch_rate[t] / rate[t] if t in torch_rate else None,
+                "torch_f32_images_per_s": torch_rate.get(t),
+            }
+        )
     found = {"batch_size": BATCH, "threads": teams, "stages": stage_rows, "rates": thread_rows}
     print("(µs of thread time per image; GMAC/s a thread)")
     print(render_tables.bench_profile_stages({"profile": found}))
-    print("\n(median over the rounds / the best round; the peak is a short run after each round; the "
-          "share is the median of each round's rate over that round's peak / the best rate over the best peak)")
+    print(
+        "\n(median over the rounds / the best round; the peak is a short run after each round; the "
+        "share is the median of each round's rate over that round's peak / the best rate over the best peak)"
+    )
     print(render_tables.bench_profile_rates({"profile": found}))
     if len(teams) > 1:
         many = teams[-1]
-        print(f"\n{many} threads train {rate[many] / rate[1]:.2f} times as fast as 1 (medians); the peak "
-              f"loop runs {peak[many][0] / peak[1][0]:.2f} times as fast on {many} threads as on 1: "
-              "the machine's own scaling in this run")
+        print(
+            f"\n{many} threads train {rate[many] / rate[1]:.2f} times as fast as 1 (medians); the peak "
+            f"loop runs {peak[many][0] / peak[1][0]:.2f} times as fast on {many} threads as on 1: "
+            "the machine's own scaling in this run"
+        )
     return found
 
 
@@ -423,16 +498,30 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true", help="a few batches only: checks the output format")
     p.add_argument("--json", metavar="PATH", help="write the numbers and the machine as JSON")
     p.add_argument("--no-torch", action="store_true", help="leave PyTorch out even if installed")
-    p.add_argument("--inference", action="store_true",
-                   help="the inference benchmark instead (benchmarks/inference.py; --quick and --json apply)")
-    p.add_argument("--isa", choices=core.ISAS,
-                   help="run the fast kernels' variant ISA (default: the widest this CPU runs)")
-    p.add_argument("--contended", action="store_true",
-                   help="only the fast kernels, 1 thread and the default, idle and with core 0 kept busy")
-    p.add_argument("--profile", action="store_true",
-                   help="time and multiply-add rate per layer at 1 thread and the default, the machine's peak")
-    p.add_argument("--batch-size", type=int, metavar="N",
-                   help="with --profile: also profile the preset's batch of N images (momentum, decay, warp)")
+    p.add_argument(
+        "--inference",
+        action="store_true",
+        help="the inference benchmark instead (benchmarks/inference.py; --quick and --json apply)",
+    )
+    p.add_argument(
+        "--isa", choices=core.ISAS, help="run the fast kernels' variant ISA (default: the widest this CPU runs)"
+    )
+    p.add_argument(
+        "--contended",
+        action="store_true",
+        help="only the fast kernels, 1 thread and the default, idle and with core 0 kept busy",
+    )
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="time and multiply-add rate per layer at 1 thread and the default, the machine's peak",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        metavar="N",
+        help="with --profile: also profile the preset's batch of N images (momentum, decay, warp)",
+    )
     args = p.parse_args(argv)
     use_variant(p, args.isa)
     if args.contended:
@@ -449,6 +538,7 @@ def main(argv=None):
     if args.inference:
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
         import inference
+
         return inference.main((["--quick"] if args.quick else []) + (["--json", args.json] if args.json else []))
 
     train_x, train_y = load_split("train", progress=False)
@@ -458,15 +548,19 @@ def main(argv=None):
     batches, repeats = (2, 1) if quick else (20, 5)
     infer_images = test_x[:600] if quick else test_x
 
-    rows = [("C fast", CEngine("fast", 1), 1, True),
-            ("C fast", CEngine("fast", all_threads), all_threads, True),
-            ("C reference kernels", CEngine("reference", 1), 1, False),
-            ("NumPy", get("numpy"), all_threads, False)]
+    rows = [
+        ("C fast", CEngine("fast", 1), 1, True),
+        ("C fast", CEngine("fast", all_threads), all_threads, True),
+        ("C reference kernels", CEngine("reference", 1), 1, False),
+        ("NumPy", get("numpy"), all_threads, False),
+    ]
     if not args.no_torch:
         try:
             import torch  # noqa: F401
-            rows += [(f"PyTorch {dt}", TorchEngine(dt, all_threads), all_threads, False)
-                     for dt in ("float64", "float32")]
+
+            rows += [
+                (f"PyTorch {dt}", TorchEngine(dt, all_threads), all_threads, False) for dt in ("float64", "float32")
+            ]
             if all_threads > 1:  # the C core's 1-thread row needs its peer
                 rows.append(("PyTorch float32", TorchEngine("float32", 1), 1, False))
         except ImportError:
@@ -485,26 +579,39 @@ def main(argv=None):
         slow = name.startswith(("C reference", "NumPy"))
         n_batches = max(1, batches // 4) if slow else batches
         n_repeats = max(1, repeats - 2) if slow else repeats
-        rate = paired[id(engine)] if id(engine) in paired else time_training(engine, train_x, train_y,
-                                                                              n_batches, n_repeats)
+        rate = (
+            paired[id(engine)]
+            if id(engine) in paired
+            else time_training(engine, train_x, train_y, n_batches, n_repeats)
+        )
         if full_epoch and not quick:
             epoch = time_epoch(engine, train_x, train_y)
             measured = True
         else:
             epoch, measured = len(train_x) // BATCH * BATCH / rate, False
         infer = time_inference(engine, infer_images, 1 if slow or quick else 3)
-        results.append({"engine": name, "threads": threads, "train_images_per_s": rate,
-                        "isa": core.isa() if name == "C fast" else None,
-                        "epoch_seconds": epoch, "epoch_measured": measured,
-                        "test_images": len(infer_images), "inference_seconds": infer,
-                        "inference_images_per_s": len(infer_images) / infer})
+        results.append(
+            {
+                "engine": name,
+                "threads": threads,
+                "train_images_per_s": rate,
+                "isa": core.isa() if name == "C fast" else None,
+                "epoch_seconds": epoch,
+                "epoch_measured": measured,
+                "test_images": len(infer_images),
+                "inference_seconds": infer,
+                "inference_images_per_s": len(infer_images) / infer,
+            }
+        )
         print(f"  measured {name} ({threads} thread{'s' * (threads > 1)})", file=sys.stderr)
 
     base = results[1]
     torch_f32 = {r["threads"]: r for r in results if r["engine"] == "PyTorch float32"}
-    print(f"\nLeNet-5 on MNIST, batch {BATCH}, {LOSS} (sign {SIGN:+d}, lr {LR});"
-          f" machine: {machine()['cpu']}, {os.cpu_count()} cores;"
-          f" fast kernels: {core.isa()} ({core.isa_lanes()} images per tile)\n")
+    print(
+        f"\nLeNet-5 on MNIST, batch {BATCH}, {LOSS} (sign {SIGN:+d}, lr {LR});"
+        f" machine: {machine()['cpu']}, {os.cpu_count()} cores;"
+        f" fast kernels: {core.isa()} ({core.isa_lanes()} images per tile)\n"
+    )
     for r in results:
         peer = torch_f32.get(r["threads"])
         r["ratio_to_torch_f32"] = peer["train_images_per_s"] / r["train_images_per_s"] if peer else None
@@ -516,8 +623,18 @@ def main(argv=None):
     if peak is not None:
         print(f"\npeak memory of `python -m lenet5.train` (defaults): {peak:.0f} MB")
     if args.json:
-        write_json(args.json, {"machine": machine(), "batch_size": BATCH, "loss": LOSS, "quick": quick,
-                               "rows": results, "waits": waits, "trainer_peak_memory_mb": peak})
+        write_json(
+            args.json,
+            {
+                "machine": machine(),
+                "batch_size": BATCH,
+                "loss": LOSS,
+                "quick": quick,
+                "rows": results,
+                "waits": waits,
+                "trainer_peak_memory_mb": peak,
+            },
+        )
     return 0
 
 

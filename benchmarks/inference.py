@@ -25,6 +25,7 @@ and, for one image, its best case, the outputs-only graph on pixels
 normalised beforehand (only ``session.run`` is timed).  Peers that are not
 installed are left out.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -63,6 +64,7 @@ class TorchPeer:
 
     def __init__(self, net: LeNet5, threads: int) -> None:
         import torch
+
         self.torch = torch
         torch.set_num_threads(threads)
         self.net = net.to_torch().float().eval()
@@ -82,6 +84,7 @@ class OnnxPeer:
         import onnxruntime as ort
 
         from lenet5.onnx_export import build_model, require_onnx
+
         require_onnx()  # ImportError without the onnx package: the peer is left out
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1
@@ -119,19 +122,22 @@ def run(quick: bool = False) -> Dict[str, Any]:
     # (engine, threads, one image, all images); a latency of None: not measured
     # (one image never wakes a thread team, so only 1-thread rows have one).
     engines: List[Tuple[str, int, Optional[Callable[[], Any]], Callable[[], np.ndarray]]] = [
-        ("lenet5 float64", 1, lambda: net.predict(one, threads=1), lambda: net.predict(images, threads=1))]
+        ("lenet5 float64", 1, lambda: net.predict(one, threads=1), lambda: net.predict(images, threads=1))
+    ]
     if all_threads > 1:
         engines.append(("lenet5 float64", all_threads, None, lambda: net.predict(images, threads=all_threads)))
     try:
         torch = TorchPeer(net, 1)
         engines.append(("PyTorch float32", 1, lambda: torch.predict(one), lambda: torch.predict(images)))
         if all_threads > 1:
+
             def torch_all() -> np.ndarray:  # the thread count is global to PyTorch: set it per call
                 torch.torch.set_num_threads(all_threads)
                 try:
                     return torch.predict(images)
                 finally:
                     torch.torch.set_num_threads(1)
+
             engines.append(("PyTorch float32", all_threads, None, torch_all))
     except ImportError:
         pass
@@ -155,23 +161,35 @@ def run(quick: bool = False) -> Dict[str, Any]:
             batch[k] += call_times(all_call, max(1, repeats // ROUNDS))
     rows: List[Dict[str, Any]] = []
     for k, (engine, threads, one_call, all_call) in enumerate(engines):
-        rows.append({"engine": engine, "threads": threads,
-                     "latency_us": statistics.median(single[k]) * 1e6 if one_call is not None else None,
-                     "batch_seconds": statistics.median(batch[k]),
-                     "agreement": float(np.mean(all_call() == expect))})
+        rows.append(
+            {
+                "engine": engine,
+                "threads": threads,
+                "latency_us": statistics.median(single[k]) * 1e6 if one_call is not None else None,
+                "batch_seconds": statistics.median(batch[k]),
+                "agreement": float(np.mean(all_call() == expect)),
+            }
+        )
         print(f"  measured {engine} ({threads} thread{'s' * (threads > 1)})", file=sys.stderr)
-    return {"machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "numpy": np.__version__},
-            "single_image_rounds": ROUNDS, "quick": quick, "images": len(images), "single_image_calls": calls,
-            "rows": rows}
+    return {
+        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "numpy": np.__version__},
+        "single_image_rounds": ROUNDS,
+        "quick": quick,
+        "images": len(images),
+        "single_image_calls": calls,
+        "rows": rows,
+    }
 
 
 def report(result: Dict[str, Any]) -> str:
     """The rows as a Markdown table (benchmarks/render_tables.py's, as in
     docs/benchmarks.md), with ratios to lenet5 on the same thread count."""
-    lines = [f"Inference of LeNet-5 on MNIST; machine: {result['machine']['cpu']}, "
-             f"{result['machine']['cores']} cores",
-             f"(single image: median of {result['single_image_calls']} calls; "
-             f"batch: {result['images']} test images in one call)", ""]
+    lines = [
+        f"Inference of LeNet-5 on MNIST; machine: {result['machine']['cpu']}, {result['machine']['cores']} cores",
+        f"(single image: median of {result['single_image_calls']} calls; "
+        f"batch: {result['images']} test images in one call)",
+        "",
+    ]
     return "\n".join(lines) + render_tables.inference(result)
 
 

@@ -11,6 +11,7 @@ saved as JPEG.  The figure shows the picture with each digit's box and
 number, the 28 x 28 input the network saw for each, and its answer and
 probability.  Needs Pillow and matplotlib.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,27 +31,32 @@ GAPS = (7, 9, 2)  # MNIST pixels of paper between the digits' inks
 def render(path: Path, net: LeNet5) -> str:
     """Write the picture; returns the number it shows."""
     from PIL import Image
+
     images, labels = load_split("test", download=False, progress=False)
     rng = np.random.default_rng(2024)
     used: List[int] = []
     for d in NUMBER:  # the first test image of d read right, not used already (the two 2s differ)
-        used.append(next(int(k) for k in np.flatnonzero(labels == d)
-                         if k not in used and int(net.predict(images[k])) == d))
+        used.append(
+            next(int(k) for k in np.flatnonzero(labels == d) if k not in used and int(net.predict(images[k])) == d)
+        )
     digits = [images[k] for k in used]
     crops = []
     for d in digits:
         cols = np.flatnonzero(d.max(axis=0) > 0)
-        crops.append(d[:, cols.min():cols.max() + 1].astype(np.float64))
+        crops.append(d[:, cols.min() : cols.max() + 1].astype(np.float64))
     margin = 14
     cover = np.zeros((28 + 2 * margin, sum(c.shape[1] for c in crops) + sum(GAPS) + 2 * margin))
     x = margin
     for i, c in enumerate(crops):
         y = margin + (-2, 1, -1, 2)[i]
-        np.maximum(cover[y:y + 28, x:x + c.shape[1]], c, out=cover[y:y + 28, x:x + c.shape[1]])
+        np.maximum(cover[y : y + 28, x : x + c.shape[1]], c, out=cover[y : y + 28, x : x + c.shape[1]])
         x += c.shape[1] + (GAPS[i] if i < len(GAPS) else 0)
     scale = 8
-    big = Image.fromarray(np.round(cover).astype(np.uint8)).resize(
-        (cover.shape[1] * scale, cover.shape[0] * scale), Image.BICUBIC).rotate(2.0, resample=Image.BICUBIC)
+    big = (
+        Image.fromarray(np.round(cover).astype(np.uint8))
+        .resize((cover.shape[1] * scale, cover.shape[0] * scale), Image.BICUBIC)
+        .rotate(2.0, resample=Image.BICUBIC)
+    )
     ink = np.asarray(big, dtype=np.float64) / 255.0
     h, w = ink.shape
     light = 1.0 - 0.33 * np.linspace(0.0, 1.0, w)[None, :] ** 1.5 - 0.05 * np.linspace(0.0, 1.0, h)[:, None]
@@ -64,10 +70,12 @@ def render(path: Path, net: LeNet5) -> str:
 def draw(picture: Path, out: Path, net: LeNet5) -> str:
     """Draw read_number's answer for the picture into out; returns the number read."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
     from PIL import Image
+
     reading = read_number(picture, net)
     n = len(reading.digits)
     fig = plt.figure(figsize=(8, 4.6))

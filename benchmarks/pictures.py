@@ -17,6 +17,7 @@
 ``git show <commit>:lenet5/images.py > old_images.py``): it is timed and
 scored on the same pictures in the same run, as the peer.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,6 +55,7 @@ def load_before(path: str) -> ModuleType:
 # ----------------------------------------------------------------------------
 # Renderers (not the tests': these warp, blur and light differently).
 
+
 def warped(digit: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
     """The digit's ink in 0..1 at size x size, sheared, turned and blurred a little."""
     big = np.asarray(Image.fromarray(digit).resize((size, size), Image.LANCZOS), np.float64) / 255
@@ -68,7 +70,7 @@ def placed(ink: np.ndarray, rng: np.random.Generator, wide: float = 1.6, tall: f
     h, w = ink.shape
     sheet = np.zeros((int(h * rng.uniform(1.15, tall)), int(w * rng.uniform(1.15, wide))))
     y, x = rng.integers(0, sheet.shape[0] - h + 1), rng.integers(0, sheet.shape[1] - w + 1)
-    sheet[y:y + h, x:x + w] = ink
+    sheet[y : y + h, x : x + w] = ink
     return sheet
 
 
@@ -76,7 +78,7 @@ def paper_texture(shape: tuple, rng: np.random.Generator, amount: float) -> np.n
     """Smooth blotches of the paper's shade, +-amount."""
     small = rng.normal(0, 1, (max(2, shape[0] // 40), max(2, shape[1] // 40)))
     zoom = (shape[0] / small.shape[0], shape[1] / small.shape[1])
-    t = ndimage.zoom(small, zoom, order=3)[:shape[0], :shape[1]]
+    t = ndimage.zoom(small, zoom, order=3)[: shape[0], : shape[1]]
     return amount * t / max(1e-9, np.abs(t).max())
 
 
@@ -99,13 +101,14 @@ def ridge_pen(digit: np.ndarray, rng: np.random.Generator, folder: Path, name: s
     canvas_side = int(rng.integers(150, 400))
     size = int(canvas_side * rng.uniform(0.5, 0.8))
     c = ndimage.gaussian_filter(warped(digit, size, rng), size / 60)
-    ridge = (c > 0.3) & (((c >= np.roll(c, 1, 0)) & (c >= np.roll(c, -1, 0)))
-                         | ((c >= np.roll(c, 1, 1)) & (c >= np.roll(c, -1, 1))))
+    ridge = (c > 0.3) & (
+        ((c >= np.roll(c, 1, 0)) & (c >= np.roll(c, -1, 0))) | ((c >= np.roll(c, 1, 1)) & (c >= np.roll(c, -1, 1)))
+    )
     if rng.random() < 0.5:
         ridge = ndimage.binary_dilation(ridge, np.ones((1, 2), bool))
     line = np.zeros((canvas_side, canvas_side))
     y, x = rng.integers(0, canvas_side - size + 1, 2)
-    line[y:y + size, x:x + size] = ridge
+    line[y : y + size, x : x + size] = ridge
     paper, pen = rng.uniform(215, 255), rng.uniform(0, 80)
     return to_file(paper + (pen - paper) * line + rng.normal(0, 2, line.shape), folder / f"{name}.png")
 
@@ -146,8 +149,15 @@ def colour_pair(digit: np.ndarray, rng: np.random.Generator, folder: Path, name:
 
 
 #: how to store a picture so that the EXIF orientation shows it upright
-STORE = {2: Image.FLIP_LEFT_RIGHT, 3: Image.ROTATE_180, 4: Image.FLIP_TOP_BOTTOM, 5: Image.TRANSPOSE,
-         6: Image.ROTATE_90, 7: Image.TRANSVERSE, 8: Image.ROTATE_270}
+STORE = {
+    2: Image.FLIP_LEFT_RIGHT,
+    3: Image.ROTATE_180,
+    4: Image.FLIP_TOP_BOTTOM,
+    5: Image.TRANSPOSE,
+    6: Image.ROTATE_90,
+    7: Image.TRANSVERSE,
+    8: Image.ROTATE_270,
+}
 
 
 def rotated_phone(digit: np.ndarray, rng: np.random.Generator, folder: Path, name: str) -> Path:
@@ -189,11 +199,18 @@ def mnist_blocky(digit: np.ndarray, rng: np.random.Generator, folder: Path, name
 
 
 KINDS: Dict[str, Maker] = {
-    "plain photo": photo, "thin pen": ridge_pen, "uneven light": vignette_and_shadow, "coloured ink": colour_pair,
-    "EXIF orientation": rotated_phone, "transparent": cut_out, "blocky scan (MNIST)": mnist_blocky}
+    "plain photo": photo,
+    "thin pen": ridge_pen,
+    "uneven light": vignette_and_shadow,
+    "coloured ink": colour_pair,
+    "EXIF orientation": rotated_phone,
+    "transparent": cut_out,
+    "blocky scan (MNIST)": mnist_blocky,
+}
 
 
 # ----------------------------------------------------------------------------
+
 
 def phone_jpeg(path: Path, digit: np.ndarray) -> None:
     """A 4000 x 3000 photo of a digit on grainy paper, lit 10 % less on one side
@@ -232,8 +249,9 @@ def score(module: ModuleType, paths: List[Path], labels: List[int], net: LeNet5)
     return right
 
 
-def tests_kinds(readers: Dict[str, ModuleType], net: LeNet5, images: np.ndarray, labels: np.ndarray,
-                per_kind: int, folder: Path) -> Dict[str, Dict[str, int]]:
+def tests_kinds(
+    readers: Dict[str, ModuleType], net: LeNet5, images: np.ndarray, labels: np.ndarray, per_kind: int, folder: Path
+) -> Dict[str, Dict[str, int]]:
     """How many of per_kind pictures of each kind the tests make
     (tests/picture_kinds.py, seed 99) each reader reads right, under
     pictures.py's names for the kinds."""
@@ -248,8 +266,9 @@ def tests_kinds(readers: Dict[str, ModuleType], net: LeNet5, images: np.ndarray,
         pick = rng.choice(len(images), per_kind, replace=False)
         paths = [make(images[k], rng, folder, f"tests-{kind.split()[0]}{i}") for i, k in enumerate(pick)]
         name = "blocky scan (MNIST)" if kind == "blocky scan" else kind
-        table[name] = {reader: score(module, paths, [int(labels[k]) for k in pick], net)
-                       for reader, module in readers.items()}
+        table[name] = {
+            reader: score(module, paths, [int(labels[k]) for k in pick], net) for reader, module in readers.items()
+        }
         for path in paths:
             path.unlink()
         print(f"  tests' {kind}: " + ", ".join(f"{r} {c}/{per_kind}" for r, c in table[name].items()))
@@ -262,8 +281,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--seed", type=int, default=2026)
     p.add_argument("--before", metavar="PATH", help="an older lenet5/images.py to compare with")
     p.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
-    p.add_argument("--tests-kinds", action="store_true",
-                   help="also score tests/picture_kinds.py's pictures (seed 99): docs/pictures.md's tests columns")
+    p.add_argument(
+        "--tests-kinds",
+        action="store_true",
+        help="also score tests/picture_kinds.py's pictures (seed 99): docs/pictures.md's tests columns",
+    )
     args = p.parse_args(argv)
     readers = {"after": current}
     if args.before:
@@ -285,17 +307,22 @@ def main(argv: Optional[List[str]] = None) -> int:
         sets = {kind: (make, images, labels) for kind, make in KINDS.items()}
         try:
             from sklearn.datasets import load_digits
+
             uci = load_digits()
             sets["blocky scan (UCI 8 x 8)"] = (
-                lambda levels, r, d, n: blocks(levels, r, d, n), uci.images / 16.0, uci.target)
+                lambda levels, r, d, n: blocks(levels, r, d, n),
+                uci.images / 16.0,
+                uci.target,
+            )
         except ImportError:
             print("scikit-learn is not installed: the UCI blocky scans are left out")
         table: Dict[str, Dict[str, int]] = {}
         for kind, (make, pool, truth) in sets.items():
             pick = rng.choice(len(pool), args.per_kind, replace=False)
             paths = [make(pool[k], rng, folder, f"{kind.split()[0]}{i}") for i, k in enumerate(pick)]
-            table[kind] = {name: score(module, paths, [int(truth[k]) for k in pick], net)
-                           for name, module in readers.items()}
+            table[kind] = {
+                name: score(module, paths, [int(truth[k]) for k in pick], net) for name, module in readers.items()
+            }
             for path in paths:
                 path.unlink()
         result["right"] = table

@@ -22,6 +22,7 @@ distance, at least 0) and the median time per picture (lenet5: in-process,
 file read included; Tesseract: one process per picture, as people run it).
 Tesseract is optional and never a dependency of lenet5.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,14 +54,14 @@ def compose(digits: List[np.ndarray], gaps: List[int], rng: np.random.Generator)
     crops = []
     for d in digits:
         cols = np.flatnonzero(d.max(axis=0) > 0)
-        crops.append(d[:, cols.min():cols.max() + 1].astype(np.float64))
+        crops.append(d[:, cols.min() : cols.max() + 1].astype(np.float64))
     margin = 8
     width = sum(c.shape[1] for c in crops) + sum(gaps) + 2 * margin
     canvas = np.zeros((28 + 2 * margin, width))
     x = margin
     for i, c in enumerate(crops):
         y = margin + int(rng.integers(-2, 3))
-        region = canvas[y:y + 28, x:x + c.shape[1]]
+        region = canvas[y : y + 28, x : x + c.shape[1]]
         np.maximum(region, c, out=region)
         x += c.shape[1] + (gaps[i] if i < len(gaps) else 0)
     return canvas
@@ -69,12 +70,14 @@ def compose(digits: List[np.ndarray], gaps: List[int], rng: np.random.Generator)
 def make_picture(kind: str, digits: List[np.ndarray], path: Path, rng: np.random.Generator) -> None:
     """One picture of the digits, of the given kind, written to path."""
     from PIL import Image
+
     lo, hi = GAPS[kind]
     gaps = [int(rng.integers(lo, hi + 1)) for _ in digits[1:]]
     cover = compose(digits, gaps, rng)
     scale = int(rng.integers(2, 6))
     big = Image.fromarray(np.round(cover).astype(np.uint8)).resize(
-        (cover.shape[1] * scale, cover.shape[0] * scale), Image.BICUBIC)
+        (cover.shape[1] * scale, cover.shape[0] * scale), Image.BICUBIC
+    )
     if kind == "photo":
         big = big.rotate(float(rng.uniform(-3, 3)), resample=Image.BICUBIC, expand=True)
     ink = np.asarray(big, dtype=np.float64) / 255.0
@@ -84,7 +87,7 @@ def make_picture(kind: str, digits: List[np.ndarray], path: Path, rng: np.random
     if kind == "photo":
         angle = rng.uniform(0, 2 * np.pi)
         yy, xx = np.mgrid[0:h, 0:w]
-        along = (np.cos(angle) * (xx - w / 2) / w + np.sin(angle) * (yy - h / 2) / h)
+        along = np.cos(angle) * (xx - w / 2) / w + np.sin(angle) * (yy - h / 2) / h
         along = (along - along.min()) / max(along.max() - along.min(), 1e-9)
         light = 1.0 - rng.uniform(0.25, 0.45) * along
         x = (paper + (pen - paper) * ink) * light + rng.normal(0, rng.uniform(3, 8), ink.shape)
@@ -125,14 +128,19 @@ def lenet5_reader(net: LeNet5) -> Callable[[Path], str]:
             return read_number(path, net).number
         except ImageError:
             return ""
+
     return read
 
 
 def tesseract_reader(exe: str) -> Callable[[Path], str]:
     def read(path: Path) -> str:
-        out = subprocess.run([exe, str(path), "stdout", "--psm", "7", "-c", "tessedit_char_whitelist=0123456789"],
-                             capture_output=True, text=True)
+        out = subprocess.run(
+            [exe, str(path), "stdout", "--psm", "7", "-c", "tessedit_char_whitelist=0123456789"],
+            capture_output=True,
+            text=True,
+        )
         return "".join(ch for ch in out.stdout if ch.isdigit())
+
     return read
 
 
@@ -166,8 +174,10 @@ def print_table(results: Dict[str, Dict[str, Dict[str, Any]]]) -> None:
             if kind not in table:
                 continue
             r = table[kind]
-            print(f"{kind:<10} {reader:<10} {r['right']:>5}/{r['numbers']:<4} {100 * r['right'] / r['numbers']:5.1f}% "
-                  f"{100 * r['digits_right'] / r['digits']:15.1f}% {r['ms_per_picture']:11.1f}")
+            print(
+                f"{kind:<10} {reader:<10} {r['right']:>5}/{r['numbers']:<4} {100 * r['right'] / r['numbers']:5.1f}% "
+                f"{100 * r['digits_right'] / r['digits']:15.1f}% {r['ms_per_picture']:11.1f}"
+            )
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -197,8 +207,15 @@ def main(argv: Optional[List[str]] = None) -> int:
             for r in table.values():
                 r["numbers_right_pct"] = 100 * r["right"] / r["numbers"]
                 r["digits_right_pct"] = 100 * r["digits_right"] / r["digits"]
-        write_json(args.json, {"count": args.count, "seed": args.seed,
-                               "tesseract": tesseract_version(exe) if exe else None, "results": results})
+        write_json(
+            args.json,
+            {
+                "count": args.count,
+                "seed": args.seed,
+                "tesseract": tesseract_version(exe) if exe else None,
+                "results": results,
+            },
+        )
     return 0
 
 

@@ -25,6 +25,7 @@ falls on both alike.
 
 Latency is reported here, never asserted in a test.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,12 +54,14 @@ ROOT = Path(__file__).resolve().parent.parent
 BEFORE = "021f99b"  # the last commit of the http.server version
 #: Runs a serve.py taken from git as lenet5._serve_before, so its relative
 #: imports (cli, images, model) resolve to this checkout's package.
-LOADER = ("import importlib.util, sys\n"
-          "spec = importlib.util.spec_from_file_location('lenet5._serve_before', sys.argv[1])\n"
-          "module = importlib.util.module_from_spec(spec)\n"
-          "sys.modules[spec.name] = module\n"
-          "spec.loader.exec_module(module)\n"
-          "sys.exit(module.main(sys.argv[2:]))\n")
+LOADER = (
+    "import importlib.util, sys\n"
+    "spec = importlib.util.spec_from_file_location('lenet5._serve_before', sys.argv[1])\n"
+    "module = importlib.util.module_from_spec(spec)\n"
+    "sys.modules[spec.name] = module\n"
+    "spec.loader.exec_module(module)\n"
+    "sys.exit(module.main(sys.argv[2:]))\n"
+)
 
 
 class Server:
@@ -72,8 +75,9 @@ class Server:
             if memory_cap:
                 resource.setrlimit(resource.RLIMIT_AS, (memory_cap, memory_cap))
 
-        self.process = subprocess.Popen(command + ["--port", "0"], stderr=self.log, stdout=subprocess.DEVNULL,
-                                        preexec_fn=limit, cwd=ROOT)
+        self.process = subprocess.Popen(
+            command + ["--port", "0"], stderr=self.log, stdout=subprocess.DEVNULL, preexec_fn=limit, cwd=ROOT
+        )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             found = re.search(r"open http://127\.0\.0\.1:(\d+)/", Path(self.log.name).read_text())
@@ -117,8 +121,10 @@ def servers(before: str, memory_cap: Optional[int] = None) -> List[Server]:
     folder = Path(tempfile.mkdtemp(prefix="serve-before-"))
     (folder / "serve_before.py").write_text(old.stdout)
     (folder / "web").symlink_to(ROOT / "lenet5" / "web")  # the page it serves from beside itself
-    return [Server("before", [sys.executable, "-c", LOADER, str(folder / "serve_before.py")], memory_cap),
-            Server("now", [sys.executable, "-m", "lenet5.serve"], memory_cap)]
+    return [
+        Server("before", [sys.executable, "-c", LOADER, str(folder / "serve_before.py")], memory_cap),
+        Server("now", [sys.executable, "-m", "lenet5.serve"], memory_cap),
+    ]
 
 
 # ---------------------------------------------------------------------------
@@ -126,9 +132,10 @@ def servers(before: str, memory_cap: Optional[int] = None) -> List[Server]:
 
 
 def request_bytes(body: bytes, kind: str, close: bool) -> bytes:
-    return (f"POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {kind}\r\n"
-            f"Content-Length: {len(body)}\r\n{'Connection: close' + chr(13) + chr(10) if close else ''}\r\n"
-            ).encode() + body
+    return (
+        f"POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {kind}\r\n"
+        f"Content-Length: {len(body)}\r\n{'Connection: close' + chr(13) + chr(10) if close else ''}\r\n"
+    ).encode() + body
 
 
 async def exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, data: bytes) -> int:
@@ -180,9 +187,13 @@ async def load(port: int, data: List[bytes], clients: int, fresh: bool, seconds:
     await asyncio.gather(*(client(k) for k in range(clients)))
     elapsed = time.perf_counter() - start
     ms = sorted(1000 * t for t in latencies)
-    return {"requests": len(ms), "errors": errors, "per_second": len(ms) / elapsed,
-            "p50_ms": statistics.median(ms) if ms else None,
-            "p99_ms": ms[min(len(ms) - 1, int(0.99 * len(ms)))] if ms else None}
+    return {
+        "requests": len(ms),
+        "errors": errors,
+        "per_second": len(ms) / elapsed,
+        "p50_ms": statistics.median(ms) if ms else None,
+        "p99_ms": ms[min(len(ms) - 1, int(0.99 * len(ms)))] if ms else None,
+    }
 
 
 async def dribble_check(port: int, json_body: bytes, dribblers: int, requests: int) -> Dict[str, Any]:
@@ -197,7 +208,7 @@ async def dribble_check(port: int, json_body: bytes, dribblers: int, requests: i
                 return
             for _, writer in conns:
                 if not writer.is_closing():
-                    writer.write(header[i:i + 1])
+                    writer.write(header[i : i + 1])
             await asyncio.sleep(0.1)
 
     task = asyncio.ensure_future(dribble())
@@ -218,18 +229,28 @@ async def dribble_check(port: int, json_body: bytes, dribblers: int, requests: i
     await task
     for _, writer in conns:
         writer.close()
-    return {"dribblers": dribblers, "requests": requests, "errors": errors,
-            "p50_ms": 1000 * statistics.median(times), "max_ms": 1000 * max(times)}
+    return {
+        "dribblers": dribblers,
+        "requests": requests,
+        "errors": errors,
+        "p50_ms": 1000 * statistics.median(times),
+        "max_ms": 1000 * max(times),
+    }
 
 
 def strip_png(width: int = 16_666_666, height: int = 3) -> bytes:
     """A 1-bit PNG of 50 megapixels in a strip: about 6 KB on the wire."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     raw = zlib.compress((b"\x00" + b"\xff" * ((width + 7) // 8)) * height, 9)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0))
-            + chunk(b"IDAT", raw) + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0))
+        + chunk(b"IDAT", raw)
+        + chunk(b"IEND", b"")
+    )
 
 
 def bombs(server: Server, bomb: bytes, count: int = 3, timeout: float = 120) -> Dict[str, Any]:
@@ -248,8 +269,9 @@ def bombs(server: Server, bomb: bytes, count: int = 3, timeout: float = 120) -> 
     async def post(k: int) -> None:
         try:
             reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
-            statuses[k] = await asyncio.wait_for(exchange(reader, writer, request_bytes(bomb, "image/png", True)),
-                                                 timeout)
+            statuses[k] = await asyncio.wait_for(
+                exchange(reader, writer, request_bytes(bomb, "image/png", True)), timeout
+            )
             writer.close()
         except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError):
             statuses[k] = None
@@ -276,11 +298,14 @@ def bodies() -> Dict[str, Tuple[bytes, str]]:
     from PIL import Image
 
     from lenet5.data import load_split
+
     digit = load_split("test", download=False, progress=False)[0][0]
     buf = io.BytesIO()
     Image.fromarray((255 - digit).astype(np.uint8)).resize((280, 280), Image.BILINEAR).save(buf, "PNG")
-    return {"JSON": (json.dumps({"pixels": digit.tolist()}).encode(), "application/json"),
-            "PNG": (buf.getvalue(), "image/png")}
+    return {
+        "JSON": (json.dumps({"pixels": digit.tolist()}).encode(), "application/json"),
+        "PNG": (buf.getvalue(), "image/png"),
+    }
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -288,19 +313,35 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--quick", action="store_true", help="short cells, no bombs: checks that it runs")
     p.add_argument("--seconds", type=float, default=3.0, help="seconds per load cell (default 3)")
     p.add_argument("--before", default=BEFORE, help=f"the commit of the server to compare with (default {BEFORE})")
-    p.add_argument("--memory-cap", type=float, default=4.0, metavar="GB",
-                   help="address-space cap of each server for the bombs (default 4 GB)")
+    p.add_argument(
+        "--memory-cap",
+        type=float,
+        default=4.0,
+        metavar="GB",
+        help="address-space cap of each server for the bombs (default 4 GB)",
+    )
     p.add_argument("--no-bombs", action="store_true", help="leave out the decompression bombs")
     p.add_argument("--json", metavar="PATH", help="write the figures as JSON")
     args = p.parse_args(argv)
     seconds = 0.3 if args.quick else args.seconds
     cells = [(kind, clients, fresh) for kind in ("JSON", "PNG") for clients in (1, 8, 32) for fresh in (False, True)]
     payload = bodies()
-    report: Dict[str, Any] = {"cpu": cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(),
-                              "before": args.before, "seconds_per_cell": seconds, "quick": args.quick,
-                              "load": [], "dribble": {}, "mixed": {}, "bombs": {}}
-    print(f"CPU: {report['cpu']}, {report['cores']} cores; Python {report['python']}; "
-          f"before: commit {args.before} (http.server), now: this checkout (uvicorn); {seconds:g} s a cell")
+    report: Dict[str, Any] = {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "before": args.before,
+        "seconds_per_cell": seconds,
+        "quick": args.quick,
+        "load": [],
+        "dribble": {},
+        "mixed": {},
+        "bombs": {},
+    }
+    print(
+        f"CPU: {report['cpu']}, {report['cores']} cores; Python {report['python']}; "
+        f"before: commit {args.before} (http.server), now: this checkout (uvicorn); {seconds:g} s a cell"
+    )
 
     running = servers(args.before)
     try:
@@ -318,9 +359,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         mixed_data = [request_bytes(*payload["JSON"], close=False), request_bytes(*payload["PNG"], close=False)]
         for server in running:
             report["dribble"][server.name] = asyncio.run(
-                dribble_check(server.port, payload["JSON"][0], 150, 5 if args.quick else 20))
+                dribble_check(server.port, payload["JSON"][0], 150, 5 if args.quick else 20)
+            )
             report["mixed"][server.name] = asyncio.run(
-                count_load(server.port, mixed_data, 8, 10 if args.quick else 100))
+                count_load(server.port, mixed_data, 8, 10 if args.quick else 100)
+            )
     finally:
         for server in running:
             server.stop()
@@ -362,14 +405,19 @@ async def count_load(port: int, data: List[bytes], clients: int, per_client: int
     start = time.perf_counter()
     await asyncio.gather(*(client(k) for k in range(clients)))
     elapsed = time.perf_counter() - start
-    return {"requests": clients * per_client, "errors": errors, "per_second": clients * per_client / elapsed,
-            "p50_ms": 1000 * statistics.median(times) if times else None}
+    return {
+        "requests": clients * per_client,
+        "errors": errors,
+        "per_second": clients * per_client / elapsed,
+        "p50_ms": 1000 * statistics.median(times) if times else None,
+    }
 
 
 def print_report(report: Dict[str, Any]) -> None:
     """The two tables, as benchmarks/render_tables.py renders them into docs/server.md."""
     print("\n" + render_tables.serve_load(report))
     print("\n" + render_tables.serve_hostile(report))
+
 
 if __name__ == "__main__":
     sys.exit(main())

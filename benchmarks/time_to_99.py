@@ -11,6 +11,7 @@ PyTorch in float32.  After each epoch the test set is scored; the figure is
 the time spent in training (the loop's train_seconds) up to the first epoch
 at or above 99 %.  Print only: never a timed test.
 """
+
 import argparse
 import dataclasses
 
@@ -28,11 +29,22 @@ def time_to(engine, target, config, train_set, test_set):
     """(seconds in training, epochs) until the test accuracy first reaches target, or (None, epochs)."""
     params, velocity, history = init_params(config.seed), np.zeros(core.N_PARAMS), History()
     for epoch in range(config.epochs):
-        train(engine, params, *train_set, config, start=Position(epoch, 0), history=history, velocity=velocity,
-              max_batches=len(train_set[0]) // config.batch_size)
+        train(
+            engine,
+            params,
+            *train_set,
+            config,
+            start=Position(epoch, 0),
+            history=history,
+            velocity=velocity,
+            max_batches=len(train_set[0]) // config.batch_size,
+        )
         accuracy = float((engine.predict(params, test_set[0]) == test_set[1]).mean())
-        print(f"  {engine.name}: epoch {epoch + 1}, test accuracy {100 * accuracy:.2f}%, "
-              f"{history.train_seconds:.1f} s in training", flush=True)
+        print(
+            f"  {engine.name}: epoch {epoch + 1}, test accuracy {100 * accuracy:.2f}%, "
+            f"{history.train_seconds:.1f} s in training",
+            flush=True,
+        )
         if accuracy >= target:
             return history.train_seconds, epoch + 1
     return None, config.epochs
@@ -47,8 +59,9 @@ def main():
     args = p.parse_args()
     use_variant(p, None)
     try:
-        config = dataclasses.replace(TrainConfig(**PRESETS["best"]),
-                                     epochs=min(args.max_epochs, PRESETS["best"]["epochs"]))
+        config = dataclasses.replace(
+            TrainConfig(**PRESETS["best"]), epochs=min(args.max_epochs, PRESETS["best"]["epochs"])
+        )
     except ValueError as e:  # e.g. a run no longer than the preset's warm-up
         p.error(f"--max-epochs {args.max_epochs}: {e}")
     train_set, test_set = load_split("train", progress=False), load_split("test", progress=False)
@@ -68,10 +81,17 @@ def main():
     if ratio is not None:
         print(f"PyTorch float32 / C: {ratio:.2f}")
     if args.json:
-        write_json(args.json, {"preset": "best", "epochs": config.epochs, "target": 0.99,
-                               "rows": [{"engine": name, "seconds": seconds, "epochs": epochs}
-                                        for name, seconds, epochs in rows], "torch_over_c": ratio},
-                   threads=threads)
+        write_json(
+            args.json,
+            {
+                "preset": "best",
+                "epochs": config.epochs,
+                "target": 0.99,
+                "rows": [{"engine": name, "seconds": seconds, "epochs": epochs} for name, seconds, epochs in rows],
+                "torch_over_c": ratio,
+            },
+            threads=threads,
+        )
 
 
 if __name__ == "__main__":

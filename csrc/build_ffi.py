@@ -23,6 +23,7 @@ The module records which sources it was built from: a SHA-256 of csrc/
 csrc/ beside the package on import, so an edited but not rebuilt checkout
 fails loudly instead of running old C.
 """
+
 import importlib.util
 import os
 import shlex
@@ -89,8 +90,7 @@ def _accepts(flags):
     with tempfile.TemporaryDirectory() as tmp:
         src = os.path.join(tmp, "probe.c")
         with open(src, "w") as f:
-            f.write("#ifdef _OPENMP\n#include <omp.h>\n#endif\n"
-                    "int main(void) { return 0; }\n")
+            f.write("#ifdef _OPENMP\n#include <omp.h>\n#endif\nint main(void) { return 0; }\n")
         cmd = cc + flags + [src, "-o", os.path.join(tmp, "probe")]
         return subprocess.run(cmd, capture_output=True).returncode == 0
 
@@ -101,7 +101,8 @@ def _flags():
         sys.exit(
             f"lenet5: no C compiler found (looked for {cc[0]!r}).\n"
             "lenet5's core is C and is compiled at install time: install gcc or\n"
-            "clang (Debian/Ubuntu: apt-get install gcc python3-dev) and run pip again.")
+            "clang (Debian/Ubuntu: apt-get install gcc python3-dev) and run pip again."
+        )
     # -Wno-psabi: vectors wider than the target's registers (generic, sse2): GCC notes
     # an ABI change that static functions never see.
     # -Wall -Wextra: the core builds without a warning; LENET5_WERROR=1 (CI's extra build)
@@ -118,8 +119,7 @@ def _flags():
     else:  # one thread: the OpenMP pragmas are simply not used
         compile_args.append("-Wno-unknown-pragmas")
     if os.environ.get("LENET5_SANITIZE", "0") == "1":
-        san = ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined",
-               "-fno-omit-frame-pointer", "-g"]
+        san = ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined", "-fno-omit-frame-pointer", "-g"]
         compile_args += san
         link_args += san
     return compile_args, link_args
@@ -146,9 +146,22 @@ def isa_objects(out_dir):
             lanes = int(generic_lanes)
         for source in ISA_SOURCES:
             obj = os.path.join(out_dir, f"{source[:-2]}_{isa}.o")
-            cmd = (_compiler() + compile_args + flags
-                   + ["-fPIC", f"-DL5_ISA={isa}", f"-DL5_LANES={lanes}", "-I", HERE,
-                      "-c", os.path.join(HERE, source), "-o", obj])
+            cmd = (
+                _compiler()
+                + compile_args
+                + flags
+                + [
+                    "-fPIC",
+                    f"-DL5_ISA={isa}",
+                    f"-DL5_LANES={lanes}",
+                    "-I",
+                    HERE,
+                    "-c",
+                    os.path.join(HERE, source),
+                    "-o",
+                    obj,
+                ]
+            )
             jobs.append((obj, cmd, subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)))
     for obj, cmd, job in jobs:
         _, err = job.communicate()
@@ -169,8 +182,7 @@ def make_builder(absolute=False, objects=()):
     builder.cdef(_cdef() + HASH_CDEF)
     builder.set_source(
         "lenet5._core",
-        '#include "lenet5.h"\n'
-        f'static const char *l5_build_sources_hash(void) {{ return "{sources_hash}"; }}\n',
+        f'#include "lenet5.h"\nstatic const char *l5_build_sources_hash(void) {{ return "{sources_hash}"; }}\n',
         sources=[where(os.path.join(HERE, s)) for s in SOURCES],
         include_dirs=[where(HERE)],
         depends=[where(os.path.join(HERE, f)) for f in HEADERS + ISA_SOURCES],

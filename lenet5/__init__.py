@@ -7,6 +7,7 @@
 The names below load lazily: ``import lenet5`` or ``import lenet5.data``
 does not load the compiled core; the first use of the model does.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -32,11 +33,19 @@ if TYPE_CHECKING:  # for type checkers and editors; at run time __getattr__ impo
 
 #: public name -> the module that defines it
 _EXPORTS = {
-    "LeNet5": "model", "Evaluation": "model", "FitResult": "model", "Interrupted": "model",
-    "ModelFileError": "params", "TrainConfig": "config",
-    "DataError": "data", "load_split": "data",
-    "preprocess": "images", "load_image": "images", "ImageError": "images",
-    "read_number": "numbers", "NumberReading": "numbers",
+    "LeNet5": "model",
+    "Evaluation": "model",
+    "FitResult": "model",
+    "Interrupted": "model",
+    "ModelFileError": "params",
+    "TrainConfig": "config",
+    "DataError": "data",
+    "load_split": "data",
+    "preprocess": "images",
+    "load_image": "images",
+    "ImageError": "images",
+    "read_number": "numbers",
+    "NumberReading": "numbers",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -10,6 +10,7 @@ An installed wheel has no csrc/ beside it and is not checked.
 
 Standard library only.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -52,4 +53,5 @@ def check_fresh(built_hash: str) -> None:
     if source_hash(CSRC) != built_hash:
         raise ImportError(
             f"lenet5: the compiled core was built from other sources than {CSRC} holds now "
-            f"(edited since the last build); rebuild it with `pip install -e .` in {CSRC.parent}")
+            f"(edited since the last build); rebuild it with `pip install -e .` in {CSRC.parent}"
+        )

@@ -20,6 +20,7 @@ angle, uses Python's ``math`` module, which calls the same libm as the C
 core; NumPy's vectorised ``np.sin`` is a different implementation and may
 differ in the last bit.
 """
+
 from __future__ import annotations
 
 import math
@@ -47,7 +48,7 @@ def image_key(seed: int, epoch: int, index: int) -> int:
 
 def uniform_draws(key: int, count: int = 4) -> List[float]:
     """Draws k = 0..count-1 of one image, uniform on [-1, 1) (top 53 bits times 2^-52, minus 1)."""
-    return [float(splitmix64((key + k) & MASK64) >> 11) * 2.0 ** -52 - 1.0 for k in range(count)]
+    return [float(splitmix64((key + k) & MASK64) >> 11) * 2.0**-52 - 1.0 for k in range(count)]
 
 
 def warp_image(image: np.ndarray, key: int, shift: float, rotate: float, scale: float) -> np.ndarray:
@@ -65,6 +66,7 @@ def warp_image(image: np.ndarray, key: int, shift: float, rotate: float, scale: 
     fx0, fy0 = np.floor(sx), np.floor(sy)
     fx, fy = sx - fx0, sy - fy0
     x0, y0 = fx0.astype(np.int64), fy0.astype(np.int64)
+
     def pixel(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         inside = (rows >= 0) & (rows < 28) & (cols >= 0) & (cols < 28)
         return np.where(inside, image[np.clip(rows, 0, 27), np.clip(cols, 0, 27)], 0.0)
@@ -77,12 +79,12 @@ def warp_image(image: np.ndarray, key: int, shift: float, rotate: float, scale: 
     return np.clip(v, 0.0, 255.0).astype(np.uint8)
 
 
-def augment_numpy(images: np.ndarray, index: np.ndarray, *, seed: int, epoch: int,
-                  shift: float, rotate: float, scale: float) -> np.ndarray:
+def augment_numpy(
+    images: np.ndarray, index: np.ndarray, *, seed: int, epoch: int, shift: float, rotate: float, scale: float
+) -> np.ndarray:
     """The twin of ``lenet5.core.augment``: the same bytes, one image at a time."""
     flat = images.reshape(-1, 28, 28)
     out = np.empty_like(flat)
     for i in range(len(flat)):
-        out[i] = warp_image(flat[i].astype(np.float64), image_key(seed, epoch, int(index[i])),
-                            shift, rotate, scale)
+        out[i] = warp_image(flat[i].astype(np.float64), image_key(seed, epoch, int(index[i])), shift, rotate, scale)
     return out.reshape(images.shape)

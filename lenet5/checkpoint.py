@@ -10,6 +10,7 @@ momentum or weight decay also stores its velocity buffer, as the array
 checked on reading: an edited or damaged checkpoint is refused with a
 message naming the field, never half trusted.
 """
+
 from __future__ import annotations
 
 import os
@@ -47,12 +48,15 @@ def save_checkpoint(path: PathLike, ck: Checkpoint) -> None:
     """Write the checkpoint (docs/SPEC.md §10.3) atomically (docs/SPEC.md §10.4)."""
     if Path(path).suffix.lower() != ".npz":
         raise CheckpointError(f"{path}: a checkpoint is an .npz file")
-    position = {"epoch": ck.position.epoch, "batch": ck.position.batch,
-                "settings": dict(ck.extra, **ck.config.to_dict()), "history": ck.history.to_dict()}
+    position = {
+        "epoch": ck.position.epoch,
+        "batch": ck.position.batch,
+        "settings": dict(ck.extra, **ck.config.to_dict()),
+        "history": ck.history.to_dict(),
+    }
     if ck.config.uses_velocity != (ck.velocity is not None):
         raise CheckpointError("a checkpoint holds a velocity exactly when its run has momentum or weight decay")
-    write_params(path, ck.params, {"checkpoint": position},
-                 None if ck.velocity is None else {"velocity": ck.velocity})
+    write_params(path, ck.params, {"checkpoint": position}, None if ck.velocity is None else {"velocity": ck.velocity})
 
 
 def _whole(state: Dict[str, Any], name: str) -> int:
@@ -130,8 +134,10 @@ def run_extras(options: Mapping[str, Any]) -> Dict[str, Any]:
 def check_run_extras(path: PathLike, fixed: Mapping[str, Any]) -> Dict[str, Optional[str]]:
     """Check what a checkpoint adds to TrainConfig (the field named if wrong);
     returns its recorded outputs (name -> path or None)."""
+
     def bad(name: str, value: Any, rule: str) -> CheckpointError:
         return CheckpointError(f"{path}: not a usable checkpoint: field {name!r} must be {rule}, not {value!r}")
+
     limit = fixed.get("train_limit")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise bad("train_limit", limit, "a whole number >= 1 or null")
@@ -150,8 +156,9 @@ def check_position(path: PathLike, position: Position, n_train: int, batch_size:
     data; returns the batches per epoch."""
     per_epoch = batches_per_epoch(n_train, batch_size)
     if position.batch >= per_epoch:
-        raise CheckpointError(f"{path}: field 'batch' is {position.batch}, past the end of an epoch of "
-                              f"{per_epoch} batches")
+        raise CheckpointError(
+            f"{path}: field 'batch' is {position.batch}, past the end of an epoch of {per_epoch} batches"
+        )
     return per_epoch
 
 

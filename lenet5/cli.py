@@ -6,6 +6,7 @@ Exit status everywhere: 0 done; 1 a bad data or model file; 2 a bad
 argument; 3 training diverged; 128 + the signal's number when stopped by one (130 Ctrl-C,
 143 SIGTERM, 129 SIGHUP).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,6 +53,7 @@ def say(message: str) -> None:
 def _arg_type(convert: Callable[[str], Any], check: Callable[..., Any], what: str) -> Callable[[str], Any]:
     """An argparse type: convert the text, then apply the core's check with no
     name (argparse names the flag: 'argument --lr: must be finite and > 0')."""
+
     def parse(text: str) -> Any:
         try:
             value = convert(text)
@@ -61,6 +63,7 @@ def _arg_type(convert: Callable[[str], Any], check: Callable[..., Any], what: st
             return check(value, None)
         except (TypeError, ValueError) as e:
             raise argparse.ArgumentTypeError(str(e)) from None
+
     parse.__name__ = what  # argparse shows it in "invalid <name> value"
     return parse
 
@@ -92,23 +95,35 @@ port_number = _arg_type(int, _check_port, "a whole number")
 
 def add_version_option(p: argparse.ArgumentParser) -> None:
     """--version: every command says which lenet5 it is (``lenet5-train --version``)."""
-    p.add_argument("--version", action="version", version=f"lenet5 {__version__}",
-                   help="print the version and exit")
+    p.add_argument("--version", action="version", version=f"lenet5 {__version__}", help="print the version and exit")
 
 
 def add_engine_options(p: argparse.ArgumentParser) -> None:
     """--engine, --kernel, --threads: which engine runs the work."""
-    p.add_argument("--engine", choices=engines.NAMES, default="c",
-                   help="c: the exact C core (default); numpy: the NumPy twin (BLAS-order sums)")
-    p.add_argument("--kernel", choices=sorted(rules.KERNELS), default=None,
-                   help="C kernels: fast (default) or reference (the plain, readable ones; same bits)")
+    p.add_argument(
+        "--engine",
+        choices=engines.NAMES,
+        default="c",
+        help="c: the exact C core (default); numpy: the NumPy twin (BLAS-order sums)",
+    )
+    p.add_argument(
+        "--kernel",
+        choices=sorted(rules.KERNELS),
+        default=None,
+        help="C kernels: fast (default) or reference (the plain, readable ones; same bits)",
+    )
     add_threads_option(p)
 
 
 def add_threads_option(p: argparse.ArgumentParser) -> None:
     """--threads: the C core's team size (docs/SPEC.md §9.1)."""
-    p.add_argument("--threads", type=thread_count, default=None, metavar="N",
-                   help="threads of the C core (default: OMP_NUM_THREADS, else all cores)")
+    p.add_argument(
+        "--threads",
+        type=thread_count,
+        default=None,
+        metavar="N",
+        help="threads of the C core (default: OMP_NUM_THREADS, else all cores)",
+    )
 
 
 def engine_from(args: argparse.Namespace, parser: argparse.ArgumentParser) -> engines.Engine:
@@ -123,13 +138,15 @@ def engine_from(args: argparse.Namespace, parser: argparse.ArgumentParser) -> en
 
 def add_data_option(p: argparse.ArgumentParser) -> None:
     """--data-dir: where the MNIST files are (docs/SPEC.md §11.3)."""
-    p.add_argument("--data-dir", metavar="DIR",
-                   help="folder holding the MNIST files (default: LENET5_DATA, the repository's "
-                        "data/, ./data, then the user cache; see docs/usage.md)")
+    p.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="folder holding the MNIST files (default: LENET5_DATA, the repository's "
+        "data/, ./data, then the user cache; see docs/usage.md)",
+    )
 
 
-def check_output(parser: argparse.ArgumentParser, flag: str, path: Optional[str],
-                 suffixes: Sequence[str] = ()) -> None:
+def check_output(parser: argparse.ArgumentParser, flag: str, path: Optional[str], suffixes: Sequence[str] = ()) -> None:
     """Refuse, before any work, an output path of the wrong kind or in a
     missing or read-only folder (exit 2)."""
     if not path:
@@ -206,6 +223,7 @@ def load_model(path: Optional[str]) -> LeNet5:
     wrong (exit 1) or missing (exit 2)."""
     from .model import LeNet5  # loads the compiled core: only when a command needs a model
     from .params import ModelFileError
+
     if path is not None:
         try:
             return LeNet5.load(path)
@@ -214,5 +232,8 @@ def load_model(path: Optional[str]) -> LeNet5:
     try:
         return LeNet5.pretrained()
     except ModelFileError as e:  # an installation without its package data, or a damaged one
-        raise Stop(f"no model to use: the shipped model cannot be read ({e}); give one with --model PATH "
-                   "(a .npz or .dat file from lenet5 train --save PATH)", 2) from None
+        raise Stop(
+            f"no model to use: the shipped model cannot be read ({e}); give one with --model PATH "
+            "(a .npz or .dat file from lenet5 train --save PATH)",
+            2,
+        ) from None

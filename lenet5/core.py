@@ -5,6 +5,7 @@ and scalars (range, finiteness) before a pointer reaches C, then makes one
 call.  Bad input raises ``TypeError`` (wrong kind of thing) or ``ValueError``
 (right kind, wrong value) naming the argument; C is never called with it.
 """
+
 from __future__ import annotations
 
 import numbers
@@ -54,23 +55,34 @@ except ImportError as e:  # pragma: no cover - depends on how the package was in
     raise ImportError(
         f"lenet5's compiled C core is missing next to {__file__} ({e}). Either build it in place "
         "with `pip install -e .`, or, after a plain `pip install .`, run Python from another "
-        "folder than the source tree (whose lenet5/ has no compiled core).") from None
+        "folder than the source tree (whose lenet5/ has no compiled core)."
+    ) from None
 # In a source checkout the core must be built from the csrc/ beside it (a core
 # older than this check has no hash at all, and is stale too).
-_sources.check_fresh(ffi.string(lib.l5_build_sources_hash()).decode()
-                     if hasattr(lib, "l5_build_sources_hash") else "")
+_sources.check_fresh(ffi.string(lib.l5_build_sources_hash()).decode() if hasattr(lib, "l5_build_sources_hash") else "")
 
 PREPARED_BYTES: int = lib.L5_PREPARED_BYTES
 
 # lenet5.rules writes the core's figures once for Python, loading no C; here
 # they meet the compiled core, and a difference stops the import.
 assert (N_PARAMS, IMAGE_PIXELS, N_CLASSES, MAX_THREADS) == (
-    lib.L5_N_PARAMS, lib.L5_IMAGE_PIXELS, lib.L5_N_CLASSES, lib.L5_MAX_THREADS), "lenet5.rules: a limit differs"
+    lib.L5_N_PARAMS,
+    lib.L5_IMAGE_PIXELS,
+    lib.L5_N_CLASSES,
+    lib.L5_MAX_THREADS,
+), "lenet5.rules: a limit differs"
 assert LOSSES == {"mse": lib.L5_LOSS_MSE, "xent": lib.L5_LOSS_XENT}, "lenet5.rules: LOSSES differ"
 assert KERNELS == {"reference": lib.L5_KERNEL_REFERENCE, "fast": lib.L5_KERNEL_FAST}, "lenet5.rules: KERNELS differ"
 assert [offset for offset, _ in BLOCKS.values()] == [
-    lib.L5_OFF_W1, lib.L5_OFF_W2, lib.L5_OFF_W3, lib.L5_OFF_W4,
-    lib.L5_OFF_B1, lib.L5_OFF_B2, lib.L5_OFF_B3, lib.L5_OFF_B4], "lenet5.rules: a block's offset differs"
+    lib.L5_OFF_W1,
+    lib.L5_OFF_W2,
+    lib.L5_OFF_W3,
+    lib.L5_OFF_W4,
+    lib.L5_OFF_B1,
+    lib.L5_OFF_B2,
+    lib.L5_OFF_B3,
+    lib.L5_OFF_B4,
+], "lenet5.rules: a block's offset differs"
 
 _ERRORS: Dict[int, str] = {
     lib.L5_ERR_NULL: "a required pointer was NULL",
@@ -134,8 +146,9 @@ def use_isa(name: str) -> None:
     status = lib.l5_isa_status(name.encode())
     if status != lib.L5_ISA_RUNS:
         why = "this CPU lacks it" if status == lib.L5_ISA_CPU_LACKS else "this build of lenet5 lacks it"
-        raise ValueError(f"instruction set {name!r} cannot run: {why} "
-                         f"(this machine runs: {', '.join(runnable_isas())})")
+        raise ValueError(
+            f"instruction set {name!r} cannot run: {why} (this machine runs: {', '.join(runnable_isas())})"
+        )
     _call(lib.l5_use_isa(name.encode()))
     global _ISA_ENVIRONMENT_PROBLEM
     _ISA_ENVIRONMENT_PROBLEM = None  # an explicit choice replaces the environment's
@@ -221,23 +234,41 @@ def _workspace(workspace: Optional[Workspace]) -> Any:
     return workspace.pointer
 
 
-def _checked_batch(params: Any, images: Any, labels: Any, loss: Any, sign: Any,
-                   lr: Any) -> Tuple[np.ndarray, Tuple[Any, ...]]:
+def _checked_batch(
+    params: Any, images: Any, labels: Any, loss: Any, sign: Any, lr: Any
+) -> Tuple[np.ndarray, Tuple[Any, ...]]:
     """The checks every training batch starts with (params writable). Returns
     the labels as the core reads them, which the caller keeps alive through
     the call, and the C arguments: images, labels, n, loss, sign, lr."""
     check_params(params, writable=True)
     n = check_images(images)
     labels = check_labels(labels, n)
-    return labels, (_ptr("uint8_t *", images), _ptr("uint8_t *", labels), n,
-                    check_loss(loss), check_sign(sign), check_lr(lr))
+    return labels, (
+        _ptr("uint8_t *", images),
+        _ptr("uint8_t *", labels),
+        n,
+        check_loss(loss),
+        check_sign(sign),
+        check_lr(lr),
+    )
 
 
-def train_batch(params: np.ndarray, images: np.ndarray, labels: np.ndarray, *, loss: str, sign: int,
-                lr: float, kernel: str = "fast", threads: Optional[int] = None,
-                velocity: Optional[np.ndarray] = None, momentum: float = 0.0,
-                weight_decay: float = 0.0, nesterov: bool = False,
-                workspace: Optional[Workspace] = None) -> Tuple[float, int]:
+def train_batch(
+    params: np.ndarray,
+    images: np.ndarray,
+    labels: np.ndarray,
+    *,
+    loss: str,
+    sign: int,
+    lr: float,
+    kernel: str = "fast",
+    threads: Optional[int] = None,
+    velocity: Optional[np.ndarray] = None,
+    momentum: float = 0.0,
+    weight_decay: float = 0.0,
+    nesterov: bool = False,
+    workspace: Optional[Workspace] = None,
+) -> Tuple[float, int]:
     """Train on one batch in place; returns (summed loss, number correct).
 
     The loss and the count are those of the forward pass, before the update
@@ -257,19 +288,35 @@ def train_batch(params: np.ndarray, images: np.ndarray, labels: np.ndarray, *, l
     correct = ffi.new("int64_t *")
     sgd = _checked_sgd(velocity, momentum, weight_decay, nesterov)
     if k == lib.L5_KERNEL_FAST:
-        _call(lib.l5_train_batch_ws(_workspace(workspace), _ptr("double *", params),
-                                    ffi.NULL if velocity is None else _ptr("double *", velocity), N_PARAMS,
-                                    *batch, *sgd, t, ffi.NULL, 0, loss_sum, correct))
+        _call(
+            lib.l5_train_batch_ws(
+                _workspace(workspace),
+                _ptr("double *", params),
+                ffi.NULL if velocity is None else _ptr("double *", velocity),
+                N_PARAMS,
+                *batch,
+                *sgd,
+                t,
+                ffi.NULL,
+                0,
+                loss_sum,
+                correct,
+            )
+        )
     elif velocity is None:
         _call(lib.l5_train_batch(_ptr("double *", params), N_PARAMS, *batch, k, t, loss_sum, correct))
     else:
-        _call(lib.l5_train_batch_sgd(_ptr("double *", params), _ptr("double *", velocity), N_PARAMS,
-                                     *batch, *sgd, k, t, loss_sum, correct))
+        _call(
+            lib.l5_train_batch_sgd(
+                _ptr("double *", params), _ptr("double *", velocity), N_PARAMS, *batch, *sgd, k, t, loss_sum, correct
+            )
+        )
     return float(loss_sum[0]), int(correct[0])
 
 
-def _checked_sgd(velocity: Optional[np.ndarray], momentum: Any, weight_decay: Any,
-                 nesterov: Any) -> Tuple[float, float, int]:
+def _checked_sgd(
+    velocity: Optional[np.ndarray], momentum: Any, weight_decay: Any, nesterov: Any
+) -> Tuple[float, float, int]:
     """(momentum, weight_decay, nesterov) as C takes them; all zero without a velocity buffer."""
     if velocity is None:
         if momentum != 0.0 or weight_decay != 0.0 or nesterov:
@@ -281,8 +328,17 @@ def _checked_sgd(velocity: Optional[np.ndarray], momentum: Any, weight_decay: An
     return check_momentum(momentum), check_weight_decay(weight_decay), int(nesterov)
 
 
-def augment(images: np.ndarray, index: np.ndarray, *, seed: int, epoch: int, shift: float,
-            rotate: float, scale: float, threads: Optional[int] = None) -> np.ndarray:
+def augment(
+    images: np.ndarray,
+    index: np.ndarray,
+    *,
+    seed: int,
+    epoch: int,
+    shift: float,
+    rotate: float,
+    scale: float,
+    threads: Optional[int] = None,
+) -> np.ndarray:
     """The seeded affine warp of each image (docs/SPEC.md §8.6), as new uint8 images of the same shape.
 
     Image i is turned by up to +/- rotate degrees, scaled by up to +/- scale
@@ -298,16 +354,27 @@ def augment(images: np.ndarray, index: np.ndarray, *, seed: int, epoch: int, shi
     ranges = [check_augment_range(v, k) for k, v in (("shift", shift), ("rotate", rotate), ("scale", scale))]
     seed = check_count(seed, "seed", minimum=0)
     epoch = check_count(epoch, "epoch", minimum=0)
-    if seed >= 2 ** 64:
+    if seed >= 2**64:
         raise ValueError(f"seed must be below 2**64, not {seed}")
     out = np.empty_like(images)
-    _call(lib.l5_augment(_ptr("uint8_t *", images), _ptr("int64_t *", index), n, seed, epoch,
-                         *ranges, _ptr("uint8_t *", out), check_threads(threads)))
+    _call(
+        lib.l5_augment(
+            _ptr("uint8_t *", images),
+            _ptr("int64_t *", index),
+            n,
+            seed,
+            epoch,
+            *ranges,
+            _ptr("uint8_t *", out),
+            check_threads(threads),
+        )
+    )
     return out
 
 
-def forward(params: np.ndarray, images: np.ndarray, *, kernel: str = "fast",
-            threads: Optional[int] = None) -> np.ndarray:
+def forward(
+    params: np.ndarray, images: np.ndarray, *, kernel: str = "fast", threads: Optional[int] = None
+) -> np.ndarray:
     """The 10 ReLU-ed outputs of each image, shape (N, 10) (docs/SPEC.md §4, §5.1-§5.4)."""
     _variant_ready()
     check_params(params)
@@ -315,16 +382,30 @@ def forward(params: np.ndarray, images: np.ndarray, *, kernel: str = "fast",
     k, t = check_kernel(kernel), check_threads(threads)
     out = np.empty((n, N_CLASSES), dtype=np.float64)
     if k == lib.L5_KERNEL_FAST:  # in the calling thread's workspace (docs/SPEC.md §9.8)
-        _call(lib.l5_forward_ws(_workspace(None), _ptr("double *", params), N_PARAMS, _ptr("uint8_t *", images),
-                                n, _ptr("double *", out), ffi.NULL, t))
+        _call(
+            lib.l5_forward_ws(
+                _workspace(None),
+                _ptr("double *", params),
+                N_PARAMS,
+                _ptr("uint8_t *", images),
+                n,
+                _ptr("double *", out),
+                ffi.NULL,
+                t,
+            )
+        )
     else:
-        _call(lib.l5_forward(_ptr("double *", params), N_PARAMS, _ptr("uint8_t *", images), n,
-                             _ptr("double *", out), k, t))
+        _call(
+            lib.l5_forward(
+                _ptr("double *", params), N_PARAMS, _ptr("uint8_t *", images), n, _ptr("double *", out), k, t
+            )
+        )
     return out
 
 
-def predict(params: np.ndarray, images: np.ndarray, *, kernel: str = "fast",
-            threads: Optional[int] = None) -> np.ndarray:
+def predict(
+    params: np.ndarray, images: np.ndarray, *, kernel: str = "fast", threads: Optional[int] = None
+) -> np.ndarray:
     """The predicted digit of each image (largest output, ties to the smaller; docs/SPEC.md §5.5)."""
     _variant_ready()
     check_params(params)
@@ -332,11 +413,24 @@ def predict(params: np.ndarray, images: np.ndarray, *, kernel: str = "fast",
     k, t = check_kernel(kernel), check_threads(threads)
     pred = np.empty(n, dtype=np.int32)
     if k == lib.L5_KERNEL_FAST:
-        _call(lib.l5_forward_ws(_workspace(None), _ptr("double *", params), N_PARAMS, _ptr("uint8_t *", images),
-                                n, ffi.NULL, _ptr("int32_t *", pred), t))
+        _call(
+            lib.l5_forward_ws(
+                _workspace(None),
+                _ptr("double *", params),
+                N_PARAMS,
+                _ptr("uint8_t *", images),
+                n,
+                ffi.NULL,
+                _ptr("int32_t *", pred),
+                t,
+            )
+        )
     else:
-        _call(lib.l5_predict(_ptr("double *", params), N_PARAMS, _ptr("uint8_t *", images), n,
-                             _ptr("int32_t *", pred), k, t))
+        _call(
+            lib.l5_predict(
+                _ptr("double *", params), N_PARAMS, _ptr("uint8_t *", images), n, _ptr("int32_t *", pred), k, t
+            )
+        )
     return pred
 
 
@@ -356,8 +450,17 @@ def image_gradient(params: np.ndarray, image: np.ndarray, label: int, loss: str)
     code = check_loss(loss)
     grad = np.empty(N_PARAMS, dtype=np.float64)
     value = ffi.new("double *")
-    _call(lib.l5_image_gradient(_ptr("double *", params), N_PARAMS, _ptr("uint8_t *", image),
-                                int(label), code, _ptr("double *", grad), value))
+    _call(
+        lib.l5_image_gradient(
+            _ptr("double *", params),
+            N_PARAMS,
+            _ptr("uint8_t *", image),
+            int(label),
+            code,
+            _ptr("double *", grad),
+            value,
+        )
+    )
     return grad, float(value[0])
 
 
@@ -373,9 +476,16 @@ def forward_activations(params: np.ndarray, image: np.ndarray) -> Tuple[np.ndarr
     layer1 = np.empty((6, 28, 28), dtype=np.float64)
     layer3 = np.empty((16, 10, 10), dtype=np.float64)
     output = np.empty(N_CLASSES, dtype=np.float64)
-    _call(lib.l5_forward_activations(_ptr("double *", params), N_PARAMS, _ptr("uint8_t *", image),
-                                     _ptr("double *", layer1), _ptr("double *", layer3),
-                                     _ptr("double *", output)))
+    _call(
+        lib.l5_forward_activations(
+            _ptr("double *", params),
+            N_PARAMS,
+            _ptr("uint8_t *", image),
+            _ptr("double *", layer1),
+            _ptr("double *", layer3),
+            _ptr("double *", output),
+        )
+    )
     return layer1, layer3, output
 
 
@@ -420,7 +530,7 @@ def prepare(params: np.ndarray) -> Prepared:
     # 64-byte aligned (a cache line): conv2's and conv3's weight rows then never straddle two lines
     room = np.empty(PREPARED_BYTES // 8 + 8, dtype=np.float64)
     skip = (-room.ctypes.data % 64) // 8
-    buffer = room[skip:skip + PREPARED_BYTES // 8]
+    buffer = room[skip : skip + PREPARED_BYTES // 8]
     _call(lib.l5_prepare(_ptr("double *", params), N_PARAMS, _ptr("void *", buffer), PREPARED_BYTES))
     buffer.flags.writeable = False
     return Prepared(buffer)
@@ -434,8 +544,7 @@ def forward_prepared(prepared: Prepared, images: np.ndarray, *, threads: Optiona
     n = check_images(images)
     t = check_threads(threads)
     out = np.empty((n, N_CLASSES), dtype=np.float64)
-    _call(lib.l5_forward_prepared(pointer, PREPARED_BYTES, _ptr("uint8_t *", images), n,
-                                  _ptr("double *", out), t))
+    _call(lib.l5_forward_prepared(pointer, PREPARED_BYTES, _ptr("uint8_t *", images), n, _ptr("double *", out), t))
     return out
 
 
@@ -446,8 +555,7 @@ def predict_prepared(prepared: Prepared, images: np.ndarray, *, threads: Optiona
     n = check_images(images)
     t = check_threads(threads)
     pred = np.empty(n, dtype=np.int32)
-    _call(lib.l5_predict_prepared(pointer, PREPARED_BYTES, _ptr("uint8_t *", images), n,
-                                  _ptr("int32_t *", pred), t))
+    _call(lib.l5_predict_prepared(pointer, PREPARED_BYTES, _ptr("uint8_t *", images), n, _ptr("int32_t *", pred), t))
     return pred
 
 
@@ -477,8 +585,9 @@ def predict_one(prepared: Prepared, image: np.ndarray) -> int:
 def is_one_image(image: Any) -> bool:
     """True for exactly one C-contiguous uint8 numpy array of shape (28, 28),
     the input predict_one takes (the cheapest checks first)."""
-    return (type(image) is np.ndarray and image.shape == _ONE_IMAGE and image.dtype == _UINT8
-            and image.flags.c_contiguous)
+    return (
+        type(image) is np.ndarray and image.shape == _ONE_IMAGE and image.dtype == _UINT8 and image.flags.c_contiguous
+    )
 
 
 def _digit_of_one(pointer: Any, image: np.ndarray) -> int:
@@ -501,15 +610,27 @@ _predict_one, _from_buffer = lib.l5_predict_one, ffi.from_buffer  # looked up on
 def profile_stages() -> Tuple[Tuple[str, int], ...]:
     """The stages a profiled training batch is timed in, in the order they
     run, each with its multiply-adds per image (docs/SPEC.md §9.7)."""
-    return tuple((ffi.string(lib.l5_profile_stage_name(k)).decode(), int(lib.l5_profile_stage_macs(k)))
-                 for k in range(lib.L5_PROFILE_STAGES))
+    return tuple(
+        (ffi.string(lib.l5_profile_stage_name(k)).decode(), int(lib.l5_profile_stage_macs(k)))
+        for k in range(lib.L5_PROFILE_STAGES)
+    )
 
 
-def profile_train_batch(params: np.ndarray, images: np.ndarray, labels: np.ndarray, *, loss: str,
-                        sign: int, lr: float, threads: Optional[int] = None,
-                        velocity: Optional[np.ndarray] = None, momentum: float = 0.0,
-                        weight_decay: float = 0.0, nesterov: bool = False,
-                        workspace: Optional[Workspace] = None) -> Tuple[np.ndarray, float, int]:
+def profile_train_batch(
+    params: np.ndarray,
+    images: np.ndarray,
+    labels: np.ndarray,
+    *,
+    loss: str,
+    sign: int,
+    lr: float,
+    threads: Optional[int] = None,
+    velocity: Optional[np.ndarray] = None,
+    momentum: float = 0.0,
+    weight_decay: float = 0.0,
+    nesterov: bool = False,
+    workspace: Optional[Workspace] = None,
+) -> Tuple[np.ndarray, float, int]:
     """train_batch with the fast kernels, timed by stage: returns (seconds
     per stage, summed over the threads, in the order of profile_stages();
     summed loss; number correct) (docs/SPEC.md §9.7).  The parameters (and
@@ -521,9 +642,21 @@ def profile_train_batch(params: np.ndarray, images: np.ndarray, labels: np.ndarr
     seconds = np.zeros(lib.L5_PROFILE_STAGES, dtype=np.float64)
     loss_sum = ffi.new("double *")
     correct = ffi.new("int64_t *")
-    _call(lib.l5_train_batch_ws(_workspace(workspace), _ptr("double *", params),
-                                ffi.NULL if velocity is None else _ptr("double *", velocity), N_PARAMS,
-                                *batch, *sgd, t, _ptr("double *", seconds), len(seconds), loss_sum, correct))
+    _call(
+        lib.l5_train_batch_ws(
+            _workspace(workspace),
+            _ptr("double *", params),
+            ffi.NULL if velocity is None else _ptr("double *", velocity),
+            N_PARAMS,
+            *batch,
+            *sgd,
+            t,
+            _ptr("double *", seconds),
+            len(seconds),
+            loss_sum,
+            correct,
+        )
+    )
     return seconds, float(loss_sum[0]), int(correct[0])
 
 

@@ -18,6 +18,7 @@ own two files are read or fetched.
 
 The format, the checks and the search are docs/SPEC.md §11.1, §11.2 and §11.3.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -77,11 +78,13 @@ def _idx_size(head: bytes, source: str, magic: Optional[int]) -> int:
     header = 4 + 4 * head[3]
     if len(head) < header:
         raise DataError(f"{source}: truncated header ({len(head)} bytes)")
-    dims = [int.from_bytes(head[4 + 4 * i:8 + 4 * i], "big") for i in range(head[3])]
+    dims = [int.from_bytes(head[4 + 4 * i : 8 + 4 * i], "big") for i in range(head[3])]
     expected = header + math.prod(dims)  # Python integers: no overflow
     if expected > MAX_IDX_BYTES:
-        raise DataError(f"{source}: dimensions {dims} announce {expected:,} bytes, more than "
-                        f"any MNIST file ({MAX_IDX_BYTES:,} at most)")
+        raise DataError(
+            f"{source}: dimensions {dims} announce {expected:,} bytes, more than "
+            f"any MNIST file ({MAX_IDX_BYTES:,} at most)"
+        )
     return expected
 
 
@@ -111,7 +114,7 @@ def _read_bytes(path: PathLike, magic: Optional[int] = None) -> bytes:
 def parse_idx(data: bytes, source: str = "<bytes>", magic: Optional[int] = None) -> np.ndarray:
     """An IDX file's bytes -> uint8 array of its dimensions, with every check
     (docs/SPEC.md §11.1, §11.2)."""
-    expected = _idx_size(data[:4 + 4 * data[3]] if len(data) >= 4 else data, source, magic)
+    expected = _idx_size(data[: 4 + 4 * data[3]] if len(data) >= 4 else data, source, magic)
     if len(data) != expected:
         what = "truncated" if len(data) < expected else "has trailing bytes"
         raise DataError(f"{source}: {what}: {len(data)} bytes, dimensions {dims_of(data)} need {expected}")
@@ -121,7 +124,7 @@ def parse_idx(data: bytes, source: str = "<bytes>", magic: Optional[int] = None)
 
 def dims_of(data: bytes) -> List[int]:
     """The dimensions an IDX header lists (the header already checked)."""
-    return [int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(data[3])]
+    return [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(data[3])]
 
 
 def read_idx(path: PathLike, magic: Optional[int] = None, sha256: Optional[str] = None) -> np.ndarray:
@@ -137,7 +140,7 @@ def read_idx(path: PathLike, magic: Optional[int] = None, sha256: Optional[str] 
 def shown(path: PathLike, width: int = 120) -> str:
     """path for a message: whole, or its start and end around '...' if longer than width."""
     text = str(path)
-    return text if len(text) <= width else f"{text[:width // 2]}...{text[-(width // 2 - 3):]}"
+    return text if len(text) <= width else f"{text[: width // 2]}...{text[-(width // 2 - 3) :]}"
 
 
 def _file_in(folder: PathLike, name: str) -> Optional[Path]:
@@ -171,8 +174,13 @@ def candidate_dirs(data_dir: Optional[PathLike] = None) -> List[Tuple[Path, str]
     return dirs
 
 
-def find_data_dir(data_dir: Optional[PathLike] = None, download: bool = True, progress: bool = True,
-                  mirrors: Sequence[str] = MIRRORS, split: Optional[str] = None) -> Path:
+def find_data_dir(
+    data_dir: Optional[PathLike] = None,
+    download: bool = True,
+    progress: bool = True,
+    mirrors: Sequence[str] = MIRRORS,
+    split: Optional[str] = None,
+) -> Path:
     """The folder holding the split's two MNIST files (all four if split is
     None), downloading them if need be (docs/SPEC.md §11.3).  A folder the
     user named (data_dir, else LENET5_DATA) is the one used, or the error
@@ -212,8 +220,9 @@ def find_data_dir(data_dir: Optional[PathLike] = None, download: bool = True, pr
     return cache_dir()
 
 
-def download_file(name: str, folder: PathLike, mirrors: Sequence[str] = MIRRORS, progress: bool = True,
-                  timeout: float = 30) -> Path:
+def download_file(
+    name: str, folder: PathLike, mirrors: Sequence[str] = MIRRORS, progress: bool = True, timeout: float = 30
+) -> Path:
     """Fetch name.gz from the first mirror that serves it whole and correct.
 
     The body (at most 10 MB) is checked in memory, gzip and SHA-256 of the
@@ -258,8 +267,9 @@ def _fetch(url: str, progress: bool, timeout: float) -> bytes:
     with urllib.request.urlopen(url, timeout=timeout) as response:
         length = response.headers.get("Content-Length")
         total = int(length) if length and length.isdigit() else None
-        with tqdm(total=total, unit="B", unit_scale=True, desc=url.rsplit("/", 1)[-1],
-                  disable=not progress, leave=False) as bar:
+        with tqdm(
+            total=total, unit="B", unit_scale=True, desc=url.rsplit("/", 1)[-1], disable=not progress, leave=False
+        ) as bar:
             while True:
                 chunk = response.read(1 << 16)
                 if not chunk:
@@ -272,8 +282,9 @@ def _fetch(url: str, progress: bool, timeout: float) -> bytes:
     return body
 
 
-def read_pair(images_path: PathLike, labels_path: PathLike, image_sha256: Optional[str] = None,
-              label_sha256: Optional[str] = None) -> Tuple[np.ndarray, np.ndarray]:
+def read_pair(
+    images_path: PathLike, labels_path: PathLike, image_sha256: Optional[str] = None, label_sha256: Optional[str] = None
+) -> Tuple[np.ndarray, np.ndarray]:
     """(images (N, 28, 28), labels (N,)) from an IDX image file and label file,
     checked against each other: same count, 28 x 28 images, labels in 0..9
     (docs/SPEC.md §11.2)."""
@@ -290,8 +301,9 @@ def read_pair(images_path: PathLike, labels_path: PathLike, image_sha256: Option
     return images, labels
 
 
-def load_split(split: str = "train", data_dir: Optional[PathLike] = None, download: bool = True,
-               progress: bool = True) -> Tuple[np.ndarray, np.ndarray]:
+def load_split(
+    split: str = "train", data_dir: Optional[PathLike] = None, download: bool = True, progress: bool = True
+) -> Tuple[np.ndarray, np.ndarray]:
     """(images uint8 (N, 28, 28), labels uint8 (N,)) of 'train' or 'test'."""
     if split not in SPLITS:
         raise ValueError(f"split must be 'train' or 'test', not {split!r}")

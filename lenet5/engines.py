@@ -6,6 +6,7 @@ works on the caller's flat parameter array in place (docs/SPEC.md §3.1) and
 keeps no weights of its own.  An option an engine cannot honour is an error,
 never silently ignored.
 """
+
 from __future__ import annotations
 
 from typing import Optional, Protocol, Tuple, runtime_checkable
@@ -21,10 +22,20 @@ class Engine(Protocol):
 
     name: str
 
-    def train_batch(self, params: np.ndarray, images: np.ndarray, labels: np.ndarray, *,
-                    loss: str, sign: int, lr: float, velocity: Optional[np.ndarray] = None,
-                    momentum: float = 0.0, weight_decay: float = 0.0,
-                    nesterov: bool = False) -> Tuple[float, int]:
+    def train_batch(
+        self,
+        params: np.ndarray,
+        images: np.ndarray,
+        labels: np.ndarray,
+        *,
+        loss: str,
+        sign: int,
+        lr: float,
+        velocity: Optional[np.ndarray] = None,
+        momentum: float = 0.0,
+        weight_decay: float = 0.0,
+        nesterov: bool = False,
+    ) -> Tuple[float, int]:
         """Train on one batch, updating params in place (docs/SPEC.md §8.1, §8.2);
         with a velocity buffer, SGD with momentum and weight decay (§8.5),
         updating velocity in place too; returns (summed loss, number correct)
@@ -50,14 +61,35 @@ class CEngine:
         core.check_threads(threads)
         self.kernel, self.threads = kernel, threads
 
-    def train_batch(self, params: np.ndarray, images: np.ndarray, labels: np.ndarray, *,
-                    loss: str, sign: int, lr: float, velocity: Optional[np.ndarray] = None,
-                    momentum: float = 0.0, weight_decay: float = 0.0,
-                    nesterov: bool = False) -> Tuple[float, int]:
+    def train_batch(
+        self,
+        params: np.ndarray,
+        images: np.ndarray,
+        labels: np.ndarray,
+        *,
+        loss: str,
+        sign: int,
+        lr: float,
+        velocity: Optional[np.ndarray] = None,
+        momentum: float = 0.0,
+        weight_decay: float = 0.0,
+        nesterov: bool = False,
+    ) -> Tuple[float, int]:
         """Train on one batch with the C core (docs/SPEC.md §8.1, §8.2, §8.5); see ``Engine.train_batch``."""
-        return core.train_batch(params, images, labels, loss=loss, sign=sign, lr=lr,
-                                kernel=self.kernel, threads=self.threads, velocity=velocity,
-                                momentum=momentum, weight_decay=weight_decay, nesterov=nesterov)
+        return core.train_batch(
+            params,
+            images,
+            labels,
+            loss=loss,
+            sign=sign,
+            lr=lr,
+            kernel=self.kernel,
+            threads=self.threads,
+            velocity=velocity,
+            momentum=momentum,
+            weight_decay=weight_decay,
+            nesterov=nesterov,
+        )
 
     def forward(self, params: np.ndarray, images: np.ndarray) -> np.ndarray:
         """The 10 ReLU-ed outputs of each image, shape (N, 10), from the C core."""
@@ -81,8 +113,11 @@ def get(name: str, kernel: Optional[str] = None, threads: Optional[int] = None) 
     if name == "numpy":
         for option, value in (("kernel", kernel), ("threads", threads)):
             if value is not None:
-                raise ValueError(f"{option}: the numpy engine has no {option} option "
-                                 "(its threads are BLAS's); use it with the c engine")
+                raise ValueError(
+                    f"{option}: the numpy engine has no {option} option "
+                    "(its threads are BLAS's); use it with the c engine"
+                )
         from .numpy_engine import NumpyEngine
+
         return NumpyEngine()
     raise ValueError(f"engine must be one of {list(NAMES)}, not {name!r}")

@@ -11,6 +11,7 @@ combinations of output error and update sign, each with its default lr:
 It writes a figure (test accuracy and loss over the batches) and a table
 (markdown, and JSON with --json) of final accuracy and time.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,26 +47,55 @@ Split = Tuple[np.ndarray, np.ndarray]
 OnProgress = Callable[[str, int, int], None]  # progress(label, batch, batches)
 
 
-def run_experiment(train_set: Split, test: Split, batches: int, batch_size: int, eval_every: int,
-                   engine: Engine, seed: int = 0, progress: Optional[OnProgress] = None) -> List[Dict[str, Any]]:
+def run_experiment(
+    train_set: Split,
+    test: Split,
+    batches: int,
+    batch_size: int,
+    eval_every: int,
+    engine: Engine,
+    seed: int = 0,
+    progress: Optional[OnProgress] = None,
+) -> List[Dict[str, Any]]:
     """The four runs, each through the training loop from the same initial
     model; returns a list of dicts with their curves and results."""
     start_params = init_params(seed)
-    return [_one_run(loss, sign, color, start_params.copy(), train_set, test, batches, batch_size, eval_every,
-                     engine, progress)
-            for loss, sign, color in RUNS]
+    return [
+        _one_run(
+            loss, sign, color, start_params.copy(), train_set, test, batches, batch_size, eval_every, engine, progress
+        )
+        for loss, sign, color in RUNS
+    ]
 
 
-def _one_run(loss: str, sign: int, color: str, params: np.ndarray, train_set: Split, test: Split,
-             batches: int, batch_size: int, eval_every: int, engine: Engine,
-             progress: Optional[OnProgress]) -> Dict[str, Any]:
+def _one_run(
+    loss: str,
+    sign: int,
+    color: str,
+    params: np.ndarray,
+    train_set: Split,
+    test: Split,
+    batches: int,
+    batch_size: int,
+    eval_every: int,
+    engine: Engine,
+    progress: Optional[OnProgress],
+) -> Dict[str, Any]:
     """One run of run_experiment: train params in place for `batches` batches,
     scoring the test images every eval_every batches; returns its dict."""
     (train_x, train_y), (test_x, test_y) = train_set, test
     config = TrainConfig(loss=loss, sign=sign, batch_size=batch_size)
     label = f"{loss}, sign {sign:+d}, lr {config.lr} ({'descends' if config.descends else 'climbs'})"
-    run: Dict[str, Any] = {"loss": loss, "sign": sign, "lr": config.lr, "descends": config.descends,
-                           "color": color, "label": label, "eval_batches": [], "test_accuracy": []}
+    run: Dict[str, Any] = {
+        "loss": loss,
+        "sign": sign,
+        "lr": config.lr,
+        "descends": config.descends,
+        "color": color,
+        "label": label,
+        "eval_batches": [],
+        "test_accuracy": [],
+    }
 
     def evaluate(b: int) -> None:
         run["eval_batches"].append(b)
@@ -79,37 +109,72 @@ def _one_run(loss: str, sign: int, color: str, params: np.ndarray, train_set: Sp
             progress(label, b, batches)
 
     evaluate(0)
-    history = train(engine, params, train_x[:batches * batch_size], train_y[:batches * batch_size],
-                    config, max_batches=batches, on_batch=on_batch, stop_on_divergence=False)
-    run.update(batch_loss=history.batch_loss, diverged_at=history.diverged_at,
-               train_seconds=history.train_seconds, final_test_accuracy=run["test_accuracy"][-1])
+    history = train(
+        engine,
+        params,
+        train_x[: batches * batch_size],
+        train_y[: batches * batch_size],
+        config,
+        max_batches=batches,
+        on_batch=on_batch,
+        stop_on_divergence=False,
+    )
+    run.update(
+        batch_loss=history.batch_loss,
+        diverged_at=history.diverged_at,
+        train_seconds=history.train_seconds,
+        final_test_accuracy=run["test_accuracy"][-1],
+    )
     return run
 
 
 def markdown_table(runs: List[Dict[str, Any]]) -> str:
     """The runs' results as a markdown table, one row per run."""
-    lines = ["| loss | sign | lr | direction | final test accuracy | diverged at batch | train time (s) |",
-             "|---|---:|---:|---|---:|---:|---:|"]
+    lines = [
+        "| loss | sign | lr | direction | final test accuracy | diverged at batch | train time (s) |",
+        "|---|---:|---:|---|---:|---:|---:|",
+    ]
     for r in runs:
-        lines.append(f"| {r['loss']} | {r['sign']:+d} | {r['lr']} | {'descends' if r['descends'] else 'climbs'} | "
-                     f"{100 * r['final_test_accuracy']:.2f}% | {r['diverged_at'] or '-'} | {r['train_seconds']:.2f} |")
+        lines.append(
+            f"| {r['loss']} | {r['sign']:+d} | {r['lr']} | {'descends' if r['descends'] else 'climbs'} | "
+            f"{100 * r['final_test_accuracy']:.2f}% | {r['diverged_at'] or '-'} | {r['train_seconds']:.2f} |"
+        )
     return "\n".join(lines)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The command's options."""
     p = argparse.ArgumentParser(prog=cli.prog("lenet5.experiment"), description=__doc__.split("\n\n")[0])
-    p.add_argument("--batches", type=cli.positive_int, default=200, metavar="N",
-                   help="batches per run, from the first training image on (default 200: one epoch)")
-    p.add_argument("--batch-size", type=cli.positive_int, default=300, metavar="N",
-                   help="images per batch (default 300)")
-    p.add_argument("--eval-every", type=cli.positive_int, default=10, metavar="N",
-                   help="batches between test evaluations (default 10)")
-    p.add_argument("--test-images", type=cli.positive_int, default=10000, metavar="N",
-                   help="test images per evaluation, the first N (default 10000: all)")
-    p.add_argument("--out", metavar="DIR", default="experiment",
-                   help="folder for the figure experiment.png and the table experiment.md "
-                        "(default ./experiment)")
+    p.add_argument(
+        "--batches",
+        type=cli.positive_int,
+        default=200,
+        metavar="N",
+        help="batches per run, from the first training image on (default 200: one epoch)",
+    )
+    p.add_argument(
+        "--batch-size", type=cli.positive_int, default=300, metavar="N", help="images per batch (default 300)"
+    )
+    p.add_argument(
+        "--eval-every",
+        type=cli.positive_int,
+        default=10,
+        metavar="N",
+        help="batches between test evaluations (default 10)",
+    )
+    p.add_argument(
+        "--test-images",
+        type=cli.positive_int,
+        default=10000,
+        metavar="N",
+        help="test images per evaluation, the first N (default 10000: all)",
+    )
+    p.add_argument(
+        "--out",
+        metavar="DIR",
+        default="experiment",
+        help="folder for the figure experiment.png and the table experiment.md (default ./experiment)",
+    )
     cli.add_engine_options(p)
     p.add_argument("--seed", type=cli.seed_int, default=0, help="seed of the shared initial model (default 0)")
     cli.add_data_option(p)
@@ -138,29 +203,48 @@ def main(argv: Optional[List[str]] = None) -> int:
         except DataError as e:
             raise cli.Stop(f"data error: {e}", 1) from None
         if args.batches * args.batch_size > len(train_set[0]):
-            p.error(f"--batches {args.batches} of {args.batch_size} need {args.batches * args.batch_size} "
-                    f"training images; there are {len(train_set[0])}")
-        test = (test_x[:args.test_images], test_y[:args.test_images])
+            p.error(
+                f"--batches {args.batches} of {args.batch_size} need {args.batches * args.batch_size} "
+                f"training images; there are {len(train_set[0])}"
+            )
+        test = (test_x[: args.test_images], test_y[: args.test_images])
 
         def progress(label: str, b: int, total: int) -> None:
             if not args.quiet and (b % 20 == 0 or b == total):
                 cli.say(f"  {label}: batch {b}/{total}")
 
-        runs = run_experiment(train_set, test, args.batches, args.batch_size, args.eval_every, engine,
-                              args.seed, progress)
+        runs = run_experiment(
+            train_set, test, args.batches, args.batch_size, args.eval_every, engine, args.seed, progress
+        )
         table = markdown_table(runs)
         print(table)
         write_text_atomic(out / "experiment.md", table + "\n")
         cli.say(plot_experiment(runs, out / "experiment.png", args.batch_size))
         if args.json:
-            keep = ("loss", "sign", "lr", "descends", "final_test_accuracy", "diverged_at", "train_seconds",
-                    "eval_batches", "test_accuracy", "batch_loss")
-            result = {"batches": args.batches, "batch_size": args.batch_size, "engine": args.engine,
-                      "seed": args.seed, "test_images": len(test[1]),
-                      # JSON has no inf or NaN: a diverged batch's loss becomes null
-                      "runs": [dict({k: r[k] for k in keep},
-                                    batch_loss=[v if math.isfinite(v) else None for v in r["batch_loss"]])
-                               for r in runs]}
+            keep = (
+                "loss",
+                "sign",
+                "lr",
+                "descends",
+                "final_test_accuracy",
+                "diverged_at",
+                "train_seconds",
+                "eval_batches",
+                "test_accuracy",
+                "batch_loss",
+            )
+            result = {
+                "batches": args.batches,
+                "batch_size": args.batch_size,
+                "engine": args.engine,
+                "seed": args.seed,
+                "test_images": len(test[1]),
+                # JSON has no inf or NaN: a diverged batch's loss becomes null
+                "runs": [
+                    dict({k: r[k] for k in keep}, batch_loss=[v if math.isfinite(v) else None for v in r["batch_loss"]])
+                    for r in runs
+                ],
+            }
             write_text_atomic(args.json, json.dumps(result, indent=1) + "\n")
         return 0
 

@@ -13,6 +13,7 @@ matplotlib is the optional extra ``plot``; without it ``write_figures`` says
 how to get it and draws nothing.  The activations come from the NumPy twin's
 forward pass (docs/SPEC.md §5): pictures need no bit-exactness.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -34,8 +35,15 @@ def _confusion(plt: Any, result: Evaluation, path: Path) -> None:
         for j in range(10):
             v = int(result.confusion[i, j])
             if v:
-                ax.text(j, i, str(v), ha="center", va="center", fontsize=7,
-                        color="black" if shown[i, j] > 0.6 * shown.max() else "white")
+                ax.text(
+                    j,
+                    i,
+                    str(v),
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="black" if shown[i, j] > 0.6 * shown.max() else "white",
+                )
     ax.set_xticks(range(10))
     ax.set_yticks(range(10))
     ax.set_xlabel("predicted digit")
@@ -45,8 +53,7 @@ def _confusion(plt: Any, result: Evaluation, path: Path) -> None:
     _save(fig, path, plt)
 
 
-def _mistakes(plt: Any, images: np.ndarray, labels: np.ndarray, proba: np.ndarray, path: Path,
-              count: int = 24) -> None:
+def _mistakes(plt: Any, images: np.ndarray, labels: np.ndarray, proba: np.ndarray, path: Path, count: int = 24) -> None:
     pred = proba.argmax(axis=1)
     wrong = np.flatnonzero(pred != labels)
     worst = wrong[np.argsort(-proba[wrong, pred[wrong]], kind="stable")][:count]
@@ -79,17 +86,26 @@ def _filters(plt: Any, params: np.ndarray, path: Path) -> None:
             ax2.axis("off")
             if m == 0:
                 ax2.set_title(f"{o + 1}", fontsize=7)
-    fig.text(0.5, 0.93, "Left: the 6 first-layer filters (W1). Right: the second layer's 16 filters "
-             "(columns), one 5 x 5 kernel per input map (rows). Red positive, blue negative.",
-             ha="center", fontsize=9)
+    fig.text(
+        0.5,
+        0.93,
+        "Left: the 6 first-layer filters (W1). Right: the second layer's 16 filters "
+        "(columns), one 5 x 5 kernel per input map (rows). Red positive, blue negative.",
+        ha="center",
+        fontsize=9,
+    )
     _save(fig, path, plt)
 
 
 def _feature_maps(plt: Any, params: np.ndarray, image: np.ndarray, label: int, path: Path) -> None:
     a = forward(params, image[None])
-    layers = [("input (normalised, 32 x 32)", a["input"][0]), ("conv1: 6 x 28 x 28", a["layer1"][0]),
-              ("pool1: 6 x 14 x 14", a["layer2"][0]), ("conv2: 16 x 10 x 10", a["layer3"][0]),
-              ("pool2: 16 x 5 x 5", a["layer4"][0])]
+    layers = [
+        ("input (normalised, 32 x 32)", a["input"][0]),
+        ("conv1: 6 x 28 x 28", a["layer1"][0]),
+        ("pool1: 6 x 14 x 14", a["layer2"][0]),
+        ("conv2: 16 x 10 x 10", a["layer3"][0]),
+        ("pool2: 16 x 5 x 5", a["layer4"][0]),
+    ]
     fig = plt.figure(figsize=(12, 9))
     grid = fig.add_gridspec(len(layers) + 2, 16, hspace=0.6)
     for row, (title, maps) in enumerate(layers):
@@ -110,8 +126,7 @@ def _feature_maps(plt: Any, params: np.ndarray, image: np.ndarray, label: int, p
     _save(fig, path, plt)
 
 
-def write_figures(net: LeNet5, images: np.ndarray, labels: np.ndarray, result: Evaluation,
-                  folder: Path) -> List[str]:
+def write_figures(net: LeNet5, images: np.ndarray, labels: np.ndarray, result: Evaluation, folder: Path) -> List[str]:
     """Draw the four figures into folder; returns the lines to tell the user."""
     plt = _pyplot()
     if plt is None:

@@ -5,6 +5,7 @@ data, and SHA-256 of bytes.
 Standard library only, so that reading data or writing a figure never loads
 the compiled core.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -51,8 +52,15 @@ def _check_target(path: PathLike) -> Optional[os.stat_result]:
     if stat.S_ISDIR(st.st_mode):
         raise OutputPathError(f"{path}: is a folder, not a file")
     if not stat.S_ISREG(st.st_mode):
-        kind = ("a FIFO" if stat.S_ISFIFO(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode)
-                else "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else "not a file")
+        kind = (
+            "a FIFO"
+            if stat.S_ISFIFO(st.st_mode)
+            else "a socket"
+            if stat.S_ISSOCK(st.st_mode)
+            else "a device"
+            if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)
+            else "not a file"
+        )
         raise OutputPathError(f"{path}: is {kind}, not a regular file; lenet5 writes only regular files")
     return st
 
@@ -92,7 +100,7 @@ def _sweep_stale(folder: Path) -> None:
     except OSError:
         return
     for name in names:
-        pid = name[len(TEMP_PREFIX):].split("-", 1)[0]
+        pid = name[len(TEMP_PREFIX) :].split("-", 1)[0]
         if not pid.isdigit() or int(pid) == os.getpid():
             continue
         try:

@@ -15,6 +15,7 @@ AVIF through Pillow and ``.npy`` arrays through NumPy; the ink map needs
 SciPy.  Both are the optional extra ``images``.  Whatever cannot be used
 raises ``ImageError`` with one line that says why.
 """
+
 from __future__ import annotations
 
 import io
@@ -30,8 +31,18 @@ import numpy as np
 from ._version import install_hint
 from .files import PathLike
 
-__all__ = ["ImageError", "InkMap", "ink_map", "digit_from_ink", "preprocess", "as_is", "load_image",
-           "decode_image", "MAX_PIXELS", "FORMATS"]
+__all__ = [
+    "ImageError",
+    "InkMap",
+    "ink_map",
+    "digit_from_ink",
+    "preprocess",
+    "as_is",
+    "load_image",
+    "decode_image",
+    "MAX_PIXELS",
+    "FORMATS",
+]
 
 #: The largest picture decoded: a photo of 4,000 x 4,000 pixels is 16 M; a
 #: file that claims more could be a decompression bomb (a few KB that
@@ -118,6 +129,7 @@ class InkMap:
         not a whole number of blocks (then it is slightly negative).
     stroke: the strokes' typical width, in ink pixels.
     """
+
     ink: np.ndarray
     scale: float
     offset: Tuple[float, float]
@@ -132,6 +144,7 @@ class Picture:
         memory-mapped); scale and offset: where a pixel lies in the picture
         as displayed at full resolution, as in InkMap; notes: what the
         reader should be told (an animation read from its first frame)."""
+
     pixels: np.ndarray
     scale: float = 1.0
     offset: Tuple[float, float] = (0.0, 0.0)
@@ -150,6 +163,7 @@ def _ndimage() -> Any:
 # ----------------------------------------------------------------------------
 # Arrays: shape, values (§13.1) and reduction (§13.2).
 
+
 def _check_array(array: Any) -> None:
     if not isinstance(array, np.ndarray):
         raise TypeError(f"image must be a numpy array, not {type(array).__name__}")
@@ -160,8 +174,7 @@ def _check_array(array: Any) -> None:
     if array.shape[0] < 1 or array.shape[1] < 1:
         raise ImageError(f"image is empty (shape {array.shape})")
     if array.shape[0] * array.shape[1] > MAX_PIXELS:
-        raise ImageError(f"image too large: {array.shape[1]} x {array.shape[0]} pixels "
-                         f"(the limit is {MAX_PIXELS:,})")
+        raise ImageError(f"image too large: {array.shape[1]} x {array.shape[0]} pixels (the limit is {MAX_PIXELS:,})")
 
 
 def _levels(array: np.ndarray) -> Tuple[float, float]:
@@ -206,7 +219,7 @@ def _reduce_array(array: Any) -> Tuple[np.ndarray, Optional[np.ndarray], int]:
     rows = f * max(1, BAND_PIXELS // max(1, width * f))
     colour_parts, alpha_parts = [], []
     for y in range(0, height, rows):
-        band = np.asarray(array[y:y + rows], dtype=np.float32)
+        band = np.asarray(array[y : y + rows], dtype=np.float32)
         if band.ndim == 2:
             band = band[:, :, None]
         if gain != 1.0 or low != 0.0:
@@ -231,6 +244,7 @@ def _reduce_array(array: Any) -> Tuple[np.ndarray, Optional[np.ndarray], int]:
 
 # ----------------------------------------------------------------------------
 # The ink map (§13.3).
+
 
 def _stroke_width(ink: np.ndarray, quantile: float, level: float = 0.5) -> float:
     """The width of the strokes of an ink map (in its pixels): twice the
@@ -290,8 +304,7 @@ def _grain(colour: np.ndarray) -> float:
     return math.sqrt(total / colour.shape[2])
 
 
-def _ink(colour: np.ndarray, alpha: Optional[np.ndarray], scale: float,
-         offset: Tuple[float, float]) -> InkMap:
+def _ink(colour: np.ndarray, alpha: Optional[np.ndarray], scale: float, offset: Tuple[float, float]) -> InkMap:
     """The ink map of reduced planes (§13.3)."""
     ndimage = _ndimage()
     if alpha is not None:  # transparency (§13.3, step 1)
@@ -299,8 +312,11 @@ def _ink(colour: np.ndarray, alpha: Optional[np.ndarray], scale: float,
             raise ImageError("no digit found: the picture is fully transparent")
         opaque, clear = alpha >= OPAQUE, alpha <= CLEAR
         shades = colour[opaque]
-        if clear.any() and opaque.any() and (
-                np.quantile(shades, 0.9, axis=0) - np.quantile(shades, 0.1, axis=0)).max() <= ONE_COLOUR:
+        if (
+            clear.any()
+            and opaque.any()
+            and (np.quantile(shades, 0.9, axis=0) - np.quantile(shades, 0.1, axis=0)).max() <= ONE_COLOUR
+        ):
             colour = alpha[:, :, None]  # the ink is what is opaque, whatever its colour
         else:
             paper = np.median(shades, axis=0) if opaque.any() else np.full(colour.shape[2], 255.0)
@@ -325,8 +341,10 @@ def _ink(colour: np.ndarray, alpha: Optional[np.ndarray], scale: float,
     strongest = _strongest(ink)
     need = max(MIN_CONTRAST, NOISE_SIGMAS * noise)
     if strongest < need:
-        raise ImageError(f"no digit found: the picture is blank (its strongest mark differs from the paper by "
-                         f"{strongest:.0f} of 255; a digit needs {need:.0f})")
+        raise ImageError(
+            f"no digit found: the picture is blank (its strongest mark differs from the paper by "
+            f"{strongest:.0f} of 255; a digit needs {need:.0f})"
+        )
     floor = max(FAINT * strongest, NOISE_FLOOR * noise)
     ink = np.where(ink >= floor, np.minimum(ink / np.float32(strongest), np.float32(1.0)), np.float32(0.0))
     labels, count = ndimage.label(ink > 0, structure=np.ones((3, 3), bool))
@@ -361,6 +379,7 @@ def ink_map(picture: Union[PathLike, np.ndarray]) -> InkMap:
 # ----------------------------------------------------------------------------
 # From ink to an MNIST digit (§13.4).
 
+
 def _resample_matrix(n_in: int, n_out: int) -> np.ndarray:
     """(n_out, n_in) weights of a triangle filter, widened when shrinking so
     that every input pixel counts (anti-aliased); rows sum to 1."""
@@ -376,7 +395,7 @@ def _crop(ink: np.ndarray) -> np.ndarray:
     rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
     if rows.size == 0:
         raise ImageError("no digit found: the picture is blank (no ink is left)")
-    return ink[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    return ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
 
 
 def digit_from_ink(ink_piece: np.ndarray) -> np.ndarray:
@@ -424,7 +443,7 @@ def digit_from_ink(ink_piece: np.ndarray) -> np.ndarray:
     top = int(np.clip(round(SIZE / 2 - com_y), 0, SIZE - out_h))
     left = int(np.clip(round(SIZE / 2 - com_x), 0, SIZE - out_w))
     out = np.zeros((SIZE, SIZE), dtype=np.uint8)
-    out[top:top + out_h, left:left + out_w] = np.round(digit * 255.0).astype(np.uint8)
+    out[top : top + out_h, left : left + out_w] = np.round(digit * 255.0).astype(np.uint8)
     return out
 
 
@@ -454,8 +473,9 @@ def as_is(array: Any) -> np.ndarray:
     rounded to uint8; no inversion, cropping or centring."""
     _check_array(array)
     if array.shape[:2] != (SIZE, SIZE):
-        raise ImageError(f"without preprocessing an image must be 28 x 28 pixels, not "
-                         f"{array.shape[1]} x {array.shape[0]}")
+        raise ImageError(
+            f"without preprocessing an image must be 28 x 28 pixels, not {array.shape[1]} x {array.shape[0]}"
+        )
     colour, alpha, _ = _reduce_array(array)
     if colour.shape[2] == 3:
         grey = colour @ np.array([0.299, 0.587, 0.114], np.float32)
@@ -469,13 +489,15 @@ def as_is(array: Any) -> np.ndarray:
 # ----------------------------------------------------------------------------
 # Files (§13.5).
 
+
 def _pillow() -> Any:
     """PIL.Image, or ImportError naming the extra that installs it."""
     try:
         from PIL import Image
     except ImportError:
-        raise ImportError(f"reading image files needs Pillow: {install_hint('images')} "
-                          "(.npy arrays need nothing)") from None
+        raise ImportError(
+            f"reading image files needs Pillow: {install_hint('images')} (.npy arrays need nothing)"
+        ) from None
     return Image
 
 
@@ -565,8 +587,16 @@ _HEIF = (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs",
 
 #: EXIF orientation -> how the stored pixels become the displayed picture:
 #: (transpose rows and columns first?, reverse the displayed x?, reverse the displayed y?)
-_ORIENT = {1: (False, False, False), 2: (False, True, False), 3: (False, True, True), 4: (False, False, True),
-           5: (True, False, False), 6: (True, True, False), 7: (True, True, True), 8: (True, False, True)}
+_ORIENT = {
+    1: (False, False, False),
+    2: (False, True, False),
+    3: (False, True, True),
+    4: (False, False, True),
+    5: (True, False, False),
+    6: (True, True, False),
+    7: (True, True, True),
+    8: (True, False, True),
+}
 
 
 def _orientation(img: Any) -> int:
@@ -597,21 +627,25 @@ def _decode(stream: BinaryIO, shown: str) -> Picture:
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
             raise ImageError(f"{shown}: too large to decode safely (a decompression bomb?)") from None
         except Image.UnidentifiedImageError:
-            raise ImageError(f"{shown}: not a supported picture format: not an image, or not one of "
-                             f"{SHOWN_FORMATS}") from None
+            raise ImageError(
+                f"{shown}: not a supported picture format: not an image, or not one of {SHOWN_FORMATS}"
+            ) from None
         except MemoryError:
             raise ImageError(f"{shown}: not enough memory to decode it") from None
         except Exception as e:  # whatever a decoder throws is this file's answer
-            raise ImageError(f"{shown}: a damaged or truncated image, or one Pillow cannot decode "
-                             f"({one_line(e)})") from None
+            raise ImageError(
+                f"{shown}: a damaged or truncated image, or one Pillow cannot decode ({one_line(e)})"
+            ) from None
 
 
 def _pixels(img: Any, shown: str) -> Picture:
     """An opened Pillow image, reduced while decoding, as displayed (§13.5)."""
     width, height = img.size
     if width * height > MAX_PIXELS:
-        raise ImageError(f"{shown}: too large to decode safely: {width} x {height} pixels "
-                         f"(the limit is {MAX_PIXELS:,}; a decompression bomb?)")
+        raise ImageError(
+            f"{shown}: too large to decode safely: {width} x {height} pixels "
+            f"(the limit is {MAX_PIXELS:,}; a decompression bomb?)"
+        )
     notes = []
     if img.format != "MPO" and getattr(img, "is_animated", False):
         notes.append(f"{shown}: an animated or multi-page picture: read from its first frame")

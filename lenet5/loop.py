@@ -19,6 +19,7 @@ The settings live in lenet5.config and the stop signals in lenet5.signals;
 their names stay importable from here (``lenet5.loop.TrainConfig``,
 ``lenet5.loop.InterruptRequest``, ...).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -55,11 +56,11 @@ class Position:
 class History:
     """What a run recorded: per batch, per epoch, and the time in the engine."""
 
-    batch_loss: List[float] = field(default_factory=list)        # summed loss / batch size
-    batch_accuracy: List[float] = field(default_factory=list)    # correct / batch size
+    batch_loss: List[float] = field(default_factory=list)  # summed loss / batch size
+    batch_accuracy: List[float] = field(default_factory=list)  # correct / batch size
     running_accuracy: List[float] = field(default_factory=list)  # over the epoch so far
-    test_accuracy: List[float] = field(default_factory=list)     # one per epoch, if evaluated
-    val_accuracy: List[float] = field(default_factory=list)      # one per epoch, with a hold-out
+    test_accuracy: List[float] = field(default_factory=list)  # one per epoch, if evaluated
+    val_accuracy: List[float] = field(default_factory=list)  # one per epoch, with a hold-out
     train_seconds: float = 0.0
     diverged_at: Optional[int] = None  # first batch (counted from 1) whose loss was not finite
 
@@ -80,20 +81,19 @@ class History:
 class BatchReport:
     """What ``on_batch`` is told after each batch."""
 
-    position: Position        # the position after this batch
+    position: Position  # the position after this batch
     batches_per_epoch: int
-    loss_sum: float           # this batch's summed loss
-    correct: int              # this batch's correct predictions (before the update)
-    epoch_loss: float         # mean loss per image over the epoch so far
-    epoch_accuracy: float     # accuracy over the epoch so far
+    loss_sum: float  # this batch's summed loss
+    correct: int  # this batch's correct predictions (before the update)
+    epoch_loss: float  # mean loss per image over the epoch so far
+    epoch_accuracy: float  # accuracy over the epoch so far
 
 
 class Diverged(ArithmeticError):
     """The loss or the parameters became NaN or infinite."""
 
     def __init__(self, position: Position, loss: float) -> None:
-        super().__init__(f"training diverged at epoch {position.epoch + 1}, "
-                         f"batch {position.batch}: the loss is {loss}")
+        super().__init__(f"training diverged at epoch {position.epoch + 1}, batch {position.batch}: the loss is {loss}")
         self.position, self.loss = position, loss
 
 
@@ -121,7 +121,7 @@ def epoch_order(n: int, epoch: int, seed: int, shuffle: bool) -> Optional[np.nda
 
 
 #: The generator stream of the validation split, apart from the shuffles' [seed, epoch].
-VAL_STREAM = 2 ** 32 - 1
+VAL_STREAM = 2**32 - 1
 
 
 def validation_split(n: int, val: int, seed: int) -> Tuple[np.ndarray, np.ndarray]:
@@ -134,14 +134,23 @@ def validation_split(n: int, val: int, seed: int) -> Tuple[np.ndarray, np.ndarra
     return np.sort(order[val:]), np.sort(order[:val])
 
 
-def train(engine: Engine, params: np.ndarray, images: np.ndarray, labels: np.ndarray,
-          config: TrainConfig, *, start: Position = Position(), history: Optional[History] = None,
-          velocity: Optional[np.ndarray] = None, file_index: Optional[np.ndarray] = None,
-          max_batches: Optional[int] = None,
-          on_batch: Optional[Callable[[BatchReport], None]] = None,
-          on_epoch: Optional[Callable[[int], None]] = None,
-          should_stop: Optional[Callable[[], bool]] = None,
-          stop_on_divergence: bool = True) -> History:
+def train(
+    engine: Engine,
+    params: np.ndarray,
+    images: np.ndarray,
+    labels: np.ndarray,
+    config: TrainConfig,
+    *,
+    start: Position = Position(),
+    history: Optional[History] = None,
+    velocity: Optional[np.ndarray] = None,
+    file_index: Optional[np.ndarray] = None,
+    max_batches: Optional[int] = None,
+    on_batch: Optional[Callable[[BatchReport], None]] = None,
+    on_epoch: Optional[Callable[[int], None]] = None,
+    should_stop: Optional[Callable[[], bool]] = None,
+    stop_on_divergence: bool = True,
+) -> History:
     """Train params in place from ``start`` to the end of ``config.epochs``.
 
     on_batch(report) runs after every batch, on_epoch(epochs_done) after every
@@ -163,8 +172,12 @@ def train(engine: Engine, params: np.ndarray, images: np.ndarray, labels: np.nda
         raise ValueError("momentum or weight decay needs a velocity buffer (np.zeros(N_PARAMS) to start)")
     sgd: Dict[str, Any] = {}
     if config.uses_velocity:
-        sgd = dict(velocity=rules.check_velocity(velocity), momentum=config.momentum,
-                   weight_decay=config.weight_decay, nesterov=config.nesterov)
+        sgd = dict(
+            velocity=rules.check_velocity(velocity),
+            momentum=config.momentum,
+            weight_decay=config.weight_decay,
+            nesterov=config.nesterov,
+        )
     ids = np.arange(n, dtype=np.int64) if file_index is None else np.asarray(file_index, dtype=np.int64)
     if ids.shape != (n,):
         raise ValueError(f"file_index must hold one index per image ({n}), not shape {ids.shape}")
@@ -185,15 +198,27 @@ def train(engine: Engine, params: np.ndarray, images: np.ndarray, labels: np.nda
             seen = correct_total = 0
             loss_total = 0.0
             for b in range(first, per_epoch):
-                rows = slice(b * b_size, (b + 1) * b_size) if order is None else order[b * b_size:(b + 1) * b_size]
+                rows = slice(b * b_size, (b + 1) * b_size) if order is None else order[b * b_size : (b + 1) * b_size]
                 t0 = time.perf_counter()
                 batch = images[rows]
                 if config.augment:
-                    batch = core.augment(np.ascontiguousarray(batch), ids[rows], seed=config.seed,
-                                         epoch=epoch, threads=threads, **AUGMENT_RANGES)
-                loss_sum, correct = engine.train_batch(params, batch, labels[rows], loss=config.loss,
-                                                       sign=sign, lr=config.batch_lr(epoch, b, per_epoch),
-                                                       **sgd)
+                    batch = core.augment(
+                        np.ascontiguousarray(batch),
+                        ids[rows],
+                        seed=config.seed,
+                        epoch=epoch,
+                        threads=threads,
+                        **AUGMENT_RANGES,
+                    )
+                loss_sum, correct = engine.train_batch(
+                    params,
+                    batch,
+                    labels[rows],
+                    loss=config.loss,
+                    sign=sign,
+                    lr=config.batch_lr(epoch, b, per_epoch),
+                    **sgd,
+                )
                 history.train_seconds += time.perf_counter() - t0
                 position = Position(epoch, b + 1)
                 if not (math.isfinite(loss_sum) and np.isfinite(params).all()):
@@ -208,8 +233,9 @@ def train(engine: Engine, params: np.ndarray, images: np.ndarray, labels: np.nda
                 history.batch_accuracy.append(correct / b_size)
                 history.running_accuracy.append(correct_total / seen)
                 if on_batch:
-                    on_batch(BatchReport(position, per_epoch, loss_sum, correct,
-                                         loss_total / seen, correct_total / seen))
+                    on_batch(
+                        BatchReport(position, per_epoch, loss_sum, correct, loss_total / seen, correct_total / seen)
+                    )
                 done += 1
                 if max_batches is not None and done >= max_batches:
                     return history

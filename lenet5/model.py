@@ -13,6 +13,7 @@ around it: progress, a test evaluation per epoch, checkpoints, a clean stop
 on Ctrl-C.  The command line ``python -m lenet5.train`` is a thin wrapper
 over it.
 """
+
 from __future__ import annotations
 
 import signal
@@ -57,8 +58,10 @@ class Evaluation:
     confusion: np.ndarray
 
     def __str__(self) -> str:
-        lines = [f"accuracy {100 * self.accuracy:.2f}% ({self.correct}/{self.total})",
-                 "true\\pred " + " ".join(f"{j:>5d}" for j in range(10))]
+        lines = [
+            f"accuracy {100 * self.accuracy:.2f}% ({self.correct}/{self.total})",
+            "true\\pred " + " ".join(f"{j:>5d}" for j in range(10)),
+        ]
         for i, row in enumerate(self.confusion):
             lines.append(f"{i:>9d} " + " ".join(f"{v:>5d}" for v in row))
         return "\n".join(lines)
@@ -95,13 +98,18 @@ class FitResult:
         """The run as a JSON-ready dict (the trainer's ``--json``)."""
         h = self.history
         return {
-            "test_accuracy": self.test_accuracy, "test_correct": self.test_correct,
-            "test_images": self.test_images, "train_seconds": h.train_seconds,
+            "test_accuracy": self.test_accuracy,
+            "test_correct": self.test_correct,
+            "test_images": self.test_images,
+            "train_seconds": h.train_seconds,
             "images_per_second": self.images_per_second,
-            "train_images": self.train_images, "images_seen": self.images_seen,
+            "train_images": self.train_images,
+            "images_seen": self.images_seen,
             "final_batch_loss": h.batch_loss[-1] if h.batch_loss else None,
             **self.config.to_dict(),
-            "engine": self.engine, "kernel": self.kernel, "threads": self.threads,
+            "engine": self.engine,
+            "kernel": self.kernel,
+            "threads": self.threads,
             # the instruction-set variant of the fast kernels (docs/SPEC.md §9.4)
             "isa": core.isa() if self.engine == "c" and self.kernel == "fast" else None,
             "epoch_test_accuracy": list(h.test_accuracy),
@@ -113,12 +121,17 @@ class Interrupted(KeyboardInterrupt):
     """fit() stopped at a batch boundary on Ctrl-C, SIGTERM or SIGHUP
     (``signum``); a checkpoint, if one was asked for, holds the position to resume from."""
 
-    def __init__(self, position: Position, batches_per_epoch: int, checkpoint: Optional[PathLike],
-                 signum: Optional[int] = None) -> None:
-        where = (f"epoch {position.epoch + 1}, after batch {position.batch} of {batches_per_epoch}"
-                 if position.batch else f"the end of epoch {position.epoch}")
-        saved = (f"; checkpoint written to {checkpoint}" if checkpoint
-                 else "; no checkpoint was asked for, nothing saved")
+    def __init__(
+        self, position: Position, batches_per_epoch: int, checkpoint: Optional[PathLike], signum: Optional[int] = None
+    ) -> None:
+        where = (
+            f"epoch {position.epoch + 1}, after batch {position.batch} of {batches_per_epoch}"
+            if position.batch
+            else f"the end of epoch {position.epoch}"
+        )
+        saved = (
+            f"; checkpoint written to {checkpoint}" if checkpoint else "; no checkpoint was asked for, nothing saved"
+        )
         signum = signal.SIGINT if signum is None else signum  # exit status 128 + signum
         by = "" if signum == signal.SIGINT else f" by {signal.Signals(signum).name}"
         super().__init__(f"interrupted{by} at {where}{saved}")
@@ -129,8 +142,7 @@ ImagesLike = np.ndarray
 
 #: The shipped model (package data) and the one command that rebuilds it, byte for byte.
 PRETRAINED_PATH = Path(__file__).parent / "pretrained" / "lenet5_best_seed0.npz"
-PRETRAINED_COMMAND = ("python -m lenet5.train --preset best --seed 0 "
-                      "--save lenet5/pretrained/lenet5_best_seed0.npz")
+PRETRAINED_COMMAND = "python -m lenet5.train --preset best --seed 0 --save lenet5/pretrained/lenet5_best_seed0.npz"
 
 
 def _as_images(images: Any) -> np.ndarray:
@@ -238,12 +250,14 @@ class LeNet5:
         ``outputs`` and ``probabilities`` (N, 10) out, float32 (or float64)
         (docs/SPEC.md §15).  Needs the onnx package (``pip install onnx``)."""
         from .onnx_export import export
+
         export(self._params, path, float64=float64)
 
     def to_torch(self) -> Any:
         """The model as a float64 ``torch.nn.Module`` (lenet5.torch_model.LeNet5Module;
         docs/SPEC.md §15.5).  Needs PyTorch (``pip install torch``)."""
         from .torch_model import to_module
+
         return to_module(self._params)
 
     @classmethod
@@ -251,6 +265,7 @@ class LeNet5:
         """A model from a LeNet5Module or its state_dict (docs/SPEC.md §15.5),
         checked as ``load`` checks a file's parameters."""
         from .torch_model import from_state
+
         return cls(from_state(module_or_state_dict))
 
     def forward(self, images: ImagesLike, threads: Optional[int] = None) -> np.ndarray:
@@ -286,8 +301,7 @@ class LeNet5:
         28), "conv2" (16, 10, 10)), the 10 "outputs" and their softmax
         "probabilities" (docs/SPEC.md §5.2, §6.4)."""
         conv1, conv2, outputs = core.forward_activations(self._params, image)
-        return {"conv1": conv1, "conv2": conv2, "outputs": outputs,
-                "probabilities": softmax(outputs[None])[0]}
+        return {"conv1": conv1, "conv2": conv2, "outputs": outputs, "probabilities": softmax(outputs[None])[0]}
 
     def evaluate(self, images: ImagesLike, labels: Any, threads: Optional[int] = None) -> Evaluation:
         """Accuracy and confusion matrix on labelled images."""
@@ -299,15 +313,35 @@ class LeNet5:
         correct = int(np.trace(confusion))
         return Evaluation(correct / len(labels), correct, len(labels), confusion)
 
-    def fit(self, images: ImagesLike, labels: Any, *, loss: str = "mse", sign: Optional[int] = None,
-            lr: Optional[float] = None, batch_size: int = 300, epochs: int = 1, shuffle: bool = False,
-            seed: int = 0, momentum: float = 0.0, nesterov: bool = False, weight_decay: float = 0.0,
-            schedule: str = "constant", warmup: int = 0, augment: bool = False, val: int = 0,
-            engine: str = "c", kernel: Optional[str] = None,
-            threads: Optional[int] = None, test: Optional[Tuple[np.ndarray, np.ndarray]] = None,
-            progress: bool = True, checkpoint: Optional[PathLike] = None,
-            checkpoint_every: Optional[int] = None, resume: Optional[Checkpoint] = None,
-            checkpoint_extra: Optional[Dict[str, Any]] = None) -> FitResult:
+    def fit(
+        self,
+        images: ImagesLike,
+        labels: Any,
+        *,
+        loss: str = "mse",
+        sign: Optional[int] = None,
+        lr: Optional[float] = None,
+        batch_size: int = 300,
+        epochs: int = 1,
+        shuffle: bool = False,
+        seed: int = 0,
+        momentum: float = 0.0,
+        nesterov: bool = False,
+        weight_decay: float = 0.0,
+        schedule: str = "constant",
+        warmup: int = 0,
+        augment: bool = False,
+        val: int = 0,
+        engine: str = "c",
+        kernel: Optional[str] = None,
+        threads: Optional[int] = None,
+        test: Optional[Tuple[np.ndarray, np.ndarray]] = None,
+        progress: bool = True,
+        checkpoint: Optional[PathLike] = None,
+        checkpoint_every: Optional[int] = None,
+        resume: Optional[Checkpoint] = None,
+        checkpoint_extra: Optional[Dict[str, Any]] = None,
+    ) -> FitResult:
         """Train in place on (images, labels) and return what happened.
 
         The options are the command line's (``python -m lenet5.train --help``):
@@ -340,15 +374,28 @@ class LeNet5:
             config, start, history = resume.config, resume.position, resume.history
             params[...] = resume.params
         else:
-            config = TrainConfig(loss=loss, sign=sign, lr=lr, batch_size=batch_size,
-                                 epochs=epochs, shuffle=shuffle, seed=seed, momentum=momentum,
-                                 nesterov=nesterov, weight_decay=weight_decay, schedule=schedule,
-                                 warmup=warmup, augment=augment, val=val)
+            config = TrainConfig(
+                loss=loss,
+                sign=sign,
+                lr=lr,
+                batch_size=batch_size,
+                epochs=epochs,
+                shuffle=shuffle,
+                seed=seed,
+                momentum=momentum,
+                nesterov=nesterov,
+                weight_decay=weight_decay,
+                schedule=schedule,
+                warmup=warmup,
+                augment=augment,
+                val=val,
+            )
             start, history = Position(), History()
         velocity = None
         if config.uses_velocity:
-            velocity = np.zeros(core.N_PARAMS) if resume is None or resume.velocity is None \
-                else np.array(resume.velocity)
+            velocity = (
+                np.zeros(core.N_PARAMS) if resume is None or resume.velocity is None else np.array(resume.velocity)
+            )
         file_index = np.arange(len(images))
         if config.val:
             file_index, val_rows = validation_split(len(images), config.val, config.seed)
@@ -361,9 +408,15 @@ class LeNet5:
             test_x = _as_images(test[0])
             test_y = core.check_labels(np.asarray(test[1]), len(test_x), name="test labels")
         extra = dict(checkpoint_extra or {})
-        result = FitResult(config, history, len(images), config.epochs * per_epoch * config.batch_size,
-                           engine, getattr(eng, "kernel", None),
-                           (threads or core.default_threads()) if engine == "c" else None)
+        result = FitResult(
+            config,
+            history,
+            len(images),
+            config.epochs * per_epoch * config.batch_size,
+            engine,
+            getattr(eng, "kernel", None),
+            (threads or core.default_threads()) if engine == "c" else None,
+        )
         show = Progress(progress)
 
         def save_at(position: Position) -> None:
@@ -390,8 +443,10 @@ class LeNet5:
             if result.test_accuracy is not None:
                 history.test_accuracy.append(result.test_accuracy)
                 line += f"test accuracy {100 * result.test_accuracy:.2f}%, "
-            line += (f"train loss {history.batch_loss[-1]:.4f} (last batch), "
-                     f"{history.train_seconds:.2f} s in training so far")
+            line += (
+                f"train loss {history.batch_loss[-1]:.4f} (last batch), "
+                f"{history.train_seconds:.2f} s in training so far"
+            )
             show.end_epoch(line)
             save_at(Position(done, 0))
             if done < config.epochs:
@@ -403,9 +458,20 @@ class LeNet5:
         try:
             with InterruptRequest() as stop:  # also while the last checkpoint is saved
                 try:
-                    train(eng, params, images, labels, config, start=start, history=history,
-                          velocity=velocity, file_index=file_index, on_batch=on_batch, on_epoch=on_epoch,
-                          should_stop=stop)
+                    train(
+                        eng,
+                        params,
+                        images,
+                        labels,
+                        config,
+                        start=start,
+                        history=history,
+                        velocity=velocity,
+                        file_index=file_index,
+                        on_batch=on_batch,
+                        on_epoch=on_epoch,
+                        should_stop=stop,
+                    )
                 except Stopped as s:
                     show.close()
                     save_at(s.position)
@@ -419,9 +485,15 @@ class LeNet5:
                 self._adopt(params)  # whatever training reached, interrupted too
         if result.test_correct is None:  # resumed from a finished checkpoint
             score_test()
-        self.meta = {"loss": config.loss, "sign": config.sign, "lr": config.lr,
-                     "batch_size": config.batch_size, "epochs": config.epochs,
-                     "images_seen": result.images_seen, "test_accuracy": result.test_accuracy}
+        self.meta = {
+            "loss": config.loss,
+            "sign": config.sign,
+            "lr": config.lr,
+            "batch_size": config.batch_size,
+            "epochs": config.epochs,
+            "images_seen": result.images_seen,
+            "test_accuracy": result.test_accuracy,
+        }
         return result
 
     def __repr__(self) -> str:

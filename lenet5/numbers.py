@@ -12,6 +12,7 @@ network is most sure of both sides; each digit is made MNIST-style exactly as
 a picture of one digit is (``digit_from_ink``) and read by the network.
 Needs scipy (the extra ``images``) for the connected components.
 """
+
 from __future__ import annotations
 
 import os
@@ -67,28 +68,33 @@ NOTE_GAP = 0.25
 @dataclass(frozen=True)
 class DigitReading:
     """One digit of a number, as the network read it."""
-    digit: int                       #: the digit (the argmax of the outputs, docs/SPEC.md §5.5)
-    probability: float               #: its probability (docs/SPEC.md §6.4)
-    probabilities: np.ndarray        #: (10,) float64, all ten
-    box: Tuple[int, int, int, int]   #: (x0, y0, x1, y1) in the picture as displayed, x1 and y1 exclusive
-    image: np.ndarray                #: (28, 28) uint8, the MNIST-style image the network saw
+
+    digit: int  #: the digit (the argmax of the outputs, docs/SPEC.md §5.5)
+    probability: float  #: its probability (docs/SPEC.md §6.4)
+    probabilities: np.ndarray  #: (10,) float64, all ten
+    box: Tuple[int, int, int, int]  #: (x0, y0, x1, y1) in the picture as displayed, x1 and y1 exclusive
+    image: np.ndarray  #: (28, 28) uint8, the MNIST-style image the network saw
 
 
 @dataclass(frozen=True)
 class NumberReading:
     """A whole number: its digits from left to right."""
-    number: str                          #: the digits as text, "2024"
-    confidence: float                    #: the least sure digit's probability
-    digits: Tuple[DigitReading, ...]     #: left to right
+
+    number: str  #: the digits as text, "2024"
+    confidence: float  #: the least sure digit's probability
+    digits: Tuple[DigitReading, ...]  #: left to right
 
     def to_dict(self, inputs: bool = False) -> Dict[str, Any]:
         """The --json object without "path"; ``inputs`` adds each digit's
         28 x 28 ``"input"`` (as the page's API gives it)."""
         digits = []
         for d in self.digits:
-            entry: Dict[str, Any] = {"digit": d.digit, "probability": d.probability,
-                                     "probabilities": [float(p) for p in d.probabilities],
-                                     "box": list(d.box)}
+            entry: Dict[str, Any] = {
+                "digit": d.digit,
+                "probability": d.probability,
+                "probabilities": [float(p) for p in d.probabilities],
+                "box": list(d.box),
+            }
             if inputs:
                 entry["input"] = d.image.astype(int).tolist()
             digits.append(entry)
@@ -103,9 +109,11 @@ def reading_payload(reading: NumberReading) -> Dict[str, Any]:
 
 # -- segmentation (docs/SPEC.md §14) ------------------------------------------------------
 
+
 @dataclass
 class _Piece:
     """A part of the ink map: its ink (others' ink zeroed) within its box (rows, columns, exclusive ends)."""
+
     ink: np.ndarray
     top: int
     left: int
@@ -245,8 +253,10 @@ def _split(piece: _Piece, digit_height: float, typical_width: Optional[float], j
         return [piece]
     columns = list(range(lo, hi + 1))
     # Local minima of the smoothed column sums first, thinnest first; then the thinnest other columns.
-    minima = sorted((c for c in columns if smooth[c] <= smooth[c - 1] and smooth[c] <= smooth[min(c + 1, w - 1)]),
-                    key=lambda c: smooth[c])
+    minima = sorted(
+        (c for c in columns if smooth[c] <= smooth[c - 1] and smooth[c] <= smooth[min(c + 1, w - 1)]),
+        key=lambda c: smooth[c],
+    )
     rest = sorted((c for c in columns if c not in minima), key=lambda c: smooth[c])
     halves: List[Tuple[_Piece, _Piece]] = []
     for c in minima + rest:
@@ -286,8 +296,12 @@ def _box(piece: _Piece, ink: InkMap) -> Tuple[int, int, int, int]:
     """The piece's box in the picture as displayed, at full resolution, ends exclusive (§14.6)."""
     ox, oy = ink.offset
     s = ink.scale
-    return (int(np.floor(ox + piece.left * s)), int(np.floor(oy + piece.top * s)),
-            int(np.ceil(ox + (piece.left + piece.width) * s)), int(np.ceil(oy + (piece.top + piece.height) * s)))
+    return (
+        int(np.floor(ox + piece.left * s)),
+        int(np.floor(oy + piece.top * s)),
+        int(np.ceil(ox + (piece.left + piece.width) * s)),
+        int(np.ceil(oy + (piece.top + piece.height) * s)),
+    )
 
 
 def looks_like_a_number(picture: Any) -> bool:
@@ -326,6 +340,7 @@ def read_number(picture: PictureLike, net: Optional[LeNet5] = None, threads: Opt
     """
     if net is None:
         from .model import LeNet5
+
         net = LeNet5.pretrained()
     if isinstance(picture, InkMap):
         ink = picture
@@ -351,8 +366,16 @@ def read_number(picture: PictureLike, net: Optional[LeNet5] = None, threads: Opt
     images = np.stack([digit_from_ink(p.ink) for p in pieces])
     found = np.atleast_1d(net.predict(images, threads=threads))  # its argmax, docs/SPEC.md §5.5
     proba = np.atleast_2d(net.predict_proba(images, threads=threads))
-    digits = tuple(DigitReading(digit=int(k), probability=float(p[k]), probabilities=np.asarray(p, dtype=np.float64),
-                                box=_box(piece, ink), image=im)
-                   for piece, k, p, im in zip(pieces, found, proba, images))
-    return NumberReading(number="".join(str(d.digit) for d in digits),
-                         confidence=min(d.probability for d in digits), digits=digits)
+    digits = tuple(
+        DigitReading(
+            digit=int(k),
+            probability=float(p[k]),
+            probabilities=np.asarray(p, dtype=np.float64),
+            box=_box(piece, ink),
+            image=im,
+        )
+        for piece, k, p, im in zip(pieces, found, proba, images)
+    )
+    return NumberReading(
+        number="".join(str(d.digit) for d in digits), confidence=min(d.probability for d in digits), digits=digits
+    )

@@ -6,6 +6,7 @@ the error over a convolution's input is col2im: 25 shifted products added up.
 Sums run in whatever order BLAS chooses, so results agree with the C core to
 about 1e-13 rather than to the bit (docs/SPEC.md §1); the tests hold it to that.
 """
+
 from __future__ import annotations
 
 from typing import Dict, Optional, Tuple
@@ -70,7 +71,7 @@ def conv_input_error(err: np.ndarray, w: np.ndarray, x: np.ndarray) -> np.ndarra
     e_rows = err.transpose(0, 2, 3, 1)  # (N, OH, OW, c_out)
     for i in range(K):
         for j in range(K):
-            e[:, :, i:i + oh, j:j + ow] += (e_rows @ w[:, :, i, j].T).transpose(0, 3, 1, 2)
+            e[:, :, i : i + oh, j : j + ow] += (e_rows @ w[:, :, i, j].T).transpose(0, 3, 1, 2)
     return e * (x > 0)
 
 
@@ -117,8 +118,9 @@ def output_error(z: np.ndarray, labels: np.ndarray, loss: str) -> Tuple[np.ndarr
     return p - y, -np.log(p[np.arange(len(z)), labels])
 
 
-def batch_gradient(params: np.ndarray, images: np.ndarray, labels: np.ndarray,
-                   loss: str) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+def batch_gradient(
+    params: np.ndarray, images: np.ndarray, labels: np.ndarray, loss: str
+) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """S = the sum over the batch of the per-image gradient buffers
     (docs/SPEC.md §7, §8.1), the per-image losses, and the predictions of the
     forward pass."""
@@ -145,8 +147,18 @@ def batch_gradient(params: np.ndarray, images: np.ndarray, labels: np.ndarray,
     return g, losses, a["output"].argmax(axis=1)
 
 
-def sgd_update(params: np.ndarray, velocity: np.ndarray, s: np.ndarray, n: int, *, sign: int,
-               lr: float, momentum: float, weight_decay: float, nesterov: bool) -> None:
+def sgd_update(
+    params: np.ndarray,
+    velocity: np.ndarray,
+    s: np.ndarray,
+    n: int,
+    *,
+    sign: int,
+    lr: float,
+    momentum: float,
+    weight_decay: float,
+    nesterov: bool,
+) -> None:
     """SGD with momentum and L2 weight decay from the batch sum S of n images,
     in place (docs/SPEC.md §8.5).  A line-by-line transcription of the C
     core's momentum_update (csrc/common.c): each NumPy operation rounds each
@@ -169,10 +181,20 @@ class NumpyEngine:
     name = "numpy"
     chunk = 500  # images per forward pass when predicting: bounds the im2col memory
 
-    def train_batch(self, params: np.ndarray, images: np.ndarray, labels: np.ndarray, *,
-                    loss: str, sign: int, lr: float, velocity: Optional[np.ndarray] = None,
-                    momentum: float = 0.0, weight_decay: float = 0.0,
-                    nesterov: bool = False) -> Tuple[float, int]:
+    def train_batch(
+        self,
+        params: np.ndarray,
+        images: np.ndarray,
+        labels: np.ndarray,
+        *,
+        loss: str,
+        sign: int,
+        lr: float,
+        velocity: Optional[np.ndarray] = None,
+        momentum: float = 0.0,
+        weight_decay: float = 0.0,
+        nesterov: bool = False,
+    ) -> Tuple[float, int]:
         """Train on one batch in place, w + sign * lr/B * S (docs/SPEC.md §8.2),
         or with a velocity buffer SGD with momentum and weight decay (§8.5);
         returns (summed loss, number correct) of the forward pass."""
@@ -189,8 +211,17 @@ class NumpyEngine:
             params += sign * (k * s)
         else:
             rules.check_velocity(velocity)
-            sgd_update(params, velocity, s, n, sign=sign, lr=lr, momentum=rules.check_momentum(momentum),
-                       weight_decay=rules.check_weight_decay(weight_decay), nesterov=bool(nesterov))
+            sgd_update(
+                params,
+                velocity,
+                s,
+                n,
+                sign=sign,
+                lr=lr,
+                momentum=rules.check_momentum(momentum),
+                weight_decay=rules.check_weight_decay(weight_decay),
+                nesterov=bool(nesterov),
+            )
         return float(losses.sum()), int((pred == labels).sum())
 
     def forward(self, params: np.ndarray, images: np.ndarray) -> np.ndarray:
@@ -198,8 +229,7 @@ class NumpyEngine:
         rules.check_params(params)
         n = rules.check_images(images)
         images = images.reshape(n, 28, 28)
-        return np.concatenate([forward(params, images[i:i + self.chunk])["output"]
-                               for i in range(0, n, self.chunk)])
+        return np.concatenate([forward(params, images[i : i + self.chunk])["output"] for i in range(0, n, self.chunk)])
 
     def predict(self, params: np.ndarray, images: np.ndarray) -> np.ndarray:
         """The predicted digit of each image (first largest output, docs/SPEC.md §5.5)."""

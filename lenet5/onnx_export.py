@@ -20,6 +20,7 @@ the same network, because onnxruntime's CPU provider has no float64 ``Conv``:
 leanest graph, the benchmark's single-image peer: float ``input`` (N, 28, 28)
 already normalised by §4, ``outputs`` only.
 """
+
 from __future__ import annotations
 
 from typing import Any, Dict, List
@@ -37,8 +38,10 @@ OPSET = 17
 #: Names of the graph's inputs and outputs.
 IMAGES, INPUT, OUTPUTS, PROBABILITIES = "images", "input", "outputs", "probabilities"
 
-MISSING = ('exporting to ONNX needs the onnx package: pip install onnx '
-           '(or, from a checkout of lenet5, pip install -e ".[onnx]")')
+MISSING = (
+    "exporting to ONNX needs the onnx package: pip install onnx "
+    '(or, from a checkout of lenet5, pip install -e ".[onnx]")'
+)
 
 S = 28  # side of an image
 PAD = 2  # the zero frame of docs/SPEC.md §4
@@ -121,36 +124,39 @@ def _normalise(g: _Graph, images: str) -> str:
 
 def _network_conv(g: _Graph, params: np.ndarray, x: str) -> str:
     """(N, 28, 28) normalised -> (N, 10) outputs with Conv, MaxPool and Gemm (§15.3)."""
+
     def weights(name: str) -> str:  # [c_out][c_in][kr][kc], as ONNX's Conv reads them
         return g.const(name, core.block(params, name).transpose(1, 0, 2, 3))
 
     pool: Dict[str, Any] = {"kernel_shape": [2, 2], "strides": [2, 2]}
     x = g.op("Reshape", [x, g.ints("nchw", [-1, 1, S, S])], "input")
-    x = g.op("Relu", [g.op("Conv", [x, weights("W1"), g.const("b1", core.block(params, "b1"))], "conv1",
-                           pads=[PAD] * 4)], "layer1")
+    x = g.op(
+        "Relu",
+        [g.op("Conv", [x, weights("W1"), g.const("b1", core.block(params, "b1"))], "conv1", pads=[PAD] * 4)],
+        "layer1",
+    )
     x = g.op("MaxPool", [x], "layer2", **pool)
-    x = g.op("Relu", [g.op("Conv", [x, weights("W2"), g.const("b2", core.block(params, "b2"))], "conv2")],
-             "layer3")
+    x = g.op("Relu", [g.op("Conv", [x, weights("W2"), g.const("b2", core.block(params, "b2"))], "conv2")], "layer3")
     x = g.op("MaxPool", [x], "layer4", **pool)
-    x = g.op("Relu", [g.op("Conv", [x, weights("W3"), g.const("b3", core.block(params, "b3"))], "conv3")],
-             "layer5")
+    x = g.op("Relu", [g.op("Conv", [x, weights("W3"), g.const("b3", core.block(params, "b3"))], "conv3")], "layer5")
     x = g.op("Flatten", [x], "layer5_flat")
-    return g.op("Gemm", [x, g.const("W4", core.block(params, "W4")), g.const("b4", core.block(params, "b4"))],
-                "fc")
+    return g.op("Gemm", [x, g.const("W4", core.block(params, "W4")), g.const("b4", core.block(params, "b4"))], "fc")
 
 
 def _network_matmul(g: _Graph, params: np.ndarray, x: str) -> str:
     """(N, 28, 28) normalised -> (N, 10) outputs with MatMul only (§15.3): maps
     are kept as (N, rows, columns * maps), the maps last."""
+
     def conv(x: str, side: int, name: str, bias: str) -> str:
         """(N, side, side * c_in) -> (N, side - 4, (side - 4) * c_out), ReLU-ed."""
         out_side = side - K + 1
         axis = g.ints("axis", [1])
-        shifted = [g.op("Slice", [x, g.ints("start", [kr]), g.ints("end", [kr + out_side]), axis], f"{name}_row{kr}")
-                   for kr in range(K)]  # the rows under kernel row kr of every output row
+        shifted = [
+            g.op("Slice", [x, g.ints("start", [kr]), g.ints("end", [kr + out_side]), axis], f"{name}_row{kr}")
+            for kr in range(K)
+        ]  # the rows under kernel row kr of every output row
         band = g.op("Concat", shifted, f"{name}_rows", axis=2)
-        out = g.op("MatMul", [band, g.const(name + "_banded", _banded(core.block(params, name), side))],
-                   f"{name}_sum")
+        out = g.op("MatMul", [band, g.const(name + "_banded", _banded(core.block(params, name), side))], f"{name}_sum")
         b = np.tile(core.block(params, bias), out_side)  # [column][c_out]
         return g.op("Relu", [g.op("Add", [out, g.const(bias, b)], f"{name}_biased")], f"{name}_relu")
 
@@ -168,12 +174,19 @@ def _network_matmul(g: _Graph, params: np.ndarray, x: str) -> str:
     w3 = core.block(params, "W3").transpose(2, 3, 0, 1).reshape(400, 120)  # [kr][kc][ci] x [co]
     x = g.op("Add", [g.op("MatMul", [x, g.const("W3", w3)], "W3_sum"), g.const("b3", core.block(params, "b3"))])
     x = g.op("Relu", [x], "layer5")
-    return g.op("Add", [g.op("MatMul", [x, g.const("W4", core.block(params, "W4"))], "W4_sum"),
-                        g.const("b4", core.block(params, "b4"))], "fc")
+    return g.op(
+        "Add",
+        [
+            g.op("MatMul", [x, g.const("W4", core.block(params, "W4"))], "W4_sum"),
+            g.const("b4", core.block(params, "b4")),
+        ],
+        "fc",
+    )
 
 
-def build_model(params: np.ndarray, float64: bool = False, normalised_input: bool = False,
-                probabilities: bool = True) -> Any:
+def build_model(
+    params: np.ndarray, float64: bool = False, normalised_input: bool = False, probabilities: bool = True
+) -> Any:
     """The network with these parameters (51,902 finite values, §3.1) as a
     checked ``onnx.ModelProto`` (docs/SPEC.md §15).
 
@@ -200,9 +213,13 @@ def build_model(params: np.ndarray, float64: bool = False, normalised_input: boo
         g.op("Softmax", [OUTPUTS], output=PROBABILITIES, axis=1)
         outputs.append(onnx.helper.make_tensor_value_info(PROBABILITIES, elem, ["N", 10]))
     graph = onnx.helper.make_graph(g.nodes, "lenet5", inputs, outputs, g.inits)
-    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", OPSET)],
-                                   producer_name="lenet5", producer_version=__version__,
-                                   doc_string=_doc(float64, normalised_input))
+    model = onnx.helper.make_model(
+        graph,
+        opset_imports=[onnx.helper.make_opsetid("", OPSET)],
+        producer_name="lenet5",
+        producer_version=__version__,
+        doc_string=_doc(float64, normalised_input),
+    )
     # ir_version: the one the opset came with, so older runtimes read the file too
     model.ir_version = 8
     onnx.checker.check_model(model, full_check=True)

@@ -10,6 +10,7 @@ two file formats (docs/SPEC.md §3, §10).
 Saves are atomic (§10.4); loads check size, shape, dtype and finiteness and
 say what is wrong.
 """
+
 from __future__ import annotations
 
 import json
@@ -56,8 +57,7 @@ def check_finite(params: np.ndarray, what: str = "params", error: type = ValueEr
     """Refuse NaN or infinite parameters: they are a diverged model (docs/SPEC.md §12)."""
     bad = np.flatnonzero(~np.isfinite(params))
     if bad.size:
-        raise error(f"{what}: {bad.size} parameters are NaN or infinite "
-                    f"(first at index {bad[0]}): a diverged model")
+        raise error(f"{what}: {bad.size} parameters are NaN or infinite (first at index {bad[0]}): a diverged model")
 
 
 def model_format(path: PathLike) -> str:
@@ -78,8 +78,10 @@ def read_params(path: PathLike) -> Tuple[np.ndarray, Meta]:
         if suffix == ".dat":
             size = path.stat().st_size
             if size != DAT_BYTES:
-                raise ModelFileError(f"{path}: {size} bytes; a .dat model is exactly {DAT_BYTES} "
-                                     f"({rules.N_PARAMS} little-endian doubles)")
+                raise ModelFileError(
+                    f"{path}: {size} bytes; a .dat model is exactly {DAT_BYTES} "
+                    f"({rules.N_PARAMS} little-endian doubles)"
+                )
             params = np.fromfile(path, dtype="<f8").astype(np.float64)
             meta: Meta = {}
     except OSError as e:  # permission denied, a name too long, ...
@@ -107,11 +109,14 @@ def _check_members(path: Path) -> None:
         for info in z.infolist():
             limit = allowed.get(info.filename)
             if limit is None:
-                raise ModelFileError(f"{path}: unexpected member {info.filename[:80]!r}; a model holds only "
-                                     f"{', '.join(rules.BLOCKS)}, meta and a checkpoint's velocity")
+                raise ModelFileError(
+                    f"{path}: unexpected member {info.filename[:80]!r}; a model holds only "
+                    f"{', '.join(rules.BLOCKS)}, meta and a checkpoint's velocity"
+                )
             if info.file_size > limit:
-                raise ModelFileError(f"{path}: member {info.filename} declares {info.file_size:,} bytes, "
-                                     f"more than its {limit:,} at most")
+                raise ModelFileError(
+                    f"{path}: member {info.filename} declares {info.file_size:,} bytes, more than its {limit:,} at most"
+                )
 
 
 def _read_npz(path: Path) -> Tuple[np.ndarray, Meta]:
@@ -132,7 +137,7 @@ def _read_npz(path: Path) -> Tuple[np.ndarray, Meta]:
             raise ModelFileError(f"{path}: block {name} has shape {a.shape}, expected {shape}")
         if a.dtype != np.float64:
             raise ModelFileError(f"{path}: block {name} has dtype {a.dtype}, expected float64")
-        params[offset:offset + a.size] = a.ravel()
+        params[offset : offset + a.size] = a.ravel()
     meta: Meta = {}
     if "meta" in arrays:
         try:
@@ -145,8 +150,7 @@ def _read_npz(path: Path) -> Tuple[np.ndarray, Meta]:
         if not isinstance(version, int) or isinstance(version, bool):
             raise ModelFileError(f"{path}: format version {version!r} is not a whole number")
         if version > FORMAT_VERSION:
-            raise ModelFileError(f"{path}: format version {version} is newer "
-                                 f"than this lenet5 reads ({FORMAT_VERSION})")
+            raise ModelFileError(f"{path}: format version {version} is newer than this lenet5 reads ({FORMAT_VERSION})")
     return params, meta
 
 
@@ -160,8 +164,9 @@ def read_extra_array(path: PathLike, name: str) -> Optional[np.ndarray]:
         raise ModelFileError(f"{path}: not a readable .npz model ({e})") from None
 
 
-def write_params(path: PathLike, params: np.ndarray, meta: Optional[Meta] = None,
-                 extra: Optional[Dict[str, np.ndarray]] = None) -> None:
+def write_params(
+    path: PathLike, params: np.ndarray, meta: Optional[Meta] = None, extra: Optional[Dict[str, np.ndarray]] = None
+) -> None:
     """Write params (and, for .npz, metadata and any extra arrays, such as a
     checkpoint's velocity) atomically to a .dat or .npz file
     (docs/SPEC.md §10.1, §10.2, §10.3, §10.4)."""

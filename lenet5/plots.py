@@ -10,6 +10,7 @@ mistakes, filters, feature maps: ``evaluate --figures``) are in
 matplotlib is an optional extra: ``pip install matplotlib`` (in a checkout:
 ``pip install -e ".[plot]"``).  Without it, nothing is drawn and the caller
 gets a sentence saying how to get the figures."""
+
 from __future__ import annotations
 
 import math
@@ -38,6 +39,7 @@ def _pyplot() -> Any:
         return None
     matplotlib.use("Agg")  # files only, no screen needed
     import matplotlib.pyplot as plt
+
     return plt
 
 
@@ -63,14 +65,17 @@ def plot_training(history: Mapping[str, Any], path: PathLike, title: str = "") -
     ax_loss.set_ylabel("training loss per image")
     ax_loss.set_yscale("log")
     ax_loss.set_title(f"lenet5 training: {title}" if title else "lenet5 training")
-    ax_acc.plot(batches, [100 * a for a in history["running_accuracy"]], lw=1,
-                label="running accuracy over the epoch")
+    ax_acc.plot(batches, [100 * a for a in history["running_accuracy"]], lw=1, label="running accuracy over the epoch")
     n_epochs = len(history["test_accuracy"])
     if n_epochs:
         per_epoch = len(history["batch_loss"]) // n_epochs
-        ax_acc.plot([per_epoch * (e + 1) for e in range(n_epochs)],
-                    [100 * a for a in history["test_accuracy"]], "o", color="black",
-                    label="test accuracy after each epoch")
+        ax_acc.plot(
+            [per_epoch * (e + 1) for e in range(n_epochs)],
+            [100 * a for a in history["test_accuracy"]],
+            "o",
+            color="black",
+            label="test accuracy after each epoch",
+        )
     ax_acc.set_xlabel("batch")
     ax_acc.set_ylabel("accuracy (%)")
     ax_acc.set_ylim(0, 100)
@@ -88,10 +93,22 @@ def plot_experiment(runs: Sequence[Mapping[str, Any]], path: PathLike, batch_siz
     fig, (ax_acc, ax_loss) = plt.subplots(2, 1, figsize=(9, 7.5), sharex=True)
     for run in runs:
         style = "-" if run["descends"] else "--"
-        ax_acc.plot(run["eval_batches"], [100 * a for a in run["test_accuracy"]], style, marker=".",
-                    color=run["color"], label=run["label"])
-        ax_loss.plot(range(1, len(run["batch_loss"]) + 1), _finite(run["batch_loss"]), style, lw=1,
-                     color=run["color"], label=run["label"])
+        ax_acc.plot(
+            run["eval_batches"],
+            [100 * a for a in run["test_accuracy"]],
+            style,
+            marker=".",
+            color=run["color"],
+            label=run["label"],
+        )
+        ax_loss.plot(
+            range(1, len(run["batch_loss"]) + 1),
+            _finite(run["batch_loss"]),
+            style,
+            lw=1,
+            color=run["color"],
+            label=run["label"],
+        )
     ax_acc.axhline(10, color="gray", lw=0.8, ls=":")
     ax_acc.text(1, 11, "chance", color="gray", fontsize=8)
     ax_acc.set_ylabel("test accuracy (%)")

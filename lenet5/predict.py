@@ -24,6 +24,7 @@ side gets a note on standard error suggesting ``--number``.
 Exit status: 0 every image answered; 1 some image could not be used, or the
 model file is bad; 2 a bad argument (no model to use, for one).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,20 +44,36 @@ PROG = "lenet5.predict"
 
 def build_parser() -> argparse.ArgumentParser:
     """The command's options."""
-    p = argparse.ArgumentParser(prog=cli.prog("lenet5.predict"),
-                                description="The digit in each image file (or .npy array).")
-    p.add_argument("images", nargs="+", metavar="IMAGE",
-                   help="picture files: PNG, JPEG, BMP, GIF, TIFF, PBM/PGM/PPM, WebP, AVIF (need Pillow and SciPy) "
-                        "or .npy arrays")
-    p.add_argument("--model", metavar="PATH",
-                   help="model file (.npz or .dat; default: the pretrained model, if this version ships one)")
-    p.add_argument("--json", action="store_true",
-                   help='one JSON object per line: {"path", "digit", "probabilities"} or {"path", "error"}')
-    p.add_argument("--no-preprocess", action="store_true",
-                   help="take each image as it is (it must be 28 x 28, white digit on black, like MNIST)")
+    p = argparse.ArgumentParser(
+        prog=cli.prog("lenet5.predict"), description="The digit in each image file (or .npy array)."
+    )
+    p.add_argument(
+        "images",
+        nargs="+",
+        metavar="IMAGE",
+        help="picture files: PNG, JPEG, BMP, GIF, TIFF, PBM/PGM/PPM, WebP, AVIF (need Pillow and SciPy) or .npy arrays",
+    )
+    p.add_argument(
+        "--model",
+        metavar="PATH",
+        help="model file (.npz or .dat; default: the pretrained model, if this version ships one)",
+    )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help='one JSON object per line: {"path", "digit", "probabilities"} or {"path", "error"}',
+    )
+    p.add_argument(
+        "--no-preprocess",
+        action="store_true",
+        help="take each image as it is (it must be 28 x 28, white digit on black, like MNIST)",
+    )
     cli.add_threads_option(p)
-    p.add_argument("--number", action="store_true",
-                   help="read each picture as a whole number of one or more digits (docs/numbers.md)")
+    p.add_argument(
+        "--number",
+        action="store_true",
+        help="read each picture as a whole number of one or more digits (docs/numbers.md)",
+    )
     cli.add_version_option(p)
     return p
 
@@ -74,8 +91,7 @@ def read_digit(path: str, prepare: bool, notes: Optional[List[str]] = None) -> n
             return as_is(picture.pixels)
         ink = images.ink_map(picture.pixels)
         if notes is not None and looks_like_a_number(ink):  # a hint, docs/SPEC.md §14.7
-            notes.append(f"note: {path} seems to hold several digits side by side; "
-                         "--number reads them as one number")
+            notes.append(f"note: {path} seems to hold several digits side by side; --number reads them as one number")
         return images.digit_from_ink(ink.ink)
     except ImageError as e:
         raise ImageError(f"{path}: {e}") from None
@@ -134,8 +150,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 def show_answer(path: str, digit: int, probabilities: np.ndarray, as_json: bool) -> None:
     """One answer: "path: digit (confidence)", or its JSON object."""
     if as_json:
-        record: Dict[str, Any] = {"path": path, "digit": digit,
-                                  "probabilities": [float(p) for p in probabilities]}
+        record: Dict[str, Any] = {"path": path, "digit": digit, "probabilities": [float(p) for p in probabilities]}
         print(json.dumps(record))
     else:
         print(escaped(f"{path}: {digit} ({100 * float(probabilities[digit]):.1f}%)"))
@@ -151,9 +166,11 @@ def show_error(path: str, message: str, as_json: bool) -> None:
 
 # -- --number: whole numbers (issue 23; docs/numbers.md) ---------------------------------
 
+
 def read_numbers(args: argparse.Namespace) -> int:
     """The --number mode: one answer per picture, a whole number."""
     from .numbers import read_number
+
     net = cli.load_model(args.model)
     errors = 0
     for path in args.images:  # in the order given, each its own answer
@@ -181,8 +198,12 @@ def read_numbers(args: argparse.Namespace) -> int:
             print(json.dumps({"path": path, **reading.to_dict()}))
         else:
             count = len(reading.digits)
-            print(escaped(f"{path}: {reading.number} ({count} digit{'s' if count != 1 else ''}, "
-                          f"least sure {100 * reading.confidence:.1f}%)"))
+            print(
+                escaped(
+                    f"{path}: {reading.number} ({count} digit{'s' if count != 1 else ''}, "
+                    f"least sure {100 * reading.confidence:.1f}%)"
+                )
+            )
     sys.stdout.flush()
     return 1 if errors else 0
 

@@ -1,6 +1,7 @@
 """Progress of long work: a live bar on a terminal, one plain line per epoch
 in a log that is not a terminal (CI, nohup, a redirected file), nothing when
 quiet.  The bar is tqdm's; a log never gets its per-batch refreshes."""
+
 from __future__ import annotations
 
 import sys
@@ -36,14 +37,20 @@ class Progress:
         """epoch counts from 1; initial is the batch a resumed epoch starts at."""
         if self.live:
             from tqdm import tqdm
-            self._bar = tqdm(total=total, initial=initial, desc=f"epoch {epoch}/{epochs}",
-                             unit="batch", file=self.stream, leave=False)
+
+            self._bar = tqdm(
+                total=total,
+                initial=initial,
+                desc=f"epoch {epoch}/{epochs}",
+                unit="batch",
+                file=self.stream,
+                leave=False,
+            )
 
     def batch(self, report: BatchReport) -> None:
         """Advance the bar by one batch, showing the epoch's running loss and accuracy."""
         if self._bar is not None:
-            self._bar.set_postfix(loss=f"{report.epoch_loss:.4f}", acc=f"{report.epoch_accuracy:.3f}",
-                                  refresh=False)
+            self._bar.set_postfix(loss=f"{report.epoch_loss:.4f}", acc=f"{report.epoch_accuracy:.3f}", refresh=False)
             self._bar.update(1)
 
     def end_epoch(self, line: str) -> None:

@@ -21,6 +21,7 @@ always valid JSON.  An API route is a few lines: an async function of a
 Exit status: 0 stopped by Ctrl-C, SIGTERM or SIGHUP; 1 a bad model file or a
 missing extra; 2 a bad argument or an address it cannot listen on.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -85,8 +86,12 @@ STOP_SECONDS = 5
 INSTALL = 'pip install starlette uvicorn pillow (from a checkout: pip install -e ".[serve]")'
 #: The page's files: package data, served by name from this folder only.
 WEB = Path(__file__).resolve().parent / "web"
-TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
-         ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml"}
+TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".svg": "image/svg+xml",
+}
 #: Headers on every answer of the app.
 HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 
@@ -101,8 +106,9 @@ class ApiError(Exception):
     """A request the app refuses: its status, one line for the client, extra
     headers, and whether the connection must close (an unread body)."""
 
-    def __init__(self, status: int, message: str, headers: Optional[Dict[str, str]] = None,
-                 close: bool = False) -> None:
+    def __init__(
+        self, status: int, message: str, headers: Optional[Dict[str, str]] = None, close: bool = False
+    ) -> None:
         super().__init__(message)
         self.status, self.headers, self.close = int(status), dict(headers or {}), close
 
@@ -131,9 +137,10 @@ def encode(payload: Any) -> bytes:
     try:
         return json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()
     except ValueError:
-        raise ApiError(HTTPStatus.INTERNAL_SERVER_ERROR,
-                       "the model's outputs overflowed (NaN or infinite numbers): this model gives no answer "
-                       "for this input") from None
+        raise ApiError(
+            HTTPStatus.INTERNAL_SERVER_ERROR,
+            "the model's outputs overflowed (NaN or infinite numbers): this model gives no answer for this input",
+        ) from None
 
 
 class _NumberError(ValueError):
@@ -143,16 +150,20 @@ class _NumberError(ValueError):
 def _json_int(text: str) -> int:
     value = int(text) if len(text) <= 17 else None  # longer: out of range (and int() may refuse it)
     if value is None or abs(value) > JSON_NUMBER_MAX:
-        raise _NumberError(f"a number in the JSON is out of range ({text[:24]}{'...' if len(text) > 24 else ''}; "
-                           f"numbers must lie within +-1e15)")
+        raise _NumberError(
+            f"a number in the JSON is out of range ({text[:24]}{'...' if len(text) > 24 else ''}; "
+            f"numbers must lie within +-1e15)"
+        )
     return value
 
 
 def _json_float(text: str) -> float:
     value = float(text)
     if not abs(value) <= JSON_NUMBER_MAX:
-        raise _NumberError(f"a number in the JSON is out of range ({text[:24]}{'...' if len(text) > 24 else ''}; "
-                           f"numbers must lie within +-1e15)")
+        raise _NumberError(
+            f"a number in the JSON is out of range ({text[:24]}{'...' if len(text) > 24 else ''}; "
+            f"numbers must lie within +-1e15)"
+        )
     return value
 
 
@@ -206,8 +217,9 @@ class DecodePool:
     requests wait; past either, ``run`` raises ApiError 503 with Retry-After.
     A thread's slot is freed when its job ends, even if its client has left."""
 
-    def __init__(self, workers: Optional[int] = None, waiting: int = DECODE_WAITING,
-                 wait_seconds: float = DECODE_WAIT_SECONDS) -> None:
+    def __init__(
+        self, workers: Optional[int] = None, waiting: int = DECODE_WAITING, wait_seconds: float = DECODE_WAIT_SECONDS
+    ) -> None:
         self.workers = workers or cores()
         self.max_waiting, self.wait_seconds = waiting, wait_seconds
         self.waiting = 0
@@ -215,8 +227,11 @@ class DecodePool:
         self._slots: Optional[asyncio.Semaphore] = None  # made in the event loop that uses it
 
     def _busy(self) -> ApiError:
-        return ApiError(HTTPStatus.SERVICE_UNAVAILABLE, "the server is busy decoding other pictures; try again shortly",
-                        headers={"Retry-After": str(RETRY_AFTER)})
+        return ApiError(
+            HTTPStatus.SERVICE_UNAVAILABLE,
+            "the server is busy decoding other pictures; try again shortly",
+            headers={"Retry-After": str(RETRY_AFTER)},
+        )
 
     async def run(self, job: Callable[[], T]) -> T:
         """job()'s result, run on a pool thread when one is free."""
@@ -314,8 +329,11 @@ class Call:
         if length is not None and int(length) > limit:
             size = int(length)
             waiting = headers.get("expect", "").lower() == "100-continue"  # no 100 Continue is sent
-            raise ApiError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"the body is {size:,} bytes; the limit is {limit:,}",
-                           close=waiting or size > DRAIN_MAX)  # uvicorn drains the rest, up to DRAIN_MAX
+            raise ApiError(
+                HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                f"the body is {size:,} bytes; the limit is {limit:,}",
+                close=waiting or size > DRAIN_MAX,
+            )  # uvicorn drains the rest, up to DRAIN_MAX
         deadline = time.monotonic() + BODY_SECONDS
         chunks: List[bytes] = []
         total, more = 0, True
@@ -323,8 +341,9 @@ class Call:
             try:
                 message = await asyncio.wait_for(self.request.receive(), max(0.0, deadline - time.monotonic()))
             except asyncio.TimeoutError:
-                raise ApiError(HTTPStatus.REQUEST_TIMEOUT, f"the body did not arrive within {BODY_SECONDS:g} s",
-                               close=True) from None
+                raise ApiError(
+                    HTTPStatus.REQUEST_TIMEOUT, f"the body did not arrive within {BODY_SECONDS:g} s", close=True
+                ) from None
             if message["type"] == "http.disconnect":
                 raise ClientLeft()
             data = message.get("body", b"")
@@ -335,8 +354,11 @@ class Call:
             else:
                 chunks.clear()  # counted, then dropped: the client reads a 413, not a reset
         if total > limit:
-            raise ApiError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                           f"the body is more than {limit:,} bytes; the limit is {limit:,}", close=more)
+            raise ApiError(
+                HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                f"the body is more than {limit:,} bytes; the limit is {limit:,}",
+                close=more,
+            )
         return b"".join(chunks)
 
     async def json(self, limit: int = MAX_BODY) -> Any:
@@ -355,12 +377,16 @@ class Call:
         except ImportError as e:
             raise ApiError(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, str(e)) from None
         except MemoryError:  # under a memory limit: this picture, not the server
-            raise ApiError(HTTPStatus.SERVICE_UNAVAILABLE, "not enough memory to decode this picture now",
-                           headers={"Retry-After": str(RETRY_AFTER)}) from None
+            raise ApiError(
+                HTTPStatus.SERVICE_UNAVAILABLE,
+                "not enough memory to decode this picture now",
+                headers={"Retry-After": str(RETRY_AFTER)},
+            ) from None
 
     async def compute(self, job: Callable[[], T]) -> T:
         """job() on a worker thread (light work: JSON, the network's forward pass)."""
         from starlette.concurrency import run_in_threadpool
+
         try:
             return await run_in_threadpool(job)
         except ImageError as e:
@@ -378,8 +404,12 @@ def read_pixels(payload: Any, max_side: int = 28, min_side: int = 28) -> np.ndar
         raise ApiError(HTTPStatus.BAD_REQUEST, 'the JSON body must be an object {"pixels": rows of ints 0..255}')
     rows = payload["pixels"]
     size = f"{max_side} x {max_side}" if max_side == min_side else f"at most {max_side} x {max_side}"
-    if (not isinstance(rows, list) or not rows or not all(isinstance(r, list) for r in rows)
-            or len({len(r) for r in rows}) != 1):
+    if (
+        not isinstance(rows, list)
+        or not rows
+        or not all(isinstance(r, list) for r in rows)
+        or len({len(r) for r in rows}) != 1
+    ):
         raise ApiError(HTTPStatus.BAD_REQUEST, f"pixels must be rows of numbers of equal length ({size})")
     shape = (len(rows), len(rows[0]))
     if not (min_side <= shape[0] <= max_side and min_side <= shape[1] <= max_side):
@@ -396,11 +426,15 @@ def answer(net: LeNet5, image: np.ndarray) -> Dict[str, Any]:
     """/api/predict's answer for one (28, 28) uint8 image the network receives."""
     seen = net.activations(image)
     with np.errstate(over="ignore", invalid="ignore"):  # an overflowing model: encode() refuses it
-        return {"digit": int(np.argmax(seen["outputs"])),  # ties to the smaller digit, as predict
-                "probabilities": [round(float(p), 6) for p in seen["probabilities"]],
-                "input": image.astype(int).tolist(),
-                "feature_maps": {"conv1": np.round(seen["conv1"], 4).tolist(),
-                                 "conv2": np.round(seen["conv2"], 4).tolist()}}
+        return {
+            "digit": int(np.argmax(seen["outputs"])),  # ties to the smaller digit, as predict
+            "probabilities": [round(float(p), 6) for p in seen["probabilities"]],
+            "input": image.astype(int).tolist(),
+            "feature_maps": {
+                "conv1": np.round(seen["conv1"], 4).tolist(),
+                "conv2": np.round(seen["conv2"], 4).tolist(),
+            },
+        }
 
 
 async def predict(call: Call) -> bytes:
@@ -412,8 +446,10 @@ async def predict(call: Call) -> bytes:
     if call.content_type == "application/json":
         payload = await call.json()
         return await call.compute(lambda: encode(answer(net, read_pixels(payload))))
-    raise ApiError(HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
-                   f"Content-Type must be image/png or application/json, not {call.content_type or 'missing'}")
+    raise ApiError(
+        HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+        f"Content-Type must be image/png or application/json, not {call.content_type or 'missing'}",
+    )
 
 
 #: /api/read-number takes JSON pixels of at most this many a side (a wide pad of digits).
@@ -439,22 +475,34 @@ async def read_number_route(call: Call) -> bytes:
         payload = await call.json(NUMBER_JSON_BODY)
         pixels = await call.compute(lambda: read_pixels(payload, max_side=NUMBER_SIDE, min_side=1))
         return await call.decode(lambda: _reading(net, pixels))
-    raise ApiError(HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
-                   f"Content-Type must be image/png or application/json, not {call.content_type or 'missing'}")
+    raise ApiError(
+        HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+        f"Content-Type must be image/png or application/json, not {call.content_type or 'missing'}",
+    )
 
 
 def _schema_grid(rows: str, cols: str, item: Dict[str, Any]) -> Dict[str, Any]:
     return {"type": "array", "description": f"{rows} rows of {cols}", "items": {"type": "array", "items": item}}
 
 
-PIXELS_BODY = {"type": "object", "required": ["pixels"], "properties": {
-    "pixels": _schema_grid("28", "28", {"type": "integer", "minimum": 0, "maximum": 255})}}
-PREDICT_ANSWER = {"type": "object", "properties": {
-    "digit": {"type": "integer", "minimum": 0, "maximum": 9},
-    "probabilities": {"type": "array", "items": {"type": "number"}, "minItems": 10, "maxItems": 10},
-    "input": _schema_grid("28", "28 ints 0..255", {"type": "integer"}),
-    "feature_maps": {"type": "object", "description": "after the ReLU: conv1 6 x 28 x 28, conv2 16 x 10 x 10",
-                     "properties": {"conv1": {"type": "array"}, "conv2": {"type": "array"}}}}}
+PIXELS_BODY = {
+    "type": "object",
+    "required": ["pixels"],
+    "properties": {"pixels": _schema_grid("28", "28", {"type": "integer", "minimum": 0, "maximum": 255})},
+}
+PREDICT_ANSWER = {
+    "type": "object",
+    "properties": {
+        "digit": {"type": "integer", "minimum": 0, "maximum": 9},
+        "probabilities": {"type": "array", "items": {"type": "number"}, "minItems": 10, "maxItems": 10},
+        "input": _schema_grid("28", "28 ints 0..255", {"type": "integer"}),
+        "feature_maps": {
+            "type": "object",
+            "description": "after the ReLU: conv1 6 x 28 x 28, conv2 16 x 10 x 10",
+            "properties": {"conv1": {"type": "array"}, "conv2": {"type": "array"}},
+        },
+    },
+}
 
 
 @dataclass(frozen=True)
@@ -469,48 +517,96 @@ class Api:
     errors: Tuple[int, ...] = (400, 408, 413, 415, 422, 500, 503)
 
 
-NUMBER_PIXELS_BODY = {"type": "object", "required": ["pixels"], "properties": {
-    "pixels": _schema_grid(f"1..{NUMBER_SIDE}", f"1..{NUMBER_SIDE}",
-                           {"type": "integer", "minimum": 0, "maximum": 255})}}
-NUMBER_ANSWER = {"type": "object", "properties": {
-    "number": {"type": "string", "description": "the digits, left to right"},
-    "confidence": {"type": "number", "description": "the least sure digit's probability"},
-    "digits": {"type": "array", "items": {"type": "object", "properties": {
-        "digit": {"type": "integer", "minimum": 0, "maximum": 9},
-        "probability": {"type": "number"},
-        "probabilities": {"type": "array", "items": {"type": "number"}, "minItems": 10, "maxItems": 10},
-        "box": {"type": "array", "items": {"type": "integer"}, "minItems": 4, "maxItems": 4,
-                "description": "x0, y0, x1, y1 in the picture's pixels, x1 and y1 exclusive"},
-        "input": _schema_grid("28", "28 ints 0..255", {"type": "integer"})}}}}}
+NUMBER_PIXELS_BODY = {
+    "type": "object",
+    "required": ["pixels"],
+    "properties": {
+        "pixels": _schema_grid(
+            f"1..{NUMBER_SIDE}", f"1..{NUMBER_SIDE}", {"type": "integer", "minimum": 0, "maximum": 255}
+        )
+    },
+}
+NUMBER_ANSWER = {
+    "type": "object",
+    "properties": {
+        "number": {"type": "string", "description": "the digits, left to right"},
+        "confidence": {"type": "number", "description": "the least sure digit's probability"},
+        "digits": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "digit": {"type": "integer", "minimum": 0, "maximum": 9},
+                    "probability": {"type": "number"},
+                    "probabilities": {"type": "array", "items": {"type": "number"}, "minItems": 10, "maxItems": 10},
+                    "box": {
+                        "type": "array",
+                        "items": {"type": "integer"},
+                        "minItems": 4,
+                        "maxItems": 4,
+                        "description": "x0, y0, x1, y1 in the picture's pixels, x1 and y1 exclusive",
+                    },
+                    "input": _schema_grid("28", "28 ints 0..255", {"type": "integer"}),
+                },
+            },
+        },
+    },
+}
 
 APIS: List[Api] = [
-    Api("/api/predict", predict, "Read one digit: a PNG (preprocessed) or 28 x 28 pixels (as they are)",
-        {"image/png": {"type": "string", "format": "binary"}, "application/json": PIXELS_BODY}, PREDICT_ANSWER),
-    Api("/api/read-number", read_number_route,
+    Api(
+        "/api/predict",
+        predict,
+        "Read one digit: a PNG (preprocessed) or 28 x 28 pixels (as they are)",
+        {"image/png": {"type": "string", "format": "binary"}, "application/json": PIXELS_BODY},
+        PREDICT_ANSWER,
+    ),
+    Api(
+        "/api/read-number",
+        read_number_route,
         f"Read a whole number: a PNG, or pixels of at most {NUMBER_SIDE} x {NUMBER_SIDE} (both preprocessed)",
-        {"image/png": {"type": "string", "format": "binary"}, "application/json": NUMBER_PIXELS_BODY}, NUMBER_ANSWER),
+        {"image/png": {"type": "string", "format": "binary"}, "application/json": NUMBER_PIXELS_BODY},
+        NUMBER_ANSWER,
+    ),
 ]
 
 
 def openapi(apis: List[Api]) -> Dict[str, Any]:
     """The API described in OpenAPI 3.1 (GET /api/openapi.json)."""
-    error = {"description": "refused: {\"error\": one line saying why}",
-             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
-    paths: Dict[str, Any] = {api.path: {"post": {
-        "summary": api.summary,
-        "requestBody": {"required": True, "content": {k: {"schema": v} for k, v in api.bodies.items()}},
-        "responses": {"200": {"description": "the answer", "content": {"application/json": {"schema": api.answer}}},
-                      **{str(code): error for code in api.errors}}}} for api in apis}
-    paths["/api/openapi.json"] = {"get": {"summary": "This description",
-                                          "responses": {"200": {"description": "OpenAPI 3.1"}}}}
-    return {"openapi": "3.1.0",
-            "info": {"title": "lenet5", "version": __version__,
-                     "description": f"LeNet-5 reads digits. Bodies up to {MAX_BODY:,} bytes; JSON at most "
-                                    f"{JSON_DEPTH} deep, numbers within +-1e15. Every error is "
-                                    "{\"error\": \"...\"} with its status; 503 says Retry-After."},
-            "paths": paths,
-            "components": {"schemas": {"Error": {"type": "object", "required": ["error"],
-                                                 "properties": {"error": {"type": "string"}}}}}}
+    error = {
+        "description": 'refused: {"error": one line saying why}',
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+    paths: Dict[str, Any] = {
+        api.path: {
+            "post": {
+                "summary": api.summary,
+                "requestBody": {"required": True, "content": {k: {"schema": v} for k, v in api.bodies.items()}},
+                "responses": {
+                    "200": {"description": "the answer", "content": {"application/json": {"schema": api.answer}}},
+                    **{str(code): error for code in api.errors},
+                },
+            }
+        }
+        for api in apis
+    }
+    paths["/api/openapi.json"] = {
+        "get": {"summary": "This description", "responses": {"200": {"description": "OpenAPI 3.1"}}}
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "lenet5",
+            "version": __version__,
+            "description": f"LeNet-5 reads digits. Bodies up to {MAX_BODY:,} bytes; JSON at most "
+            f"{JSON_DEPTH} deep, numbers within +-1e15. Every error is "
+            '{"error": "..."} with its status; 503 says Retry-After.',
+        },
+        "paths": paths,
+        "components": {
+            "schemas": {"Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}}}
+        },
+    }
 
 
 # ---------------------------------------------------------------------------
@@ -529,9 +625,11 @@ def _need_extra() -> None:
         raise ImportError(f"the server needs {', '.join(missing)}: {INSTALL}")
 
 
-def _error_response(status: int, message: str, headers: Optional[Dict[str, str]] = None,
-                    close: bool = False) -> Response:
+def _error_response(
+    status: int, message: str, headers: Optional[Dict[str, str]] = None, close: bool = False
+) -> Response:
     from starlette.responses import Response
+
     extra = dict(HEADERS, **(headers or {}), **({"Connection": "close"} if close else {}))
     return Response(encode({"error": message}), status_code=status, media_type="application/json", headers=extra)
 
@@ -569,11 +667,16 @@ class AccessLog:
             query = scope.get("query_string", b"").decode("latin-1")
             request = f"{scope['method']} {scope['path']}{'?' + query if query else ''}"
             what = "left before the answer" if left else f"{status} {1000 * (time.perf_counter() - start):.1f} ms"
-            log(f"{escape(str(client[0]))} \"{escape(request)}\" {what}")
+            log(f'{escape(str(client[0]))} "{escape(request)}" {what}')
 
 
-def create_app(net: LeNet5, *, log: Optional[Callable[[str], None]] = None,
-               pool: Optional[DecodePool] = None, apis: Optional[List[Api]] = None) -> Starlette:
+def create_app(
+    net: LeNet5,
+    *,
+    log: Optional[Callable[[str], None]] = None,
+    pool: Optional[DecodePool] = None,
+    apis: Optional[List[Api]] = None,
+) -> Starlette:
     """The page and the API for net as an ASGI app (Starlette).  log, if given,
     receives one line per request; pool is the decode pool (default: one
     thread per core)."""
@@ -594,6 +697,7 @@ def create_app(net: LeNet5, *, log: Optional[Callable[[str], None]] = None,
             result = await api.run(Call(request, site))
             body = result if isinstance(result, bytes) else encode(result)
             return Response(body, media_type="application/json", headers=HEADERS)
+
         return run
 
     async def page(request: Request) -> Response:
@@ -615,8 +719,11 @@ def create_app(net: LeNet5, *, log: Optional[Callable[[str], None]] = None,
         path, method = escape(request.url.path, 200), request.method
         if exc.status_code == HTTPStatus.NOT_FOUND:
             message = f"no such API: {path} ({listing})" if path.startswith("/api/") else f"no such page: {path}"
-        elif exc.status_code == HTTPStatus.METHOD_NOT_ALLOWED and method in ("GET", "HEAD") \
-                and any(api.path == request.url.path for api in apis):
+        elif (
+            exc.status_code == HTTPStatus.METHOD_NOT_ALLOWED
+            and method in ("GET", "HEAD")
+            and any(api.path == request.url.path for api in apis)
+        ):
             message = f"{path} takes POST, not {method}"
         elif exc.status_code == HTTPStatus.METHOD_NOT_ALLOWED:
             message = f"{escape(method, 20)} is not served here (GET pages, {listing})"
@@ -631,12 +738,16 @@ def create_app(net: LeNet5, *, log: Optional[Callable[[str], None]] = None,
         return _error_response(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error (the server's log says more)")
 
     routes = [Route(api.path, endpoint(api), methods=["POST"]) for api in apis]
-    routes += [Route("/api/openapi.json", describe, methods=["GET"]),
-               Route("/", page, methods=["GET"]),
-               Route("/{name}", page, methods=["GET"])]
-    app = Starlette(routes=routes, middleware=[Middleware(AccessLog, site=site)],
-                    exception_handlers={ApiError: refused, HTTPException: http_error, ClientLeft: left,
-                                        Exception: failed})
+    routes += [
+        Route("/api/openapi.json", describe, methods=["GET"]),
+        Route("/", page, methods=["GET"]),
+        Route("/{name}", page, methods=["GET"]),
+    ]
+    app = Starlette(
+        routes=routes,
+        middleware=[Middleware(AccessLog, site=site)],
+        exception_handlers={ApiError: refused, HTTPException: http_error, ClientLeft: left, Exception: failed},
+    )
     app.router.redirect_slashes = False  # "/api/predict/" is a 404, not a redirect
     app.state.site = site
     return app
@@ -648,8 +759,9 @@ def create_app(net: LeNet5, *, log: Optional[Callable[[str], None]] = None,
 
 def listen(host: str, port: int) -> socket.socket:
     """A listening TCP socket on host (a name, an IPv4 or an IPv6 address) and port (0: any free port)."""
-    family, kind, proto, _, address = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM,
-                                                         flags=socket.AI_PASSIVE)[0]
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host.strip("[]"), port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
     sock = socket.socket(family, kind, proto)  # proto TCP: asyncio then sets TCP_NODELAY on each connection
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -696,8 +808,9 @@ def _protocol() -> type:
                 with contextlib.suppress(OSError):
                     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if getattr(self, "timeout_keep_alive_task", "absent") is None:
-                self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive,
-                                                                    self.timeout_keep_alive_handler)
+                self.timeout_keep_alive_task = self.loop.call_later(
+                    self.timeout_keep_alive, self.timeout_keep_alive_handler
+                )
 
     return Protocol
 
@@ -731,9 +844,17 @@ def _server(app: Starlette, stop_on_signals: bool) -> Any:
                 for s, handler in previous.items():
                     signal.signal(getattr(signal, s), handler)
 
-    config = uvicorn.Config(app, http=_protocol(), lifespan="off", access_log=False, log_config=None,
-                            timeout_keep_alive=IDLE_SECONDS, timeout_graceful_shutdown=STOP_SECONDS,
-                            backlog=BACKLOG, server_header=False)
+    config = uvicorn.Config(
+        app,
+        http=_protocol(),
+        lifespan="off",
+        access_log=False,
+        log_config=None,
+        timeout_keep_alive=IDLE_SECONDS,
+        timeout_graceful_shutdown=STOP_SECONDS,
+        backlog=BACKLOG,
+        server_header=False,
+    )
     return Server(config)
 
 
@@ -770,8 +891,14 @@ class Running:
         self.stop()
 
 
-def start(net: LeNet5, host: str = "127.0.0.1", port: int = 0, *, log: Optional[Callable[[str], None]] = None,
-          pool: Optional[DecodePool] = None) -> Running:
+def start(
+    net: LeNet5,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    log: Optional[Callable[[str], None]] = None,
+    pool: Optional[DecodePool] = None,
+) -> Running:
     """A server for net answering on its own thread (port 0: any free port), for
     programs and tests: ``with start(net) as srv: ... srv.url ...``."""
     pool = pool or DecodePool()
@@ -824,14 +951,21 @@ def _logging(verbose: bool) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The command's options."""
-    p = argparse.ArgumentParser(prog=cli.prog("lenet5.serve"),
-                                description="A page to draw digits and watch LeNet-5 read them, and its JSON API "
-                                            "(docs/server.md).")
-    p.add_argument("--model", metavar="PATH",
-                   help="model file (.npz or .dat; default: the pretrained model, if this version ships one)")
-    p.add_argument("--host", default="127.0.0.1",
-                   help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 or :: "
-                        "every interface, with a warning)")
+    p = argparse.ArgumentParser(
+        prog=cli.prog("lenet5.serve"),
+        description="A page to draw digits and watch LeNet-5 read them, and its JSON API (docs/server.md).",
+    )
+    p.add_argument(
+        "--model",
+        metavar="PATH",
+        help="model file (.npz or .dat; default: the pretrained model, if this version ships one)",
+    )
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 or :: "
+        "every interface, with a warning)",
+    )
     p.add_argument("--port", type=cli.port_number, default=8000, help="port (default 8000; 0: any free port)")
     p.add_argument("--log", action="store_true", help="print a line per request (default: quiet)")
     cli.add_version_option(p)
@@ -851,15 +985,18 @@ def main(argv: Optional[List[str]] = None) -> int:
         try:
             sock = listen(args.host, args.port)
         except (OSError, UnicodeError) as e:
-            raise cli.Stop(f"cannot listen on {args.host} port {args.port} "
-                           f"({getattr(e, 'strerror', None) or e})", 2) from None
+            raise cli.Stop(
+                f"cannot listen on {args.host} port {args.port} ({getattr(e, 'strerror', None) or e})", 2
+            ) from None
         pool = DecodePool()
         try:
             bound, port = sock.getsockname()[:2]
             if not is_loopback(bound):
-                cli.say(f"{PROG}: warning: listening on {bound} (--host {args.host}), not loopback: the page and "
-                        f"its API are reachable from the network by anyone who can reach port {port} of this "
-                        "machine, with no password and no encryption (docs/server.md)")
+                cli.say(
+                    f"{PROG}: warning: listening on {bound} (--host {args.host}), not loopback: the page and "
+                    f"its API are reachable from the network by anyone who can reach port {port} of this "
+                    "machine, with no password and no encryption (docs/server.md)"
+                )
             _logging(args.log)
             server = _server(create_app(net, log=cli.say if args.log else None, pool=pool), stop_on_signals=True)
             cli.say(f"lenet5: open {url_of(sock)} and draw a digit (Ctrl-C stops)")

@@ -18,6 +18,7 @@ A convolution's weight is lenet5's block with its first two axes swapped
 (PyTorch's ``[out][in][kr][kc]`` against §3.1's ``[in][out][kr][kc]``), and
 ``fc.weight`` is W4 transposed.
 """
+
 from __future__ import annotations
 
 from typing import Any, Dict, Mapping, Tuple
@@ -34,7 +35,6 @@ try:
     from torch import nn
 except ImportError:
     raise ImportError(MISSING) from None
-
 
 
 def _module_shape(name: str) -> Tuple[int, ...]:
@@ -103,8 +103,10 @@ def to_module(params: np.ndarray) -> LeNet5Module:
     """A float64 LeNet5Module holding these parameters (§3.1)."""
     params = core.check_params(np.array(params, dtype=np.float64))
     module = LeNet5Module().double()
-    state = {key: torch.from_numpy(np.ascontiguousarray(_swap(core.block(params, name))))
-             for key, (name, _) in STATE_SHAPES.items()}
+    state = {
+        key: torch.from_numpy(np.ascontiguousarray(_swap(core.block(params, name))))
+        for key, (name, _) in STATE_SHAPES.items()
+    }
     module.load_state_dict(state)
     return module
 
@@ -120,10 +122,18 @@ def from_state(source: Any) -> np.ndarray:
     missing = [k for k in STATE_SHAPES if k not in state]
     extra = [str(k) for k in state if k not in STATE_SHAPES]
     if missing or extra:
-        raise ValueError("not a LeNet-5 state_dict: " + "; ".join(
-            part for part in (f"missing {', '.join(missing)}" if missing else "",
-                              f"unexpected {', '.join(extra[:5])}" if extra else "") if part)
-            + f" (the keys are {', '.join(STATE_SHAPES)})")
+        raise ValueError(
+            "not a LeNet-5 state_dict: "
+            + "; ".join(
+                part
+                for part in (
+                    f"missing {', '.join(missing)}" if missing else "",
+                    f"unexpected {', '.join(extra[:5])}" if extra else "",
+                )
+                if part
+            )
+            + f" (the keys are {', '.join(STATE_SHAPES)})"
+        )
     params = np.zeros(core.N_PARAMS, dtype=np.float64)
     for key, (name, shape) in STATE_SHAPES.items():
         value = state[key]

@@ -7,6 +7,7 @@ one pixel wide), uneven light with a shadow, coloured ink on tinted paper,
 phone photos stored turned with an EXIF Orientation, transparent PNGs (black,
 white and coloured ink) and blocky scans (8 x 8, blown up).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -26,7 +27,7 @@ def on_sheet(ink, rng, margin=(1.3, 1.7)):
     side = int(size * rng.uniform(*margin))
     sheet = np.zeros((side, side))
     top, left = rng.integers(0, side - size + 1, 2)
-    sheet[top:top + size, left:left + size] = ink
+    sheet[top : top + size, left : left + size] = ink
     return sheet
 
 
@@ -51,8 +52,10 @@ def skeleton(mask):
     while True:
         changed = False
         for step in (0, 1):
-            p = [np.roll(np.roll(m, -dy, 0), -dx, 1) for dy, dx in
-                 ((-1, 0), (-1, 1), (0, 1), (1, 1), (1, 0), (1, -1), (0, -1), (-1, -1))]
+            p = [
+                np.roll(np.roll(m, -dy, 0), -dx, 1)
+                for dy, dx in ((-1, 0), (-1, 1), (0, 1), (1, 1), (1, 0), (1, -1), (0, -1), (-1, -1))
+            ]
             count = sum(q.astype(int) for q in p)
             turns = sum((~p[k] & p[(k + 1) % 8]).astype(int) for k in range(8))
             if step == 0:
@@ -73,7 +76,7 @@ def thin_pen(digit, rng, folder, name):
     line = skeleton(cover(digit, size, rng, turn=5.0) > 0.5)
     canvas = np.zeros((200, 200))
     top, left = rng.integers(0, 200 - size + 1, 2)
-    canvas[top:top + size, left:left + size] = line
+    canvas[top : top + size, left : left + size] = line
     dark = rng.random() < 0.8
     paper, pen = (rng.uniform(225, 255), rng.uniform(0, 50)) if dark else (rng.uniform(0, 30), rng.uniform(200, 255))
     return save(paper + (pen - paper) * canvas + rng.normal(0, 2, canvas.shape), folder / f"{name}.png")
@@ -97,8 +100,14 @@ def uneven_light(digit, rng, folder, name):
 
 
 #: (ink, paper) colours: hues against tints; the last three differ by less than 24 of 255 in grey
-COLOURS = [((200, 30, 30), (200, 235, 200)), ((30, 60, 200), (250, 240, 190)), ((20, 140, 40), (250, 215, 225)),
-           ((230, 70, 70), (100, 150, 100)), ((70, 110, 240), (190, 120, 40)), ((200, 120, 210), (110, 170, 110))]
+COLOURS = [
+    ((200, 30, 30), (200, 235, 200)),
+    ((30, 60, 200), (250, 240, 190)),
+    ((20, 140, 40), (250, 215, 225)),
+    ((230, 70, 70), (100, 150, 100)),
+    ((70, 110, 240), (190, 120, 40)),
+    ((200, 120, 210), (110, 170, 110)),
+]
 
 
 def coloured_ink(digit, rng, folder, name):
@@ -120,7 +129,7 @@ def exif_photo(digit, rng, folder, name, orientation=None):
     orientation = orientation or (3, 6, 8)[int(rng.integers(3))]
     c = on_sheet(cover(digit, 28 * int(rng.integers(4, 9)), rng), rng)
     tall = np.zeros((int(c.shape[0] * 1.3), c.shape[1]))  # portrait, as phones take them
-    tall[:c.shape[0]] = c
+    tall[: c.shape[0]] = c
     x = rng.uniform(200, 240) + (rng.uniform(20, 60) - 220) * tall + rng.normal(0, 4, tall.shape)
     shown = Image.fromarray(np.clip(np.round(x), 0, 255).astype(np.uint8)).convert("RGB")
     exif = Image.Exif()
@@ -154,6 +163,12 @@ def blocky_scan(digit, rng, folder, name):
     return save(x, folder / f"{name}.png")
 
 
-KINDS = {"plain photo": plain_photo, "thin pen": thin_pen, "uneven light": uneven_light,
-         "coloured ink": coloured_ink, "EXIF orientation": exif_photo, "transparent": transparent,
-         "blocky scan": blocky_scan}
+KINDS = {
+    "plain photo": plain_photo,
+    "thin pen": thin_pen,
+    "uneven light": uneven_light,
+    "coloured ink": coloured_ink,
+    "EXIF orientation": exif_photo,
+    "transparent": transparent,
+    "blocky scan": blocky_scan,
+}

@@ -1,6 +1,7 @@
 """The public API as a notebook uses it: LeNet5.fit on the one training loop,
 the Engine protocol, the loop's stop and resume, lazy loading, the version
 and the console commands."""
+
 import importlib.metadata
 import os
 import subprocess
@@ -25,8 +26,16 @@ def test_fit_reproduces_the_golden_bytes(name, mnist_train):
     images, labels = mnist_train
     n = case["train_images"]
     net = LeNet5(golden_params(case["init"]))
-    result = net.fit(images[:n], labels[:n], loss=case["loss"], sign=case["sign"], lr=case["lr"],
-                     batch_size=case["batch_size"], epochs=case["epochs"], progress=False)
+    result = net.fit(
+        images[:n],
+        labels[:n],
+        loss=case["loss"],
+        sign=case["sign"],
+        lr=case["lr"],
+        batch_size=case["batch_size"],
+        epochs=case["epochs"],
+        progress=False,
+    )
     assert sha256(net.params) == case["output_sha256"]
     assert result.images_seen == n // case["batch_size"] * case["batch_size"]
     assert result.test_accuracy is None  # no test set given
@@ -35,8 +44,9 @@ def test_fit_reproduces_the_golden_bytes(name, mnist_train):
 def test_fit_reports_test_accuracy_per_epoch_and_a_summary(mnist_train, mnist_test):
     images, labels = mnist_train
     net = LeNet5.init(seed=3)
-    result = net.fit(images[:1200], labels[:1200], loss="xent", batch_size=100, epochs=2,
-                     test=mnist_test, progress=False)
+    result = net.fit(
+        images[:1200], labels[:1200], loss="xent", batch_size=100, epochs=2, test=mnist_test, progress=False
+    )
     assert len(result.history.test_accuracy) == 2 and len(result.history.batch_loss) == 24
     assert result.test_accuracy == result.history.test_accuracy[-1] > 0.5
     s = result.summary()
@@ -57,6 +67,7 @@ def test_fit_checkpoint_then_resume_gives_the_same_bytes(tmp_path, mnist_train):
     assert saved.position == Position(1, 0)
     # the checkpoint says epochs=1: make it a 2-epoch run resumed after its first epoch
     from dataclasses import replace
+
     saved.config = replace(saved.config, epochs=2)
     resumed = LeNet5.init(seed=99)  # its own parameters are replaced by the checkpoint's
     resumed.fit(images, labels, resume=saved, progress=False)
@@ -71,8 +82,7 @@ def test_loop_stops_between_batches_and_resumes_to_the_same_bytes(mnist_train):
     train(engine, whole, images, labels, config)
     part, history = golden_params("init_seed1.dat"), History()
     with pytest.raises(Stopped) as stop:  # stop after the 13th batch: epoch 2, batch 3
-        train(engine, part, images, labels, config, history=history,
-              should_stop=lambda: len(history.batch_loss) == 13)
+        train(engine, part, images, labels, config, history=history, should_stop=lambda: len(history.batch_loss) == 13)
     assert stop.value.position == Position(1, 3)
     train(engine, part, images, labels, config, start=stop.value.position, history=history)
     assert sha256(part) == sha256(whole)
@@ -89,20 +99,29 @@ def test_loop_max_batches_and_divergence(mnist_train):
     params = golden_params("init_seed1.dat")
     history = train(CEngine(), params, images, labels, climbing, stop_on_divergence=False)
     assert history.diverged_at is not None and len(history.batch_loss) == 30
-    history = train(CEngine(), golden_params("init_seed1.dat"), images, labels,
-                    TrainConfig(loss="xent", batch_size=100), max_batches=4)
+    history = train(
+        CEngine(),
+        golden_params("init_seed1.dat"),
+        images,
+        labels,
+        TrainConfig(loss="xent", batch_size=100),
+        max_batches=4,
+    )
     assert len(history.batch_loss) == 4 and history.train_seconds > 0
 
 
-@pytest.mark.parametrize("change,error,message", [
-    (dict(batch_size=0), ValueError, "batch_size must be at least 1"),
-    (dict(epochs=1.5), TypeError, "epochs must be a whole number"),
-    (dict(seed=-1), ValueError, "seed must be at least 0"),
-    (dict(lr=float("nan")), ValueError, "lr must be finite"),
-    (dict(sign=0), ValueError, r"sign must be \+1 or -1"),
-    (dict(loss="hinge"), ValueError, "loss must be one of"),
-    (dict(shuffle="no"), TypeError, "shuffle must be True or False"),
-])
+@pytest.mark.parametrize(
+    "change,error,message",
+    [
+        (dict(batch_size=0), ValueError, "batch_size must be at least 1"),
+        (dict(epochs=1.5), TypeError, "epochs must be a whole number"),
+        (dict(seed=-1), ValueError, "seed must be at least 0"),
+        (dict(lr=float("nan")), ValueError, "lr must be finite"),
+        (dict(sign=0), ValueError, r"sign must be \+1 or -1"),
+        (dict(loss="hinge"), ValueError, "loss must be one of"),
+        (dict(shuffle="no"), TypeError, "shuffle must be True or False"),
+    ],
+)
 def test_train_config_refuses_bad_settings(change, error, message):
     with pytest.raises(error, match=message):
         TrainConfig(**change)
@@ -124,8 +143,14 @@ def test_engines_follow_one_protocol_and_refuse_what_they_cannot_honour():
     with pytest.raises(ValueError, match="engine must be one of"):
         get("torch")
     with pytest.raises(ValueError, match="numpy engine"):
-        LeNet5.init().fit(np.zeros((10, 28, 28), np.uint8), np.zeros(10, np.uint8), batch_size=5,
-                          engine="numpy", threads=1, progress=False)
+        LeNet5.init().fit(
+            np.zeros((10, 28, 28), np.uint8),
+            np.zeros(10, np.uint8),
+            batch_size=5,
+            engine="numpy",
+            threads=1,
+            progress=False,
+        )
 
 
 def test_interrupted_is_a_keyboard_interrupt_with_the_position():
@@ -135,10 +160,12 @@ def test_interrupted_is_a_keyboard_interrupt_with_the_position():
 
 
 def test_importing_the_package_or_its_data_does_not_load_the_core():
-    code = ("import sys, lenet5, lenet5.data, lenet5.files\n"
-            "assert 'lenet5._core' not in sys.modules and 'lenet5.core' not in sys.modules, sorted(sys.modules)\n"
-            "lenet5.LeNet5\n"
-            "assert 'lenet5._core' in sys.modules\n")
+    code = (
+        "import sys, lenet5, lenet5.data, lenet5.files\n"
+        "assert 'lenet5._core' not in sys.modules and 'lenet5.core' not in sys.modules, sorted(sys.modules)\n"
+        "lenet5.LeNet5\n"
+        "assert 'lenet5._core' in sys.modules\n"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
 
@@ -159,6 +186,7 @@ def test_console_commands_are_installed(command):
 def test_every_option_says_what_it_does():
     from lenet5 import evaluate, experiment
     from lenet5 import train as train_cli
+
     for parser in (train_cli.build_parser(), evaluate.build_parser(), experiment.build_parser()):
         for action in parser._actions:
             assert action.help, f"{parser.prog}: {action.option_strings or action.dest} has no help"

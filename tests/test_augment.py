@@ -1,6 +1,7 @@
 """The training-image warp (docs/SPEC.md §8.6): the C core equals its NumPy
 twin byte for byte, each image depends on (seed, epoch, index) alone, and a
 run with it gives the same bytes at any thread count."""
+
 import numpy as np
 import pytest
 
@@ -30,7 +31,7 @@ def test_draws_are_uniform_on_minus_one_to_one():
 def test_c_warp_equals_numpy_twin_byte_for_byte(mnist_train, ranges, threads):
     images = mnist_train[0]
     index = np.array([0, 1, 2, 59999, 12345, 777, 40000, 31, 5, 6, 7])
-    for seed, epoch in ((0, 0), (7, 3), (2 ** 63 + 5, 29)):
+    for seed, epoch in ((0, 0), (7, 3), (2**63 + 5, 29)):
         c = core.augment(images[index], index, seed=seed, epoch=epoch, threads=threads, **ranges)
         twin = augment_numpy(images[index], index, seed=seed, epoch=epoch, **ranges)
         assert c.tobytes() == twin.tobytes(), (seed, epoch)
@@ -80,15 +81,24 @@ def test_the_warp_keeps_the_digit_recognisable(mnist_train):
     def centre(x):
         w = x.astype(float)
         return np.stack([(w.sum(2) * grid).sum(1) / w.sum((1, 2)), (w.sum(1) * grid).sum(1) / w.sum((1, 2))], 1)
+
     assert np.abs(centre(out) - centre(images)).max() < 5.0
 
 
-@pytest.mark.parametrize("bad,error", [
-    (dict(shift=-1.0), ValueError), (dict(rotate=91.0), ValueError), (dict(scale=0.6), ValueError),
-    (dict(shift=float("nan")), ValueError), (dict(seed=-1), ValueError), (dict(epoch=-1), ValueError),
-    (dict(index=np.array([0, -1])), ValueError), (dict(index=np.array([0])), ValueError),
-    (dict(rotate="12"), TypeError),
-])
+@pytest.mark.parametrize(
+    "bad,error",
+    [
+        (dict(shift=-1.0), ValueError),
+        (dict(rotate=91.0), ValueError),
+        (dict(scale=0.6), ValueError),
+        (dict(shift=float("nan")), ValueError),
+        (dict(seed=-1), ValueError),
+        (dict(epoch=-1), ValueError),
+        (dict(index=np.array([0, -1])), ValueError),
+        (dict(index=np.array([0])), ValueError),
+        (dict(rotate="12"), TypeError),
+    ],
+)
 def test_augment_refuses_bad_arguments(mnist_train, bad, error):
     args = dict(index=np.array([0, 1]), seed=0, epoch=0, **AUGMENT_RANGES)
     args.update(bad)
@@ -98,8 +108,9 @@ def test_augment_refuses_bad_arguments(mnist_train, bad, error):
 
 def test_training_with_augmentation_gives_the_same_bytes_at_any_thread_count(mnist_train):
     images, labels = mnist_train[0][:120], mnist_train[1][:120]
-    config = TrainConfig(loss="xent", lr=0.05, batch_size=20, epochs=2, shuffle=True, momentum=0.9,
-                         augment=True, seed=1)
+    config = TrainConfig(
+        loss="xent", lr=0.05, batch_size=20, epochs=2, shuffle=True, momentum=0.9, augment=True, seed=1
+    )
     results = []
     for threads in (1, 2, 3):
         p, v = init_params(1), np.zeros(core.N_PARAMS)
@@ -107,7 +118,12 @@ def test_training_with_augmentation_gives_the_same_bytes_at_any_thread_count(mni
         results.append(p.tobytes())
     assert results[0] == results[1] == results[2]
     plain = init_params(1)
-    train(CEngine(), plain, images, labels, TrainConfig(loss="xent", lr=0.05, batch_size=20, epochs=2,
-                                                        shuffle=True, momentum=0.9, seed=1),
-          velocity=np.zeros(core.N_PARAMS))
+    train(
+        CEngine(),
+        plain,
+        images,
+        labels,
+        TrainConfig(loss="xent", lr=0.05, batch_size=20, epochs=2, shuffle=True, momentum=0.9, seed=1),
+        velocity=np.zeros(core.N_PARAMS),
+    )
     assert plain.tobytes() != results[0]  # the warp did reach the training

@@ -1,4 +1,5 @@
 """The benchmark runs and prints what it promises (its speed is never tested)."""
+
 import json
 import re
 import subprocess
@@ -13,16 +14,21 @@ BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "bench.py"
 
 def data_isa():
     from lenet5 import core
+
     return core.isa()
 
 
 def test_quick_benchmark_output_format(tmp_path):
-    r = subprocess.run([sys.executable, str(BENCH), "--quick", "--no-torch", "--json", tmp_path / "b.json"],
-                       capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        [sys.executable, str(BENCH), "--quick", "--no-torch", "--json", tmp_path / "b.json"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     first = next(k for k, line in enumerate(lines) if line.startswith("| engine"))
-    rows = [line for line in lines[first + 2:lines.index("", first)]]  # the engine table
+    rows = [line for line in lines[first + 2 : lines.index("", first)]]  # the engine table
     engines = [row.split("|")[1].strip() for row in rows]
     assert engines == ["C fast", "C fast", "C reference kernels", "NumPy"]
     for row in rows:
@@ -42,7 +48,10 @@ def test_quick_benchmark_output_format(tmp_path):
     # Where people wait: each figure beside its peer from the same run, as printed.
     waits = [line for line in lines if line.startswith(("| epoch of --preset", "| LeNet5.predict"))]
     assert len(waits) == 3 and [w["what"].split(" (")[0] for w in data["waits"]] == [
-        "epoch of --preset best", "LeNet5.predict of 600 images", "LeNet5.predict of one image"]
+        "epoch of --preset best",
+        "LeNet5.predict of 600 images",
+        "LeNet5.predict of one image",
+    ]
     for line, wait in zip(waits, data["waits"]):
         assert wait["seconds"] > 0
         if wait["peer_seconds"] is None:  # onnxruntime is not installed: no peer, no ratio
@@ -52,8 +61,9 @@ def test_quick_benchmark_output_format(tmp_path):
 
 
 def test_contended_benchmark_prints_one_thread_beside_the_default():
-    r = subprocess.run([sys.executable, str(BENCH), "--contended", "--quick"],
-                       capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        [sys.executable, str(BENCH), "--contended", "--quick"], capture_output=True, text=True, timeout=600
+    )
     assert r.returncode == 0, r.stderr
     rows = [line for line in r.stdout.splitlines() if re.match(r"\| \d", line)]
     assert rows[0].startswith("| 1 |") and "(default)" in rows[-1]
@@ -63,11 +73,13 @@ def test_contended_benchmark_prints_one_thread_beside_the_default():
 
 def test_benchmark_refuses_a_variant_the_cpu_lacks():
     from lenet5 import core
+
     lacking = [name for name in core.ISAS if name not in core.runnable_isas()]
     if not lacking:
         pytest.skip("this CPU runs every variant")
-    r = subprocess.run([sys.executable, str(BENCH), "--quick", "--isa", lacking[0]],
-                       capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        [sys.executable, str(BENCH), "--quick", "--isa", lacking[0]], capture_output=True, text=True, timeout=600
+    )
     assert r.returncode == 2 and f"--isa: instruction set '{lacking[0]}' cannot run" in r.stderr
 
 
@@ -101,8 +113,12 @@ def test_pytorch_engine_trains_the_callers_parameters(mnist_train):
 def test_inference_benchmark_output_format(tmp_path):
     """--inference prints one row per engine it found, lenet5 first, and every
     engine gives the digits lenet5 gives on (nearly) every image."""
-    r = subprocess.run([sys.executable, str(BENCH), "--inference", "--quick", "--json", tmp_path / "i.json"],
-                       capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        [sys.executable, str(BENCH), "--inference", "--quick", "--json", tmp_path / "i.json"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr
     rows = [line for line in r.stdout.splitlines() if line.startswith("| ") and "| engine |" not in line]
     assert rows[0].startswith("| lenet5 float64 (bit-exact) | 1 | ")
@@ -117,13 +133,17 @@ def test_benchmarks_refuse_bad_settings_in_one_line():
     """An unrunnable LENET5_ISA, or time_to_99.py asked for a run no longer
     than the preset's warm-up or for -1 threads: one line, exit 2, no traceback."""
     import os
+
     time_to_99 = BENCH.parent / "time_to_99.py"
-    cases = [([str(BENCH), "--quick"], {"LENET5_ISA": "neon"}, "LENET5_ISA=neon: instruction set must be one of"),
-             ([str(time_to_99)], {"LENET5_ISA": "neon"}, "LENET5_ISA=neon: instruction set must be one of"),
-             ([str(time_to_99), "--max-epochs", "1"], {}, "--max-epochs 1: warmup (1 epochs) must be shorter"),
-             ([str(time_to_99), "--threads", "-1"], {}, "argument --threads: must be between 1 and")]
+    cases = [
+        ([str(BENCH), "--quick"], {"LENET5_ISA": "neon"}, "LENET5_ISA=neon: instruction set must be one of"),
+        ([str(time_to_99)], {"LENET5_ISA": "neon"}, "LENET5_ISA=neon: instruction set must be one of"),
+        ([str(time_to_99), "--max-epochs", "1"], {}, "--max-epochs 1: warmup (1 epochs) must be shorter"),
+        ([str(time_to_99), "--threads", "-1"], {}, "argument --threads: must be between 1 and"),
+    ]
     for args, env, message in cases:
-        r = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=120,
-                           env=dict(os.environ, **env))
+        r = subprocess.run(
+            [sys.executable, *args], capture_output=True, text=True, timeout=120, env=dict(os.environ, **env)
+        )
         assert r.returncode == 2, (args, r.stderr)
         assert message in r.stderr and "Traceback" not in r.stderr, (args, r.stderr)

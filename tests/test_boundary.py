@@ -1,4 +1,5 @@
 """Bad input to the Python layer raises a clear error, and C is never called."""
+
 import numpy as np
 import pytest
 
@@ -15,8 +16,10 @@ class Spy:
     def __getattr__(self, name):
         value = getattr(self.real, name)
         if callable(value) and name.startswith("l5_"):
+
             def refuse(*args):
                 raise AssertionError(f"C was called: {name}")
+
             return refuse
         return value
 
@@ -39,8 +42,12 @@ BAD_TRAIN = [
     ("images float", dict(images=X.astype(np.float64)), TypeError, "uint8"),
     ("images 27x28", dict(images=np.zeros((3, 27, 28), np.uint8)), ValueError, "shape"),
     ("images rank 4", dict(images=np.zeros((3, 1, 28, 28), np.uint8)), ValueError, "shape"),
-    ("images empty", dict(images=np.zeros((0, 28, 28), np.uint8), labels=np.zeros(0, np.uint8)),
-     ValueError, "no images"),
+    (
+        "images empty",
+        dict(images=np.zeros((0, 28, 28), np.uint8), labels=np.zeros(0, np.uint8)),
+        ValueError,
+        "no images",
+    ),
     ("images strided", dict(images=np.zeros((6, 28, 28), np.uint8)[::2]), ValueError, "C-contiguous"),
     ("labels 10", dict(labels=np.array([1, 10, 3])), ValueError, "0..9"),
     ("labels -1", dict(labels=np.array([1, -1, 3])), ValueError, "0..9"),
@@ -107,6 +114,7 @@ def test_good_input_reaches_c():
 def test_c_checks_sizes_itself():
     """C never trusts its caller: wrong sizes and labels come back as codes."""
     from lenet5._core import ffi, lib
+
     p = P.copy()
     loss, correct = ffi.new("double *"), ffi.new("int64_t *")
     pp = ffi.cast("double *", ffi.from_buffer(p))

@@ -2,6 +2,7 @@
 chunks), one image, every thread count; training, prediction and gradients.
 tests/sanitize.sh runs this file (with the other core tests) against a build
 with AddressSanitizer and UndefinedBehaviorSanitizer."""
+
 import os
 
 import numpy as np
@@ -17,6 +18,7 @@ def test_the_expected_build_is_loaded():
     expected = os.environ["LENET5_EXPECT_CORE_IN"]
     assert core.__file__.startswith(expected)
     from lenet5 import _core
+
     assert _core.__file__.startswith(expected)
 
 
@@ -45,8 +47,15 @@ def test_image_gradient_is_finite_and_complete(mnist_train, loss):
 def test_extreme_images_and_weights():
     """Flat, saturated and random images, tiny and huge weights: no crash, no NaN from finite input."""
     rng = np.random.default_rng(0)
-    images = np.stack([np.zeros((28, 28)), np.full((28, 28), 255), rng.integers(0, 256, (28, 28)),
-                       np.eye(28) * 255, np.zeros((28, 28))]).astype(np.uint8)
+    images = np.stack(
+        [
+            np.zeros((28, 28)),
+            np.full((28, 28), 255),
+            rng.integers(0, 256, (28, 28)),
+            np.eye(28) * 255,
+            np.zeros((28, 28)),
+        ]
+    ).astype(np.uint8)
     images[4, 0, 0] = 1
     labels = np.array([0, 9, 3, 5, 1], dtype=np.uint8)
     for scale in (1e-12, 1.0, 50.0):

@@ -3,6 +3,7 @@
 The downloader is tested against a real HTTP server on 127.0.0.1 serving a
 good file, a wrong file, a truncated body, and against a port nobody serves.
 """
+
 import gzip
 import hashlib
 import http.server
@@ -136,7 +137,7 @@ class Mirror(http.server.BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(body[:len(body) // 2] if kind == "short" else body)
+        self.wfile.write(body[: len(body) // 2] if kind == "short" else body)
 
     def log_message(self, *args):
         pass
@@ -177,8 +178,7 @@ def test_bad_download_leaves_nothing(tmp_path, mirror, kind, message):
 
 def test_server_down(tmp_path):
     with pytest.raises(DataError, match="could not download"):
-        data.download_file(NAME, tmp_path, mirrors=[f"http://127.0.0.1:{free_port()}/"],
-                           progress=False, timeout=5)
+        data.download_file(NAME, tmp_path, mirrors=[f"http://127.0.0.1:{free_port()}/"], progress=False, timeout=5)
     assert os.listdir(tmp_path) == []
 
 

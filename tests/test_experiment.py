@@ -1,4 +1,5 @@
 """The loss-and-sign experiment and the training figure."""
+
 import json
 import sys
 
@@ -14,20 +15,34 @@ def assert_png(path):
     data = path.read_bytes()
     assert data[:8] == PNG_SIGNATURE
     import matplotlib.image
+
     image = matplotlib.image.imread(path)
     assert image.ndim == 3 and image.shape[0] > 200 and image.shape[1] > 300
 
 
 def test_experiment_on_a_subset(tmp_path, capsys, mnist_test):
     out = tmp_path / "exp"
-    status = experiment.main(["--batches", "30", "--batch-size", "100", "--eval-every", "10",
-                              "--test-images", "2000", "--out", str(out), "--json",
-                              str(tmp_path / "e.json"), "--quiet"])
+    status = experiment.main(
+        [
+            "--batches",
+            "30",
+            "--batch-size",
+            "100",
+            "--eval-every",
+            "10",
+            "--test-images",
+            "2000",
+            "--out",
+            str(out),
+            "--json",
+            str(tmp_path / "e.json"),
+            "--quiet",
+        ]
+    )
     assert status == 0
     table = capsys.readouterr().out
     rows = [line for line in table.splitlines() if line.startswith("| ") and "loss" not in line]
-    assert [r.split("|")[1].strip() + r.split("|")[2].strip() for r in rows] == \
-        ["mse+1", "mse-1", "xent-1", "xent+1"]
+    assert [r.split("|")[1].strip() + r.split("|")[2].strip() for r in rows] == ["mse+1", "mse-1", "xent-1", "xent+1"]
     assert (out / "experiment.md").read_text().strip() == table.strip()
     assert_png(out / "experiment.png")
     result = json.loads((tmp_path / "e.json").read_text())
@@ -45,8 +60,21 @@ def test_experiment_on_a_subset(tmp_path, capsys, mnist_test):
 
 def test_training_figure(tmp_path):
     png = tmp_path / "curves.png"
-    status = train.main(["--loss", "xent", "--train-limit", "1200", "--batch-size", "100",
-                         "--epochs", "2", "--plot", str(png), "--quiet"])
+    status = train.main(
+        [
+            "--loss",
+            "xent",
+            "--train-limit",
+            "1200",
+            "--batch-size",
+            "100",
+            "--epochs",
+            "2",
+            "--plot",
+            str(png),
+            "--quiet",
+        ]
+    )
     assert status == 0
     assert_png(png)
 
@@ -54,8 +82,24 @@ def test_training_figure(tmp_path):
 def test_without_matplotlib_tables_still_print(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now fails
     out = tmp_path / "exp"
-    assert experiment.main(["--batches", "2", "--batch-size", "50", "--eval-every", "1",
-                            "--test-images", "200", "--out", str(out), "--quiet"]) == 0
+    assert (
+        experiment.main(
+            [
+                "--batches",
+                "2",
+                "--batch-size",
+                "50",
+                "--eval-every",
+                "1",
+                "--test-images",
+                "200",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     captured = capsys.readouterr()
     assert "| mse | +1 |" in captured.out
     assert 'pip install matplotlib (in a checkout of lenet5: pip install -e ".[plot]")' in captured.err

@@ -6,6 +6,7 @@ the float32 graph the same digit on at least 99.9 %; flat, noisy and single
 images; the lean graph of the benchmark; `python -m lenet5.export` and its
 one-line refusals; the docs page's examples as written.  Skipped, saying why, without onnx or onnxruntime.
 """
+
 import json
 import re
 import subprocess
@@ -38,7 +39,7 @@ def session(model):
 def random_model(seed):
     """A fresh model with random biases, so that some ReLUs are live and some dead in every layer."""
     params = init_params(seed)
-    params[core.BLOCKS["b1"][0]:] = np.random.default_rng(seed).normal(0, 0.2, core.N_PARAMS - core.BLOCKS["b1"][0])
+    params[core.BLOCKS["b1"][0] :] = np.random.default_rng(seed).normal(0, 0.2, core.N_PARAMS - core.BLOCKS["b1"][0])
     return LeNet5(params)
 
 
@@ -70,8 +71,7 @@ def test_float64_graph_gives_lenet5s_outputs_on_a_thousand_test_images(pretraine
 
 
 @pytest.mark.slow
-def test_float64_graph_gives_lenet5s_digits_and_outputs_on_the_test_set_in_under_2_gb(pretrained, tmp_path,
-                                                                                     mnist_test):
+def test_float64_graph_gives_lenet5s_digits_and_outputs_on_the_test_set_in_under_2_gb(pretrained, tmp_path, mnist_test):
     """All 10,000 test images in one run, in a process of its own so that its
     peak memory (onnxruntime's arena included) is the run's."""
     path = tmp_path / "lenet5_f64.onnx"
@@ -130,8 +130,8 @@ def test_flat_noisy_and_single_images_on_a_model_with_live_and_dead_units(float6
     assert np.array_equal(run.run(["outputs"], {"images": images[:3]})[0], np.repeat(zero, 3, axis=0))
     assert flat_model.graph.input[0].name == "images"
     for k in (0, 3, 10):
-        one = run.run(["outputs"], {"images": images[k:k + 1]})[0]
-        assert np.abs(one - expected[k:k + 1]).max() <= tol
+        one = run.run(["outputs"], {"images": images[k : k + 1]})[0]
+        assert np.abs(one - expected[k : k + 1]).max() <= tol
 
 
 def test_the_graph_says_what_it_is(pretrained):
@@ -149,7 +149,9 @@ def test_the_graph_says_what_it_is(pretrained):
 
         assert [(i.name, *shape(i)) for i in model.graph.input] == [("images", ["N", 28, 28], onnx.TensorProto.UINT8)]
         assert [(o.name, *shape(o)) for o in model.graph.output] == [
-            ("outputs", ["N", 10], elem), ("probabilities", ["N", 10], elem)]
+            ("outputs", ["N", 10], elem),
+            ("probabilities", ["N", 10], elem),
+        ]
         ops = {node.op_type for node in model.graph.node}
         assert ("Conv" in ops) != float64
 
@@ -181,8 +183,9 @@ def test_export_command_writes_a_graph_that_runs(tmp_path, mnist_test):
     net = random_model(1)
     net.save(model_file)
     out = tmp_path / "lenet5.onnx"
-    r = subprocess.run([*EXPORT, str(model_file), "--onnx", str(out), "--float64"],
-                       capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [*EXPORT, str(model_file), "--onnx", str(out), "--float64"], capture_output=True, text=True, timeout=300
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout == "" and len(r.stderr.splitlines()) == 1 and str(out) in r.stderr
     images = mnist_test[0][:100]
@@ -201,15 +204,18 @@ def test_export_command_defaults_to_the_pretrained_model_and_float32(tmp_path, p
     assert model.SerializeToString() == build_model(pretrained.params).SerializeToString()
 
 
-@pytest.mark.parametrize("args, status, message", [
-    ([], 2, "the following arguments are required: --onnx"),
-    (["--onnx", "{tmp}/missing/x.onnx"], 2, "does not exist"),
-    (["--onnx", "{tmp}/folder.onnx"], 2, "is a folder"),
-    (["--onnx", "{tmp}/model.npz"], 2, "use a .onnx file name"),
-    (["{tmp}/bad.npz", "--onnx", "{tmp}/x.onnx"], 1, "not a readable .npz model"),
-    (["{tmp}/none.dat", "--onnx", "{tmp}/x.onnx"], 1, "no such model file"),
-    (["{tmp}/model.txt", "--onnx", "{tmp}/x.onnx"], 1, "unknown model format"),
-])
+@pytest.mark.parametrize(
+    "args, status, message",
+    [
+        ([], 2, "the following arguments are required: --onnx"),
+        (["--onnx", "{tmp}/missing/x.onnx"], 2, "does not exist"),
+        (["--onnx", "{tmp}/folder.onnx"], 2, "is a folder"),
+        (["--onnx", "{tmp}/model.npz"], 2, "use a .onnx file name"),
+        (["{tmp}/bad.npz", "--onnx", "{tmp}/x.onnx"], 1, "not a readable .npz model"),
+        (["{tmp}/none.dat", "--onnx", "{tmp}/x.onnx"], 1, "no such model file"),
+        (["{tmp}/model.txt", "--onnx", "{tmp}/x.onnx"], 1, "unknown model format"),
+    ],
+)
 def test_export_command_refuses_in_one_line(tmp_path, args, status, message):
     (tmp_path / "bad.npz").write_bytes(b"not a zip file")
     (tmp_path / "model.npz").write_bytes(b"a model the user made")
@@ -229,13 +235,32 @@ def test_export_without_onnx_says_what_to_install(tmp_path):
     """With the onnx package hidden: the command ends with one line naming
     `pip install onnx`, exit 2; LeNet5.to_onnx raises ImportError saying the same."""
     hide = "import sys; sys.modules['onnx'] = None; "
-    r = subprocess.run([sys.executable, "-c", hide + "from lenet5.export import main; sys.exit(main())",
-                        "--onnx", str(tmp_path / "x.onnx")], capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            hide + "from lenet5.export import main; sys.exit(main())",
+            "--onnx",
+            str(tmp_path / "x.onnx"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 2 and "pip install onnx" in r.stderr and "Traceback" not in r.stderr, r.stderr
-    r = subprocess.run([sys.executable, "-c", hide + "from lenet5 import LeNet5\n"
-                        "try:\n    LeNet5.init(0).to_onnx('x.onnx')\n"
-                        "except ImportError as e:\n    print(e)"], capture_output=True, text=True,
-                       timeout=300, cwd=tmp_path)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            hide + "from lenet5 import LeNet5\n"
+            "try:\n    LeNet5.init(0).to_onnx('x.onnx')\n"
+            "except ImportError as e:\n    print(e)",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
     assert "pip install onnx" in r.stdout, r.stderr
     assert not (tmp_path / "x.onnx").exists()
 
@@ -252,9 +277,13 @@ def test_the_docs_page_has_its_examples():
     assert len(DOC_BLOCKS) == 2 and any("onnxruntime" in b for b in DOC_BLOCKS)
 
 
-@pytest.mark.parametrize("block", [  # the PyTorch one fine-tunes for 20 batches: slow
-    pytest.param(b, id=f"block{k}", marks=[pytest.mark.slow] if "import torch" in b else [])
-    for k, b in enumerate(DOC_BLOCKS)])
+@pytest.mark.parametrize(
+    "block",
+    [  # the PyTorch one fine-tunes for 20 batches: slow
+        pytest.param(b, id=f"block{k}", marks=[pytest.mark.slow] if "import torch" in b else [])
+        for k, b in enumerate(DOC_BLOCKS)
+    ],
+)
 def test_the_docs_page_examples_run_as_written(block):
     """docs/export.md's examples, each in a fresh process from the repository's root."""
     if "import torch" in block:

@@ -5,6 +5,7 @@ leave partial tiles, 1, 2, 3 threads and every instruction-set variant this
 CPU runs (2, 4 or 8 images per tile): training, forward and prediction must
 agree to the last bit.
 """
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -21,7 +22,7 @@ def bits(a):
 def random_case(seed, n, scale, real_images):
     rng = np.random.default_rng(seed)
     params = init_params(seed) * scale
-    params[core.BLOCKS["b1"][0]:] += rng.normal(0, 0.1 * scale, core.N_PARAMS - core.BLOCKS["b1"][0])
+    params[core.BLOCKS["b1"][0] :] += rng.normal(0, 0.1 * scale, core.N_PARAMS - core.BLOCKS["b1"][0])
     if real_images is not None:
         idx = rng.choice(len(real_images[0]), n, replace=False)
         images, labels = real_images[0][idx], real_images[1][idx]
@@ -32,9 +33,15 @@ def random_case(seed, n, scale, real_images):
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(seed=st.integers(0, 2**31), n=st.sampled_from([1, 2, 3, 5, 7, 9, 13]),
-       scale=st.sampled_from([0.5, 1.0, 2.0]), loss=st.sampled_from(["mse", "xent"]),
-       sign=st.sampled_from([1, -1]), real=st.booleans(), threads=st.sampled_from([1, 2, 3]))
+@given(
+    seed=st.integers(0, 2**31),
+    n=st.sampled_from([1, 2, 3, 5, 7, 9, 13]),
+    scale=st.sampled_from([0.5, 1.0, 2.0]),
+    loss=st.sampled_from(["mse", "xent"]),
+    sign=st.sampled_from([1, -1]),
+    real=st.booleans(),
+    threads=st.sampled_from([1, 2, 3]),
+)
 def test_train_batch_fast_equals_reference(seed, n, scale, loss, sign, real, threads, isa, mnist_train):
     params, images, labels = random_case(seed, n, scale, mnist_train if real else None)
     ref, fast = params.copy(), params.copy()
@@ -52,8 +59,9 @@ def test_forward_fast_equals_reference(n, threads, isa, mnist_train):
     ref = core.forward(params, images, kernel="reference")
     fast = core.forward(params, images, kernel="fast", threads=threads)
     assert np.array_equal(bits(ref), bits(fast))
-    assert np.array_equal(core.predict(params, images, kernel="reference"),
-                          core.predict(params, images, threads=threads))
+    assert np.array_equal(
+        core.predict(params, images, kernel="reference"), core.predict(params, images, threads=threads)
+    )
 
 
 def test_large_batch_spans_chunks(mnist_train):
@@ -75,8 +83,7 @@ def test_flat_image_gives_zero_input_not_nan():
     images[1] = 200
     for kernel in ("reference", "fast"):
         p = params.copy()
-        loss, _ = core.train_batch(p, images, np.arange(5, dtype=np.uint8), loss="mse", sign=1,
-                                   lr=0.5, kernel=kernel)
+        loss, _ = core.train_batch(p, images, np.arange(5, dtype=np.uint8), loss="mse", sign=1, lr=0.5, kernel=kernel)
         assert np.isfinite(loss) and np.isfinite(p).all()
 
 

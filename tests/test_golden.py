@@ -7,6 +7,7 @@ the manifest's test count.  Every case runs with the fast kernels at 1, 2 and
 docs/SPEC.md §9.4; the others are skipped, saying why), and with the plain
 reference kernels.
 """
+
 import numpy as np
 import pytest
 
@@ -17,9 +18,11 @@ from lenet5.loop import TrainConfig, train
 
 # isa None: the variant this CPU runs by default.  Each variant is forced at
 # 1 and 3 threads (a partial tile, threads sharing tiles and elements).
-RUNS = [(name, "fast", 2, None) for name in CASES] + \
-       [(name, "fast", t, isa) for name in CASES for t in (1, 3) for isa in core.ISAS] + \
-       [(name, "reference", 1, None) for name in CASES]
+RUNS = (
+    [(name, "fast", 2, None) for name in CASES]
+    + [(name, "fast", t, isa) for name in CASES for t in (1, 3) for isa in core.ISAS]
+    + [(name, "reference", 1, None) for name in CASES]
+)
 
 
 def is_slow(name):
@@ -31,8 +34,9 @@ def train_case(case, params, images, labels, kernel, threads):
     """The case's run through the package's one training loop."""
     params = params.copy()
     n = case["train_images"]
-    config = TrainConfig(loss=case["loss"], sign=case["sign"], lr=case["lr"],
-                         batch_size=case["batch_size"], epochs=case["epochs"])
+    config = TrainConfig(
+        loss=case["loss"], sign=case["sign"], lr=case["lr"], batch_size=case["batch_size"], epochs=case["epochs"]
+    )
     train(CEngine(kernel, threads), params, images[:n], labels[:n], config)
     return params
 
@@ -40,13 +44,13 @@ def train_case(case, params, images, labels, kernel, threads):
 def marks(name, isa):
     """slow for the full epochs; a visible skip for a variant this CPU cannot run."""
     reason = isa_skip_reason(isa) if isa else None
-    return ([pytest.mark.slow] if is_slow(name) else []) + \
-           ([pytest.mark.skip(reason=reason)] if reason else [])
+    return ([pytest.mark.slow] if is_slow(name) else []) + ([pytest.mark.skip(reason=reason)] if reason else [])
 
 
-@pytest.mark.parametrize("name,kernel,threads,isa", [
-    pytest.param(n, k, t, i, id=f"{n}-{k}-t{t}" + (f"-{i}" if i else ""), marks=marks(n, i))
-    for n, k, t, i in RUNS])
+@pytest.mark.parametrize(
+    "name,kernel,threads,isa",
+    [pytest.param(n, k, t, i, id=f"{n}-{k}-t{t}" + (f"-{i}" if i else ""), marks=marks(n, i)) for n, k, t, i in RUNS],
+)
 def test_golden_model_bytes(name, kernel, threads, isa, init_params, mnist_train, mnist_test):
     with variant(isa):
         check_golden_case(name, kernel, threads, init_params, mnist_train, mnist_test)

@@ -7,6 +7,7 @@ The reference back-propagates the output error through the output ReLU as
 if it were the identity, so G is the true gradient only where every output is
 active.  The model here gets output biases of +5 so that all ten are.
 """
+
 import numpy as np
 import pytest
 
@@ -38,7 +39,7 @@ def test_gradient_matches_finite_differences(active_model, mnist_train, loss, bl
         grad, _ = core.image_gradient(active_model, image, label, loss)
         offset, shape = core.BLOCKS[block]
         size = int(np.prod(shape))
-        g = grad[offset:offset + size]
+        g = grad[offset : offset + size]
         largest = np.argsort(-np.abs(g))[:4]
         nonzero = np.flatnonzero(np.abs(g) > 1e-3 * np.abs(g).max())
         picks = np.unique(np.concatenate([largest, rng.choice(nonzero, min(4, nonzero.size), replace=False)]))
@@ -56,7 +57,7 @@ def test_gradient_is_not_trivially_zero(active_model, mnist_train):
     for loss in ("mse", "xent"):
         grad, _ = core.image_gradient(active_model, images[0], int(labels[0]), loss)
         for name, (offset, shape) in core.BLOCKS.items():
-            assert np.abs(grad[offset:offset + int(np.prod(shape))]).max() > 0, (loss, name)
+            assert np.abs(grad[offset : offset + int(np.prod(shape))]).max() > 0, (loss, name)
 
 
 def test_batch_sum_is_the_sum_of_image_gradients(mnist_train):

@@ -6,6 +6,7 @@ Pillow: MNIST test digits scaled up 2 to 10 times, turned a little, put off
 centre on a larger sheet, dark ink on light paper and the reverse, with
 grain, as grey or tinted RGB, saved as PNG and JPEG.
 """
+
 import json
 import re
 import struct
@@ -45,13 +46,15 @@ def render(digit, rng, path, fmt, colour, dark_ink, scale):
     sheet = Image.new("L", (side, side), 0)
     sheet.paste(ink, (int(rng.integers(0, side - size + 1)), int(rng.integers(0, side - size + 1))))
     cover = np.asarray(sheet, dtype=np.float64) / 255.0
-    paper, pen = (rng.uniform(190, 240), rng.uniform(20, 70)) if dark_ink else (rng.uniform(10, 50),
-                                                                                 rng.uniform(180, 240))
+    paper, pen = (
+        (rng.uniform(190, 240), rng.uniform(20, 70)) if dark_ink else (rng.uniform(10, 50), rng.uniform(180, 240))
+    )
     x = paper + (pen - paper) * cover + rng.normal(0, rng.uniform(4, 12), cover.shape)
     if colour:  # a warm paper tint: blue darker than red
         x = x[:, :, None] * np.array([1.0, rng.uniform(0.9, 1.0), rng.uniform(0.75, 0.95)])
     Image.fromarray(np.clip(np.round(x), 0, 255).astype(np.uint8)).save(
-        path, format=fmt, **({"quality": 85} if fmt == "JPEG" else {}))
+        path, format=fmt, **({"quality": 85} if fmt == "JPEG" else {})
+    )
 
 
 def test_preprocess_leaves_mnist_digits_almost_unchanged(mnist_test, net):
@@ -127,6 +130,7 @@ def test_renderings_are_classified_about_as_well_as_the_originals(mnist_test, ne
 # ----------------------------------------------------------------------------
 # Files that cannot be used, and the command line.
 
+
 def bomb_png(path, width, height):
     """A valid small PNG whose header claims width x height pixels."""
     Image.new("L", (8, 8), 0).save(path)
@@ -174,11 +178,18 @@ def sheet(tmp_path_factory, mnist_test):
     return {k: str(v) for k, v in files.items()}
 
 
-@pytest.mark.parametrize("name, message", [
-    ("missing", "no such file"), ("folder", "is a folder, not an image file"),
-    ("text", "not a supported picture format"), ("empty", "the file is empty"),
-    ("truncated", "a damaged or truncated image"), ("bomb", "too large to decode safely"),
-    ("pickle", "not a usable .npy array")])
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("missing", "no such file"),
+        ("folder", "is a folder, not an image file"),
+        ("text", "not a supported picture format"),
+        ("empty", "the file is empty"),
+        ("truncated", "a damaged or truncated image"),
+        ("bomb", "too large to decode safely"),
+        ("pickle", "not a usable .npy array"),
+    ],
+)
 def test_load_image_refuses_bad_files_with_one_line(sheet, name, message):
     with pytest.raises(ImageError, match=message) as e:
         load_image(sheet[name])
@@ -208,7 +219,8 @@ def test_predict_command_answers_good_files_and_names_bad_ones(sheet, model_file
         digit, confidence = line.split(": ")[1].split(" ")
         assert digit.isdigit() and confidence.startswith("(") and confidence.endswith("%)")
     assert [int(line.split(": ")[1].split(" ")[0]) for line in lines] == [
-        int(net.predict(preprocess(load_image(sheet[n])))) for n in good]
+        int(net.predict(preprocess(load_image(sheet[n])))) for n in good
+    ]
     errors = err.splitlines()
     assert len(errors) == 7 and all(e.startswith("lenet5.predict: ") for e in errors)
     assert "Traceback" not in err
@@ -253,19 +265,24 @@ def test_predict_command_bad_model_file(sheet, tmp_path, capsys):
 
 def test_without_pillow_npy_still_works_and_pictures_say_how_to_install(sheet, model_file):
     """Pillow hidden from the import system, in a fresh interpreter."""
-    code = ("import sys; sys.modules['PIL'] = None\n"
-            "from lenet5.predict import main\n"
-            f"sys.exit(main([{sheet['npy']!r}, {sheet['good0']!r}, '--model', {model_file!r}]))\n")
+    code = (
+        "import sys; sys.modules['PIL'] = None\n"
+        "from lenet5.predict import main\n"
+        f"sys.exit(main([{sheet['npy']!r}, {sheet['good0']!r}, '--model', {model_file!r}]))\n"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 1
     assert r.stdout.startswith(sheet["npy"] + ": ")
-    assert r.stderr.strip() == (f"lenet5.predict: {sheet['good0']}: reading image files needs Pillow: "
-                                "pip install pillow scipy (in a checkout of lenet5: pip install -e \".[images]\") "
-                                "(.npy arrays need nothing)")
+    assert r.stderr.strip() == (
+        f"lenet5.predict: {sheet['good0']}: reading image files needs Pillow: "
+        'pip install pillow scipy (in a checkout of lenet5: pip install -e ".[images]") '
+        "(.npy arrays need nothing)"
+    )
 
 
 def test_public_names():
     import lenet5
+
     assert lenet5.preprocess is preprocess and lenet5.load_image is load_image
     assert core.N_CLASSES == 10
 

@@ -6,6 +6,7 @@ counts; its checks against bad buffers; the GIL released around the call;
 several Python threads at once giving what serial calls give; and a LeNet5
 whose predictions follow its parameters through every public way to change them.
 """
+
 import copy
 import pickle
 import threading
@@ -27,7 +28,7 @@ def random_model(seed, scale=1.0):
     """A model with random biases, so that every layer has live and dead ReLUs."""
     rng = np.random.default_rng(seed)
     params = init_params(seed) * scale
-    params[core.BLOCKS["b1"][0]:] += rng.normal(0, 0.1 * scale, core.N_PARAMS - core.BLOCKS["b1"][0])
+    params[core.BLOCKS["b1"][0] :] += rng.normal(0, 0.1 * scale, core.N_PARAMS - core.BLOCKS["b1"][0])
     return params
 
 
@@ -53,8 +54,14 @@ def test_prepared_equals_reference_on_odd_images_and_odd_parameters(isa, mnist_t
     with inf and NaN in them (prepared inference then adds every term the
     reference adds, padding included, so even those agree to the bit)."""
     rng = np.random.default_rng(3)
-    images = np.concatenate([np.zeros((1, 28, 28), np.uint8), np.full((1, 28, 28), 255, np.uint8),
-                             rng.integers(0, 256, (5, 28, 28), dtype=np.uint8), mnist_test[0][:3]])
+    images = np.concatenate(
+        [
+            np.zeros((1, 28, 28), np.uint8),
+            np.full((1, 28, 28), 255, np.uint8),
+            rng.integers(0, 256, (5, 28, 28), dtype=np.uint8),
+            mnist_test[0][:3],
+        ]
+    )
     for seed in range(4):
         params = random_model(seed)  # finite: the frame's rows and zero inputs' terms are left out
         ref = core.forward(params, images, kernel="reference")
@@ -150,7 +157,7 @@ def test_the_gil_is_released_during_the_call(mnist_test):
 
 def test_concurrent_predict_from_threads_equals_serial(mnist_test):
     net = LeNet5(random_model(5))
-    chunks = [np.ascontiguousarray(mnist_test[0][i * 37:(i + 1) * 37 + i]) for i in range(12)]
+    chunks = [np.ascontiguousarray(mnist_test[0][i * 37 : (i + 1) * 37 + i]) for i in range(12)]
     singles = [np.ascontiguousarray(mnist_test[0][500 + i]) for i in range(40)]
     serial = [net.predict(c) for c in chunks]
     serial_out = [net.forward(c) for c in chunks]
@@ -198,7 +205,7 @@ def test_predictions_follow_every_public_change_of_parameters(mnist_train, mnist
     before = net.predict(images)
     net.fit(mnist_train[0][:600], mnist_train[1][:600], loss="xent", batch_size=100, progress=False)
     assert not np.array_equal(net.predict(images), before)  # training changed the answers...
-    expect_follows(net, images)                             # ...and they are the new weights'
+    expect_follows(net, images)  # ...and they are the new weights'
     assert not net.params.flags.writeable
 
     other = random_model(9)

@@ -1,4 +1,5 @@
 """Model files (.npz and the reference .dat) and the inference API."""
+
 import json
 
 import numpy as np

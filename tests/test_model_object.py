@@ -2,6 +2,7 @@
 model it started from, save refuses what load would refuse, the parameters
 cannot be made writable or resized, and set_params, unpickling and fit's
 options apply load's checks."""
+
 import copy
 import pickle
 import warnings
@@ -38,8 +39,17 @@ def test_a_diverged_fit_leaves_the_model_as_it_was(net, mnist_train, mnist_test,
     images, labels = mnist_train[0][:3000], mnist_train[1][:3000]
     ck = tmp_path / "ck.npz"
     with pytest.raises(Diverged):  # climbing the loss with a large step
-        net.fit(images, labels, loss="xent", sign=+1, lr=0.5, batch_size=100, progress=False,
-                checkpoint=ck, checkpoint_every=1)
+        net.fit(
+            images,
+            labels,
+            loss="xent",
+            sign=+1,
+            lr=0.5,
+            batch_size=100,
+            progress=False,
+            checkpoint=ck,
+            checkpoint_every=1,
+        )
     assert np.array_equal(bits(net.params), bits(before)) and net.meta == meta
     assert net.evaluate(*mnist_test).correct == correct > 9600
     agree_everywhere(net, mnist_test[0][:100])
@@ -104,14 +114,12 @@ BAD_PARAMS = [
     ("two-dimensional", lambda p: p.reshape(2, -1), ValueError, "shape"),
     ("a NaN", lambda p: np.where(np.arange(p.size) == 3, np.nan, p), ValueError, "NaN or infinite"),
     ("an infinity", lambda p: np.where(np.arange(p.size) == 3, np.inf, p), ValueError, "NaN or infinite"),
-    ("float16 infinities", lambda p: (p * 1e6).astype(np.float16),
-     ValueError, "NaN or infinite"),
+    ("float16 infinities", lambda p: (p * 1e6).astype(np.float16), ValueError, "NaN or infinite"),
 ]
 
 
 @pytest.mark.parametrize("what,make,error,message", BAD_PARAMS, ids=[b[0] for b in BAD_PARAMS])
-def test_set_params_applies_loads_checks_and_changes_nothing_when_refused(net, mnist_test, what, make, error,
-                                                                        message):
+def test_set_params_applies_loads_checks_and_changes_nothing_when_refused(net, mnist_test, what, make, error, message):
     before = net.params.copy()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # float16 overflow on purpose
@@ -142,13 +150,16 @@ class Forged:
         return (object.__new__, (LeNet5,), self.state)
 
 
-@pytest.mark.parametrize("state,error,message", [
-    ({"params": np.full(core.N_PARAMS, np.nan), "meta": {}}, ValueError, "NaN or infinite"),
-    ({"params": np.zeros(10), "meta": {}}, ValueError, "shape"),
-    ({"params": np.zeros(core.N_PARAMS).astype(str), "meta": {}}, TypeError, "real numbers"),
-    ({"params": np.zeros(core.N_PARAMS), "meta": "x"}, TypeError, "not a pickled LeNet5"),
-    ({"meta": {}}, TypeError, "not a pickled LeNet5"),
-])
+@pytest.mark.parametrize(
+    "state,error,message",
+    [
+        ({"params": np.full(core.N_PARAMS, np.nan), "meta": {}}, ValueError, "NaN or infinite"),
+        ({"params": np.zeros(10), "meta": {}}, ValueError, "shape"),
+        ({"params": np.zeros(core.N_PARAMS).astype(str), "meta": {}}, TypeError, "real numbers"),
+        ({"params": np.zeros(core.N_PARAMS), "meta": "x"}, TypeError, "not a pickled LeNet5"),
+        ({"meta": {}}, TypeError, "not a pickled LeNet5"),
+    ],
+)
 def test_unpickling_applies_loads_checks(state, error, message):
     with pytest.raises(error, match=message):
         pickle.loads(pickle.dumps(Forged(state)))
@@ -158,6 +169,12 @@ def test_checkpoint_every_zero_is_an_error_before_any_work(net, mnist_train, tmp
     before = net.params.copy()
     for every, error in ((0, ValueError), (-3, ValueError), (1.5, TypeError)):
         with pytest.raises(error, match="checkpoint_every"):
-            net.fit(mnist_train[0][:300], mnist_train[1][:300], batch_size=100, progress=False,
-                    checkpoint=tmp_path / "ck.npz", checkpoint_every=every)
+            net.fit(
+                mnist_train[0][:300],
+                mnist_train[1][:300],
+                batch_size=100,
+                progress=False,
+                checkpoint=tmp_path / "ck.npz",
+                checkpoint_every=every,
+            )
     assert np.array_equal(bits(net.params), bits(before)) and not (tmp_path / "ck.npz").exists()

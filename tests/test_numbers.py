@@ -9,6 +9,7 @@ picture knows where its digits are (their boxes at full resolution, as
 displayed), so the boxes read_number gives are checked against them.  The
 model is the shipped pretrained one.
 """
+
 import json
 
 import numpy as np
@@ -29,7 +30,7 @@ def net():
 
 def ink_columns(digit):
     cols = np.flatnonzero(digit.max(axis=0) > 0)
-    return digit[:, cols.min():cols.max() + 1]
+    return digit[:, cols.min() : cols.max() + 1]
 
 
 def number_picture(digits, gap, rng, scale=3, light=0.0, jitter=2):
@@ -44,12 +45,19 @@ def number_picture(digits, gap, rng, scale=3, light=0.0, jitter=2):
     x = margin
     for c in crops:
         y = margin + int(rng.integers(-jitter, jitter + 1))
-        np.maximum(cover[y:y + 28, x:x + c.shape[1]], c, out=cover[y:y + 28, x:x + c.shape[1]])
+        np.maximum(cover[y : y + 28, x : x + c.shape[1]], c, out=cover[y : y + 28, x : x + c.shape[1]])
         rows = np.flatnonzero(c.max(axis=1) > 0)
         truth.append((x * scale, (y + rows.min()) * scale, (x + c.shape[1]) * scale, (y + rows.max() + 1) * scale))
         x += c.shape[1] + gap
-    big = np.asarray(Image.fromarray(np.round(cover).astype(np.uint8)).resize(
-        (cover.shape[1] * scale, cover.shape[0] * scale), Image.BICUBIC), dtype=np.float64) / 255.0
+    big = (
+        np.asarray(
+            Image.fromarray(np.round(cover).astype(np.uint8)).resize(
+                (cover.shape[1] * scale, cover.shape[0] * scale), Image.BICUBIC
+            ),
+            dtype=np.float64,
+        )
+        / 255.0
+    )
     h, w = big.shape
     paper = 225.0 * (1.0 - light * np.linspace(0.0, 1.0, w))[None, :]  # darker towards the right
     picture = paper + (35.0 - paper) * big + rng.normal(0, 3, big.shape)
@@ -132,7 +140,7 @@ def test_reading_order_is_left_to_right_whatever_the_heights(net, mnist_test):
     seq = [images[np.flatnonzero(labels == k)[2]] for k in (1, 7, 3)]
     canvas = np.zeros((90, 120), dtype=np.uint8)
     for (x, y), d in zip([(5, 50), (40, 5), (80, 30)], seq):
-        canvas[y:y + 28, x:x + 28] = np.maximum(canvas[y:y + 28, x:x + 28], d)
+        canvas[y : y + 28, x : x + 28] = np.maximum(canvas[y : y + 28, x : x + 28], d)
     reading = read_number(255 - canvas, net)
     assert reading.number == "173"
     assert [d.box[0] for d in reading.digits] == sorted(d.box[0] for d in reading.digits)
@@ -141,6 +149,7 @@ def test_reading_order_is_left_to_right_whatever_the_heights(net, mnist_test):
 @pytest.mark.parametrize("given", ["array", "path", "decoded picture"])
 def test_boxes_lie_on_the_digits_of_a_reduced_picture(net, mnist_test, tmp_path, given):
     from lenet5 import images
+
     rng = np.random.default_rng(6)
     digits, truth = pick(mnist_test, rng, 4)
     picture, boxes = number_picture(digits, 6, rng, scale=12)  # about 1,300 x 550: reduced before reading
@@ -181,6 +190,7 @@ def broken(mnist_test, label, cut, check):
     """The first test digit of label that cut(digit) breaks into pieces as check wants and
     that still reads as label."""
     from scipy import ndimage
+
     images, labels = mnist_test
     for k in np.flatnonzero(labels == label)[:200]:
         d = cut(images[k].copy())
@@ -194,8 +204,9 @@ def broken_four(mnist_test):
     def cut(d):
         rows = np.flatnonzero(d.max(axis=1) > 64)
         mid = rows.min() + (rows.max() - rows.min()) // 3
-        d[mid:mid + 2] = 0  # a gap across the upper third: the arms come off
+        d[mid : mid + 2] = 0  # a gap across the upper third: the arms come off
         return d
+
     return broken(mnist_test, 4, cut, lambda parts, n: n >= 2)
 
 
@@ -205,7 +216,7 @@ def detached_five(mnist_test):
         rows = np.flatnonzero(d.max(axis=1) > 64)
         # lift the top stroke: clear two rows under it, left of the bar's middle
         top = rows.min() + 3
-        d[top:top + 2, :cols.min() + (cols.max() - cols.min()) // 2] = 0
+        d[top : top + 2, : cols.min() + (cols.max() - cols.min()) // 2] = 0
         return d
 
     def top_is_a_piece(parts, n):
@@ -231,6 +242,7 @@ def test_pieces_of_one_digit_are_joined(net, mnist_test, which):
 
 def test_a_picture_of_one_digit_is_a_one_digit_number(net):
     from PIL import Image as _  # noqa: F401 (Pillow reads the docs' picture)
+
     reading = read_number("docs/digit-7.jpg", net)
     assert reading.number == "7" and len(reading.digits) == 1
     assert not looks_like_a_number("docs/digit-7.jpg")
@@ -242,7 +254,7 @@ def test_specks_and_small_marks_are_dropped(net, mnist_test):
     picture, _ = number_picture([images[np.flatnonzero(labels == k)[0]] for k in (4, 2)], 14, rng, jitter=0)
     picture = picture.copy()
     h, w = picture.shape
-    picture[h // 2 - 1:h // 2 + 2, w // 2 - 2:w // 2 + 2] = 35  # a dot between the digits
+    picture[h // 2 - 1 : h // 2 + 2, w // 2 - 2 : w // 2 + 2] = 35  # a dot between the digits
     picture[5:7, 5:7] = 35  # grain in a corner
     assert read_number(picture, net).number == "42"
 
@@ -352,6 +364,7 @@ def test_api_payload(net, files):
 
 def test_public_names():
     import lenet5
+
     assert lenet5.read_number is read_number and lenet5.NumberReading is NumberReading
     assert "read_number" in lenet5.__all__ and "NumberReading" in lenet5.__all__
 

@@ -11,6 +11,7 @@ rules as /api/predict.
 Skipped, with the reason, where Playwright or a Chromium is missing (as
 tests/test_serve_browser.py); .ci/run installs both.
 """
+
 import io
 import json
 import urllib.error
@@ -42,8 +43,6 @@ def server():
     srv.server_close()
 
 
-
-
 def slots(count):
     """Where each digit of the number goes on the 3:1 pad: (x0, x1) as fractions of its width."""
     return [((k + 0.2) / count, (k + 0.8) / count) for k in range(count)]
@@ -53,8 +52,10 @@ def write_number(page, digits):
     box = page.locator("#pad").bounding_box()
     for d, (x0, x1) in zip(digits, slots(len(digits))):
         for stroke in DIGITS[d]:
-            points = [(box["x"] + (x0 + x * (x1 - x0)) * box["width"], box["y"] + (0.1 + 0.8 * y) * box["height"])
-                      for x, y in stroke]
+            points = [
+                (box["x"] + (x0 + x * (x1 - x0)) * box["width"], box["y"] + (0.1 + 0.8 * y) * box["height"])
+                for x, y in stroke
+            ]
             page.mouse.move(*points[0])
             page.mouse.down()
             for p in points[1:]:
@@ -80,18 +81,24 @@ def test_writing_a_number_stroke_by_stroke_shows_it(browser, server):
             caption = items.nth(i).text_content()
             assert caption.startswith(f"{i + 1}: {d} (") and caption.endswith("%)")
             # each digit's input is drawn: some of its 28 x 28 pixels are bright
-            bright = items.nth(i).locator("canvas").evaluate(
-                "c => Array.from(c.getContext('2d').getImageData(0, 0, 28, 28).data)"
-                ".filter((v, k) => k % 4 == 0 && v > 128).length")
+            bright = (
+                items.nth(i)
+                .locator("canvas")
+                .evaluate(
+                    "c => Array.from(c.getContext('2d').getImageData(0, 0, 28, 28).data)"
+                    ".filter((v, k) => k % 4 == 0 && v > 128).length"
+                )
+            )
             assert bright > 20
         # the boxes are drawn over the drawing, each in its digit's slot of the pad
         drawn = page.locator("#boxes").evaluate(
             "c => { const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; const cols = [];"
             " for (let x = 0; x < c.width; x++) { let n = 0;"
             "   for (let y = 0; y < c.height; y++) if (d[4 * (y * c.width + x) + 3] > 0) n++;"
-            "   cols.push(n); } return cols; }")
+            "   cols.push(n); } return cols; }"
+        )
         for x0, x1 in slots(3):
-            assert max(drawn[int(x0 * 840):int(x1 * 840)]) > 20  # a box's side stands in the slot
+            assert max(drawn[int(x0 * 840) : int(x1 * 840)]) > 20  # a box's side stands in the slot
         assert page.locator("#bars").is_hidden()
         page.click("#clear")
         assert page.locator("#digit").text_content() == "\u2013" and items.count() == 0
@@ -113,12 +120,17 @@ def post(url, body, kind):
 def drawn_number(width=600, height=200):
     """A number written with Pillow's pen in the test's own strokes, dark on white."""
     from PIL import ImageDraw
+
     img = Image.new("L", (width, height), 255)
     pen = ImageDraw.Draw(img)
     for d, (x0, x1) in zip(NUMBER, slots(len(NUMBER))):
         for stroke in DIGITS[d]:
-            pen.line([(width * (x0 + x * (x1 - x0)), height * (0.1 + 0.8 * y)) for x, y in stroke],
-                     fill=0, width=height // 14, joint="curve")
+            pen.line(
+                [(width * (x0 + x * (x1 - x0)), height * (0.1 + 0.8 * y)) for x, y in stroke],
+                fill=0,
+                width=height // 14,
+                joint="curve",
+            )
     return img
 
 

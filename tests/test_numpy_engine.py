@@ -1,5 +1,6 @@
 """The NumPy twin agrees with the C core: gradients to 1e-12, weights after
 10 batches to 1e-9, test accuracy after an epoch to 0.1 percentage point."""
+
 import json
 import subprocess
 import sys
@@ -15,7 +16,7 @@ from lenet5.params import init_params
 def assert_blocks_close(expected, got, rel):
     for name, (offset, shape) in core.BLOCKS.items():
         size = int(np.prod(shape))
-        a, b = expected[offset:offset + size], got[offset:offset + size]
+        a, b = expected[offset : offset + size], got[offset : offset + size]
         assert np.abs(a - b).max() <= rel * np.abs(a).max(), name
 
 
@@ -25,7 +26,7 @@ def test_per_image_gradient_matches_c(mnist_train, loss):
     params = init_params(1)
     for i in range(6):
         c_grad, c_loss = core.image_gradient(params, images[i], int(labels[i]), loss)
-        np_grad, np_loss, _ = ne.batch_gradient(params, images[i:i + 1], labels[i:i + 1], loss)
+        np_grad, np_loss, _ = ne.batch_gradient(params, images[i : i + 1], labels[i : i + 1], loss)
         assert_blocks_close(c_grad, np_grad, 1e-12)
         assert np_loss[0] == pytest.approx(c_loss, rel=1e-12)
 
@@ -47,8 +48,7 @@ def test_flat_image_and_forward(mnist_test):
     images = mnist_test[0][:50].copy()
     images[3] = 17
     params = init_params(4)
-    assert np.allclose(ne.NumpyEngine().forward(params, images), core.forward(params, images),
-                       rtol=1e-12, atol=1e-12)
+    assert np.allclose(ne.NumpyEngine().forward(params, images), core.forward(params, images), rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.slow
@@ -56,9 +56,23 @@ def test_one_epoch_accuracy_matches_c(tmp_path):
     """The same experiment on both engines, through the trainer command."""
     result = {}
     for engine in ("c", "numpy"):
-        r = subprocess.run([sys.executable, "-m", "lenet5.train", "--loss", "xent", "--engine", engine,
-                            "--quiet", "--json", tmp_path / f"{engine}.json"],
-                           capture_output=True, text=True, timeout=1800)
+        r = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "lenet5.train",
+                "--loss",
+                "xent",
+                "--engine",
+                engine,
+                "--quiet",
+                "--json",
+                tmp_path / f"{engine}.json",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=1800,
+        )
         assert r.returncode == 0, r.stderr
         result[engine] = json.loads((tmp_path / f"{engine}.json").read_text())
     assert result["numpy"]["engine"] == "numpy"

@@ -3,6 +3,7 @@ schedules (§8.7): the C update equals its NumPy transcription bit for bit, at
 every thread count and in both kernel sets; decay pulls toward zero whatever
 the sign; the schedule's rate is the one each batch gets; a resume carries the
 velocity and gives the same bytes."""
+
 import json
 import math
 
@@ -30,17 +31,30 @@ def batch_sum(params, images, labels, loss):
 def test_momentum_update_equals_numpy_twin_bit_for_bit(mnist_train, nesterov, loss, sign):
     images, labels = mnist_train
     start = init_params(3)
-    runs = {(kernel, threads): (start.copy(), np.zeros(core.N_PARAMS))
-            for kernel, threads in (("reference", None), ("fast", 1), ("fast", 2), ("fast", 3))}
+    runs = {
+        (kernel, threads): (start.copy(), np.zeros(core.N_PARAMS))
+        for kernel, threads in (("reference", None), ("fast", 1), ("fast", 2), ("fast", 3))
+    }
     twin, twin_v = start.copy(), np.zeros(core.N_PARAMS)
     for step in range(3):  # three batches, so the velocity carries something
-        x, y = images[7 * step:7 * step + 7], labels[7 * step:7 * step + 7]
+        x, y = images[7 * step : 7 * step + 7], labels[7 * step : 7 * step + 7]
         s = batch_sum(twin, x, y, loss)
-        sgd_update(twin, twin_v, s, len(x), sign=sign, lr=0.05, momentum=0.9, weight_decay=1e-3,
-                   nesterov=nesterov)
+        sgd_update(twin, twin_v, s, len(x), sign=sign, lr=0.05, momentum=0.9, weight_decay=1e-3, nesterov=nesterov)
         for (kernel, threads), (p, v) in runs.items():
-            core.train_batch(p, x, y, loss=loss, sign=sign, lr=0.05, kernel=kernel, threads=threads,
-                             velocity=v, momentum=0.9, weight_decay=1e-3, nesterov=nesterov)
+            core.train_batch(
+                p,
+                x,
+                y,
+                loss=loss,
+                sign=sign,
+                lr=0.05,
+                kernel=kernel,
+                threads=threads,
+                velocity=v,
+                momentum=0.9,
+                weight_decay=1e-3,
+                nesterov=nesterov,
+            )
     assert not np.array_equal(twin, start)
     for (kernel, threads), (p, v) in runs.items():
         assert p.tobytes() == twin.tobytes(), (kernel, threads)
@@ -53,8 +67,17 @@ def test_heavy_ball_and_nesterov_differ(mnist_train):
     for nesterov in (False, True):
         p, v = init_params(0), np.zeros(core.N_PARAMS)
         for b in range(2):
-            core.train_batch(p, images[b * 20:(b + 1) * 20], labels[b * 20:(b + 1) * 20], loss="xent",
-                             sign=-1, lr=0.05, velocity=v, momentum=0.9, nesterov=nesterov)
+            core.train_batch(
+                p,
+                images[b * 20 : (b + 1) * 20],
+                labels[b * 20 : (b + 1) * 20],
+                loss="xent",
+                sign=-1,
+                lr=0.05,
+                velocity=v,
+                momentum=0.9,
+                nesterov=nesterov,
+            )
         out.append(p)
     assert not np.array_equal(out[0], out[1])
 
@@ -68,8 +91,17 @@ def test_weight_decay_pulls_toward_zero_whatever_the_sign(mnist_train, sign):
     steps = {}
     for decay in (0.0, 0.01):
         p = start.copy()
-        core.train_batch(p, images[:10], labels[:10], loss="xent", sign=sign, lr=0.1,
-                         velocity=np.zeros(core.N_PARAMS), momentum=0.5, weight_decay=decay)
+        core.train_batch(
+            p,
+            images[:10],
+            labels[:10],
+            loss="xent",
+            sign=sign,
+            lr=0.1,
+            velocity=np.zeros(core.N_PARAMS),
+            momentum=0.5,
+            weight_decay=decay,
+        )
         steps[decay] = p
     pull = steps[0.01] - steps[0.0]
     np.testing.assert_allclose(pull, -0.1 * 0.01 * start, rtol=1e-6, atol=1e-15)
@@ -84,18 +116,35 @@ def test_numpy_engine_with_momentum_tracks_the_c_core(mnist_train):
     for engine in (CEngine(), NumpyEngine()):
         p, v = init_params(1), np.zeros(core.N_PARAMS)
         for b in range(3):
-            engine.train_batch(p, images[b * 30:(b + 1) * 30], labels[b * 30:(b + 1) * 30], loss="xent",
-                               sign=-1, lr=0.05, velocity=v, momentum=0.9, weight_decay=5e-4, nesterov=True)
+            engine.train_batch(
+                p,
+                images[b * 30 : (b + 1) * 30],
+                labels[b * 30 : (b + 1) * 30],
+                loss="xent",
+                sign=-1,
+                lr=0.05,
+                velocity=v,
+                momentum=0.9,
+                weight_decay=5e-4,
+                nesterov=True,
+            )
         runs.append(p)
     np.testing.assert_allclose(runs[0], runs[1], rtol=1e-9, atol=1e-12)
 
 
-@pytest.mark.parametrize("change,error", [
-    (dict(momentum=-0.1), ValueError), (dict(momentum=1.0), ValueError), (dict(momentum=float("nan")), ValueError),
-    (dict(weight_decay=-1e-4), ValueError), (dict(weight_decay=float("inf")), ValueError),
-    (dict(nesterov=1), TypeError), (dict(velocity=np.zeros(10)), ValueError),
-    (dict(velocity=np.zeros(core.N_PARAMS, dtype=np.float32)), TypeError),
-])
+@pytest.mark.parametrize(
+    "change,error",
+    [
+        (dict(momentum=-0.1), ValueError),
+        (dict(momentum=1.0), ValueError),
+        (dict(momentum=float("nan")), ValueError),
+        (dict(weight_decay=-1e-4), ValueError),
+        (dict(weight_decay=float("inf")), ValueError),
+        (dict(nesterov=1), TypeError),
+        (dict(velocity=np.zeros(10)), ValueError),
+        (dict(velocity=np.zeros(core.N_PARAMS, dtype=np.float32)), TypeError),
+    ],
+)
 def test_train_batch_refuses_bad_optimizer_arguments(mnist_train, change, error):
     images, labels = mnist_train
     p = init_params(0)
@@ -111,12 +160,22 @@ def test_momentum_without_a_velocity_is_refused(mnist_train):
     with pytest.raises(ValueError, match="velocity"):
         core.train_batch(init_params(0), images[:4], labels[:4], loss="xent", sign=-1, lr=0.1, momentum=0.9)
     with pytest.raises(ValueError, match="velocity"):
-        train(CEngine(), init_params(0), images[:40], labels[:40], TrainConfig(loss="xent", batch_size=10,
-                                                                               momentum=0.9))
+        train(
+            CEngine(), init_params(0), images[:40], labels[:40], TrainConfig(loss="xent", batch_size=10, momentum=0.9)
+        )
 
 
-@pytest.mark.parametrize("bad", [dict(momentum=-0.5), dict(weight_decay=-1.0), dict(schedule="linear"),
-                                 dict(nesterov=True), dict(warmup=3, epochs=3), dict(val=-1)])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(momentum=-0.5),
+        dict(weight_decay=-1.0),
+        dict(schedule="linear"),
+        dict(nesterov=True),
+        dict(warmup=3, epochs=3),
+        dict(val=-1),
+    ],
+)
 def test_config_refuses_bad_settings(bad):
     with pytest.raises((TypeError, ValueError)):
         TrainConfig(loss="xent", **bad)
@@ -124,12 +183,14 @@ def test_config_refuses_bad_settings(bad):
 
 def test_schedules_follow_their_formulas():
     lr, per_epoch, epochs = 0.2, 10, 6
+
     def rates(**kw):
         c = TrainConfig(loss="xent", lr=lr, epochs=epochs, **kw)
         return [c.batch_lr(e, b, per_epoch) for e in range(epochs) for b in range(per_epoch)]
+
     assert rates() == [lr] * 60
     step = rates(schedule="step")
-    assert step[:20] == [lr] * 20 and step[20:40] == [lr * 0.1] * 20 and step[40:] == [lr * 0.1 ** 2] * 20
+    assert step[:20] == [lr] * 20 and step[20:40] == [lr * 0.1] * 20 and step[40:] == [lr * 0.1**2] * 20
     cosine = rates(schedule="cosine", warmup=1)
     assert cosine[:10] == [lr * (i + 1) / 10 for i in range(10)]
     assert cosine[10] == lr and all(a > b > 0 for a, b in zip(cosine[10:], cosine[11:]))
@@ -158,8 +219,21 @@ def test_each_batch_trains_with_its_scheduled_rate(mnist_train):
 
 
 def preset_like(**kw):
-    return TrainConfig(loss="xent", lr=0.05, batch_size=20, epochs=2, shuffle=True, momentum=0.9,
-                       nesterov=True, weight_decay=5e-4, schedule="cosine", warmup=1, augment=True, seed=4, **kw)
+    return TrainConfig(
+        loss="xent",
+        lr=0.05,
+        batch_size=20,
+        epochs=2,
+        shuffle=True,
+        momentum=0.9,
+        nesterov=True,
+        weight_decay=5e-4,
+        schedule="cosine",
+        warmup=1,
+        augment=True,
+        seed=4,
+        **kw,
+    )
 
 
 @pytest.mark.parametrize("stop_after", [3, 7])
@@ -176,8 +250,16 @@ def test_resume_with_velocity_gives_the_same_bytes(tmp_path, mnist_train, stop_a
     ck = load_checkpoint(tmp_path / "ck.npz")
     assert ck.velocity is not None and ck.velocity.tobytes() == part_v.tobytes()
     resumed, resumed_v = ck.params.copy(), ck.velocity.copy()
-    train(CEngine(threads=3), resumed, images, labels, ck.config, start=ck.position, history=ck.history,
-          velocity=resumed_v)
+    train(
+        CEngine(threads=3),
+        resumed,
+        images,
+        labels,
+        ck.config,
+        start=ck.position,
+        history=ck.history,
+        velocity=resumed_v,
+    )
     assert resumed.tobytes() == whole.tobytes()
     assert resumed_v.tobytes() == whole_v.tobytes()
 

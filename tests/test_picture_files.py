@@ -5,6 +5,7 @@ by load_image and by ``python -m lenet5.predict`` beside good files, which
 must still be answered.  The address-space and memory cases run in a fresh
 interpreter (resource limits, ru_maxrss).
 """
+
 import io
 import json
 import os
@@ -29,8 +30,10 @@ import picture_kinds as kinds  # noqa: E402 (needs Pillow)
 
 def png_by_hand(path, width, height, bit_depth, colour_type, row, rows=None):
     """A PNG written chunk by chunk: every row the same bytes (filter 0 first)."""
+
     def chunk(kind, data):
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
     header = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
     body = zlib.compress((b"\x00" + row) * (rows or height), 9)
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body) + chunk(b"IEND", b""))
@@ -47,8 +50,14 @@ def files(tmp_path_factory, mnist_test):
         f[f"good{k}"] = kinds.plain_photo(mnist_test[0][k], rng, d, f"good{k}")
     # a DDS of 128 bytes whose pixel format no decoder knows
     f["dds"] = d / "odd.dds"
-    f["dds"].write_bytes(b"DDS " + struct.pack("<7I", 124, 0x1007, 8, 8, 0, 0, 0) + b"\0" * 44
-                         + struct.pack("<2I", 32, 4) + b"ZZZZ" + b"\0" * 40)
+    f["dds"].write_bytes(
+        b"DDS "
+        + struct.pack("<7I", 124, 0x1007, 8, 8, 0, 0, 0)
+        + b"\0" * 44
+        + struct.pack("<2I", 32, 4)
+        + b"ZZZZ"
+        + b"\0" * 40
+    )
     # an AVIF whose data is cut off, and a BLP texture
     avif = io.BytesIO()
     if "AVIF" in Image.SAVE:
@@ -82,12 +91,18 @@ def files(tmp_path_factory, mnist_test):
     return {k: str(v) for k, v in f.items()}
 
 
-@pytest.mark.parametrize("name, message", [
-    ("dds", "not a supported picture format"), ("blp", "not a supported picture format"),
-    ("complex", "not a picture: a .npy array of complex128"), ("eps", "not a supported picture format"),
-    ("heic", "HEIC/HEIF photo, not a supported picture format: export it as JPEG or PNG"),
-    ("avif", "AVIF" in Image.SAVE and "a damaged or truncated image" or ""),
-    ("nan", "the picture holds NaN or infinite values")])
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("dds", "not a supported picture format"),
+        ("blp", "not a supported picture format"),
+        ("complex", "not a picture: a .npy array of complex128"),
+        ("eps", "not a supported picture format"),
+        ("heic", "HEIC/HEIF photo, not a supported picture format: export it as JPEG or PNG"),
+        ("avif", "AVIF" in Image.SAVE and "a damaged or truncated image" or ""),
+        ("nan", "the picture holds NaN or infinite values"),
+    ],
+)
 def test_odd_files_are_one_line_each(files, name, message):
     with pytest.raises(ImageError) as e:
         load_image(files[name])
@@ -126,8 +141,24 @@ def test_deep_and_huge_files_are_read(files):
 
 
 def test_predict_answers_good_files_beside_every_bad_one(files, mnist_test, capsys):
-    names = ["good0", "dds", "avif", "good1", "blp", "complex", "eps", "heic", "strip", "square1bit",
-             "deep", "float", "newline", "escape", "gif", "good2"]
+    names = [
+        "good0",
+        "dds",
+        "avif",
+        "good1",
+        "blp",
+        "complex",
+        "eps",
+        "heic",
+        "strip",
+        "square1bit",
+        "deep",
+        "float",
+        "newline",
+        "escape",
+        "gif",
+        "good2",
+    ]
     status = predict_main([files[n] for n in names])
     out, err = capsys.readouterr()
     assert status == 1 and "Traceback" not in err
@@ -186,8 +217,13 @@ sys.exit(main(sys.argv[1:]))
 @pytest.mark.slow
 def test_hostile_files_beside_good_ones_under_a_2_gb_address_space(files):
     names = ["good0", "strip", "dds", "square1bit", "avif", "good1", "blp", "complex", "eps", "strip", "good2"]
-    r = subprocess.run([sys.executable, "-c", CAPPED] + [files[n] for n in names],
-                       capture_output=True, text=True, timeout=600, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    r = subprocess.run(
+        [sys.executable, "-c", CAPPED] + [files[n] for n in names],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+    )
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
     answered = [line.rsplit(": ", 1)[0] for line in r.stdout.splitlines()]
     assert answered == [files[n] for n in ("good0", "good1", "good2")]

@@ -7,6 +7,7 @@ after); the old reader's counts on the same pictures are in the comments.
 Also: the ink map's interface (what issue 23 segments), orientation,
 transparency, deep pictures and thin strokes one by one.
 """
+
 import numpy as np
 import pytest
 
@@ -22,8 +23,15 @@ N = 30
 #: kind -> (seed, floor of N); measured on these seeds: plain 29, thin pen 30, uneven light 30,
 #: coloured ink 30, EXIF 30, transparent 29, blocky 30.  The reader before issue 22, on 100 of
 #: each kind (seed 99): 99, 24, 35, 41, 24, 66, 94; this one 100, 96, 100, 100, 99, 99, 94.
-FLOORS = {"plain photo": (11, 28), "thin pen": (12, 27), "uneven light": (13, 27), "coloured ink": (14, 28),
-          "EXIF orientation": (15, 28), "transparent": (16, 28), "blocky scan": (17, 27)}
+FLOORS = {
+    "plain photo": (11, 28),
+    "thin pen": (12, 27),
+    "uneven light": (13, 27),
+    "coloured ink": (14, 28),
+    "EXIF orientation": (15, 28),
+    "transparent": (16, 28),
+    "blocky scan": (17, 27),
+}
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +55,7 @@ def test_each_kind_of_picture_is_read(kind, mnist_test, net, tmp_path):
 # ----------------------------------------------------------------------------
 # The ink map: its interface and its geometry.
 
+
 def test_ink_map_is_what_preprocess_reads(mnist_test, tmp_path):
     rng = np.random.default_rng(3)
     photo = kinds.plain_photo(mnist_test[0][7], rng, tmp_path, "photo")
@@ -64,6 +73,7 @@ def test_ink_map_is_what_preprocess_reads(mnist_test, tmp_path):
 
 def dataclass_frozen():
     import dataclasses
+
     return dataclasses.FrozenInstanceError
 
 
@@ -100,6 +110,7 @@ def test_exif_orientation_reads_as_displayed_and_a_broken_exif_is_ignored(mnist_
         with Image.open(path) as img:
             assert img.getexif()[0x0112] == orientation
             from PIL import ImageOps
+
             expected = np.asarray(ImageOps.exif_transpose(img).convert("L"))
         pixels = load_image(path)
         assert pixels.shape[:2] == upright.shape[:2]  # portrait, as displayed
@@ -110,13 +121,14 @@ def test_exif_orientation_reads_as_displayed_and_a_broken_exif_is_ignored(mnist_
     data = good.read_bytes()
     start = data.index(b"Exif\x00\x00")
     broken = tmp_path / "broken-exif.jpg"
-    broken.write_bytes(data[:start + 6] + b"\xff" * 16 + data[start + 22:])
+    broken.write_bytes(data[: start + 6] + b"\xff" * 16 + data[start + 22 :])
     as_stored = load_image(broken)
     assert np.abs(as_stored.astype(int) - load_image(good)[::-1, ::-1]).mean() < 3
 
 
 # ----------------------------------------------------------------------------
 # Transparency, deep pictures, thin strokes, one at a time.
+
 
 def save_rgba(path, rgba):
     Image.fromarray(rgba.astype(np.uint8), "RGBA").save(path)
@@ -179,6 +191,7 @@ def test_thin_strokes_come_out_as_wide_as_mnist_and_loops_stay_open(mnist_test, 
 def test_no_nan_from_any_thin_or_tiny_picture():
     rng = np.random.default_rng(7)
     import warnings
+
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a RuntimeWarning (0/0) is a failure here
         for shape in ((200, 200), (3, 500), (500, 3), (1, 1), (2, 2), (28, 28)):

@@ -1,6 +1,7 @@
 """The pretrained model shipped in the package: it loads, it scores what the
 docs say, the evaluate command uses it by default, and the command the
 docs give rebuilds it byte for byte (slow)."""
+
 import shlex
 import subprocess
 import sys
@@ -39,8 +40,7 @@ def test_the_readme_command_rebuilds_the_pretrained_model_byte_for_byte(tmp_path
     args = shlex.split(PRETRAINED_COMMAND)
     assert args[:3] == ["python", "-m", "lenet5.train"] and args[-2] == "--save"
     out = tmp_path / "rebuilt.npz"
-    r = subprocess.run([sys.executable, *args[1:-1], str(out), "--quiet"], capture_output=True, text=True,
-                       timeout=5400)
+    r = subprocess.run([sys.executable, *args[1:-1], str(out), "--quiet"], capture_output=True, text=True, timeout=5400)
     assert r.returncode == 0, r.stderr
     rebuilt, shipped = read_params(out)[0], read_params(PRETRAINED_PATH)[0]
     assert rebuilt.tobytes() == shipped.tobytes()

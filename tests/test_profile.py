@@ -2,6 +2,7 @@
 unprofiled one, its stages add up, their multiply-adds follow the layer shapes,
 and bad arguments are refused.  Its times are printed by the benchmark, never
 tested."""
+
 import platform
 import re
 import shutil
@@ -36,8 +37,9 @@ def test_a_profiled_batch_trains_to_the_same_bits(threads, mnist_train):
     images, labels = mnist_train[0][:37], mnist_train[1][:37]
     plain, profiled = init_params(3), init_params(3)
     loss, correct = core.train_batch(plain, images, labels, loss="xent", sign=-1, lr=0.1, threads=threads)
-    seconds, p_loss, p_correct = core.profile_train_batch(profiled, images, labels, loss="xent", sign=-1,
-                                                          lr=0.1, threads=threads)
+    seconds, p_loss, p_correct = core.profile_train_batch(
+        profiled, images, labels, loss="xent", sign=-1, lr=0.1, threads=threads
+    )
     assert plain.tobytes() == profiled.tobytes()
     assert (p_loss, p_correct) == (loss, correct)
     assert seconds.shape == (len(core.profile_stages()),) and np.all(seconds >= 0)
@@ -62,10 +64,18 @@ def test_profile_refuses_bad_arguments(mnist_train):
     x = ffi.cast("uint8_t *", images.ctypes.data)
     y = ffi.cast("uint8_t *", labels.ctypes.data)
     loss, correct = ffi.new("double *"), ffi.new("int64_t *")
-    assert lib.l5_profile_train_batch(p, core.N_PARAMS, x, y, 4, lib.L5_LOSS_XENT, -1, 0.1, 1, seconds,
-                                      lib.L5_PROFILE_STAGES + 1, loss, correct) == lib.L5_ERR_SIZE
-    assert lib.l5_profile_train_batch(p, core.N_PARAMS, x, y, 4, lib.L5_LOSS_XENT, -1, 0.1, 1, ffi.NULL,
-                                      lib.L5_PROFILE_STAGES, loss, correct) == lib.L5_ERR_NULL
+    assert (
+        lib.l5_profile_train_batch(
+            p, core.N_PARAMS, x, y, 4, lib.L5_LOSS_XENT, -1, 0.1, 1, seconds, lib.L5_PROFILE_STAGES + 1, loss, correct
+        )
+        == lib.L5_ERR_SIZE
+    )
+    assert (
+        lib.l5_profile_train_batch(
+            p, core.N_PARAMS, x, y, 4, lib.L5_LOSS_XENT, -1, 0.1, 1, ffi.NULL, lib.L5_PROFILE_STAGES, loss, correct
+        )
+        == lib.L5_ERR_NULL
+    )
     assert lib.l5_profile_stage_name(-1) == ffi.NULL and lib.l5_profile_stage_name(lib.L5_PROFILE_STAGES) == ffi.NULL
     assert lib.l5_profile_stage_macs(lib.L5_PROFILE_STAGES) == -1
     assert lib.l5_peak_macs(1, 0.0) < 0 and lib.l5_peak_macs(1, 61.0) < 0 and lib.l5_peak_macs(-1, 0.1) < 0
@@ -76,15 +86,19 @@ def test_peak_is_a_positive_rate():
     assert core.peak_macs(1, 0.01) > 1e8  # any CPU of this century does 0.1 GMAC/s
 
 
-@pytest.mark.skipif(shutil.which("objdump") is None or platform.machine() not in ("x86_64", "AMD64"),
-                    reason="reads the x86 machine code with objdump")
+@pytest.mark.skipif(
+    shutil.which("objdump") is None or platform.machine() not in ("x86_64", "AMD64"),
+    reason="reads the x86 machine code with objdump",
+)
 def test_the_peak_loop_multiplies():
     """The peak must time multiplies and adds.  With a fixed x * w the compiler
     forms the product once, outside the loop, and the peak times adds alone:
     twice the truth where multiplies and adds share their units."""
     import lenet5._core
-    code = subprocess.run(["objdump", "-d", "--no-show-raw-insn", lenet5._core.__file__], capture_output=True,
-                          text=True, check=True).stdout
+
+    code = subprocess.run(
+        ["objdump", "-d", "--no-show-raw-insn", lenet5._core.__file__], capture_output=True, text=True, check=True
+    ).stdout
     built = [isa for isa in ("avx512", "avx2", "sse2", "generic") if f"<l5_fast_peak_macs_{isa}>:" in code]
     assert "sse2" in built and "generic" in built  # every x86-64 build has these
     for isa in built:
@@ -93,8 +107,9 @@ def test_the_peak_loop_multiplies():
 
 
 def test_profile_benchmark_prints_every_stage_and_the_peak():
-    r = subprocess.run([sys.executable, str(BENCH), "--profile", "--quick", "--no-torch"],
-                       capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        [sys.executable, str(BENCH), "--profile", "--quick", "--no-torch"], capture_output=True, text=True, timeout=600
+    )
     assert r.returncode == 0, r.stderr
     assert f"fast kernels: {core.isa()}" in r.stdout
     sys.path.insert(0, str(BENCH.parent))
@@ -106,8 +121,12 @@ def test_profile_benchmark_prints_every_stage_and_the_peak():
         shown = STAGE_NAMES.get(name, name)
         assert re.search(rf"^\| {re.escape(shown)} \| {macs:,} \|( [\d.-]+ \|)+$", r.stdout, re.M), name
     assert re.search(r"^\| \*\*forward\*\* \| 406,800 \|", r.stdout, re.M)
-    rows = re.findall(r"^\| (\d+) \| [\d,]+ / [\d,]+ \| ([\d.]+) / [\d.]+ \| ([\d.]+) / [\d.]+ \| "
-                      r"\d+% / \d+% \| - \|$", r.stdout, re.M)
+    rows = re.findall(
+        r"^\| (\d+) \| [\d,]+ / [\d,]+ \| ([\d.]+) / [\d.]+ \| ([\d.]+) / [\d.]+ \| "
+        r"\d+% / \d+% \| - \|$",
+        r.stdout,
+        re.M,
+    )
     # 1 thread, then the default if that is more (the same in the benchmark's
     # process as here: PyTorch's thread setting in an earlier test no longer moves it).
     teams = [int(row[0]) for row in rows]

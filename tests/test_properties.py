@@ -1,6 +1,7 @@
 """Random shapes, dtypes, layouts and values at the Python boundary and at the
 IDX reader: each call gives a clean result or the documented error
 (TypeError / ValueError / DataError), never a crash or a hang."""
+
 import gzip
 
 import numpy as np
@@ -21,10 +22,12 @@ DTYPES = st.sampled_from([np.uint8, np.int8, np.int32, np.int64, np.uint16, np.f
 def arrays(draw, near_shape):
     """Arrays of any small rank, often close to the expected shape, sometimes strided."""
     dtype = draw(DTYPES)
-    shape = draw(st.one_of(st.just(near_shape),
-                           hnp.array_shapes(min_dims=0, max_dims=4, min_side=0, max_side=30)))
-    a = draw(hnp.arrays(dtype, shape, elements=None if dtype != np.float64 else
-                        st.floats(allow_nan=True, allow_infinity=True)))
+    shape = draw(st.one_of(st.just(near_shape), hnp.array_shapes(min_dims=0, max_dims=4, min_side=0, max_side=30)))
+    a = draw(
+        hnp.arrays(
+            dtype, shape, elements=None if dtype != np.float64 else st.floats(allow_nan=True, allow_infinity=True)
+        )
+    )
     if a.ndim and draw(st.booleans()):
         a = np.repeat(a, 2, axis=0)[::2]  # same values, not contiguous
     if draw(st.booleans()):
@@ -33,8 +36,13 @@ def arrays(draw, near_shape):
 
 
 @settings(max_examples=150, deadline=None)
-@given(images=arrays((3, 28, 28)), labels=arrays((3,)), lr=st.one_of(st.floats(), st.integers(-2, 2)),
-       sign=st.integers(-2, 2), loss=st.sampled_from(["mse", "xent", "MSE", ""]))
+@given(
+    images=arrays((3, 28, 28)),
+    labels=arrays((3,)),
+    lr=st.one_of(st.floats(), st.integers(-2, 2)),
+    sign=st.integers(-2, 2),
+    loss=st.sampled_from(["mse", "xent", "MSE", ""]),
+)
 def test_train_batch_is_clean_or_refuses(images, labels, lr, sign, loss):
     params = PARAMS.copy()
     try:
@@ -72,17 +80,22 @@ def test_idx_parser_on_random_bytes(raw):
 
 
 @settings(max_examples=200, deadline=None)
-@given(dims=st.lists(st.integers(0, 40), min_size=1, max_size=3), cut=st.integers(-20, 20),
-       magic_byte=st.sampled_from([1, 2, 3, 4, 0, 5, 200]), zip_it=st.booleans(), flip=st.integers(0, 400))
+@given(
+    dims=st.lists(st.integers(0, 40), min_size=1, max_size=3),
+    cut=st.integers(-20, 20),
+    magic_byte=st.sampled_from([1, 2, 3, 4, 0, 5, 200]),
+    zip_it=st.booleans(),
+    flip=st.integers(0, 400),
+)
 def test_idx_reader_on_damaged_files(tmp_path_factory, dims, cut, magic_byte, zip_it, flip):
     body = bytes([0, 0, 8, len(dims)]) + b"".join(d.to_bytes(4, "big") for d in dims)
     body += bytes(int(np.prod(dims)))
-    body = body[:max(0, len(body) + cut)] if cut < 0 else body + bytes(cut)
+    body = body[: max(0, len(body) + cut)] if cut < 0 else body + bytes(cut)
     if len(body) > 3 and magic_byte != len(dims):
         body = body[:3] + bytes([magic_byte]) + body[4:]
     blob = gzip.compress(body) if zip_it else body
     if flip < len(blob) and zip_it:
-        blob = blob[:flip] + bytes([blob[flip] ^ 0xFF]) + blob[flip + 1:]
+        blob = blob[:flip] + bytes([blob[flip] ^ 0xFF]) + blob[flip + 1 :]
     path = tmp_path_factory.mktemp("idx") / "file"
     path.write_bytes(blob)
     try:
@@ -92,5 +105,5 @@ def test_idx_reader_on_damaged_files(tmp_path_factory, dims, cut, magic_byte, zi
         return
     seen = gzip.decompress(blob) if blob[:2] == b"\x1f\x8b" else blob  # what the reader read
     ndim = seen[3]
-    assert list(a.shape) == [int.from_bytes(seen[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim)]
+    assert list(a.shape) == [int.from_bytes(seen[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
     assert a.size == len(seen) - 4 - 4 * ndim

@@ -2,6 +2,7 @@
 loopback, over real sockets: answers, the activations behind them, every bad
 request, keep-alive after errors, hostile bodies and headers, slow clients,
 the decode pool's limit, the command's warnings, log and signals."""
+
 import asyncio
 import contextlib
 import http.client
@@ -40,8 +41,12 @@ def request(server, method, path, body=None, content_type=None, headers=None):
     host, port = server.server_address[:2]
     conn = http.client.HTTPConnection(host, port, timeout=30)
     try:
-        conn.request(method, path, body=body, headers=dict(headers or {}, **(
-            {"Content-Type": content_type} if content_type else {})))
+        conn.request(
+            method,
+            path,
+            body=body,
+            headers=dict(headers or {}, **({"Content-Type": content_type} if content_type else {})),
+        )
         r = conn.getresponse()
         return r.status, r.getheader("Content-Type"), r.read()
     finally:
@@ -65,6 +70,7 @@ def test_forward_activations_match_the_forward_pass(net, mnist_test):
         assert conv1.shape == (6, 28, 28) and conv2.shape == (16, 10, 10)
         assert conv1.min() == 0.0 and conv2.min() == 0.0 and conv1.max() > 0  # after the ReLU
     from lenet5.numpy_engine import forward
+
     twin = forward(net.params, images[:1].reshape(1, 28, 28))
     np.testing.assert_allclose(core.forward_activations(net.params, images[0])[0], twin["layer1"][0], atol=1e-12)
     np.testing.assert_allclose(core.forward_activations(net.params, images[0])[1], twin["layer3"][0], atol=1e-12)
@@ -88,8 +94,9 @@ def test_png_drawings_are_read_like_the_originals(server, net, mnist_test):
 
 def test_json_pixels_are_taken_as_they_are(server, net, mnist_test):
     image = mnist_test[0][3]
-    status, _, body = request(server, "POST", "/api/predict", json.dumps({"pixels": image.tolist()}),
-                              "application/json")
+    status, _, body = request(
+        server, "POST", "/api/predict", json.dumps({"pixels": image.tolist()}), "application/json"
+    )
     answer = json.loads(body)
     assert status == 200 and answer["input"] == image.tolist()
     assert answer["digit"] == net.predict(image)
@@ -110,10 +117,24 @@ def test_the_page_and_its_files_are_served(server):
 BAD = [
     ("not an image", "POST", "/api/predict", b"hello, not a PNG", "image/png", 422, "not an image"),
     ("blank page", "POST", "/api/predict", None, "image/png", 422, "blank"),
-    ("wrong shape", "POST", "/api/predict", json.dumps({"pixels": [[0] * 28] * 27}), "application/json", 400,
-     "28 x 28"),
-    ("values out of range", "POST", "/api/predict", json.dumps({"pixels": [[300] * 28] * 28}),
-     "application/json", 400, "0..255"),
+    (
+        "wrong shape",
+        "POST",
+        "/api/predict",
+        json.dumps({"pixels": [[0] * 28] * 27}),
+        "application/json",
+        400,
+        "28 x 28",
+    ),
+    (
+        "values out of range",
+        "POST",
+        "/api/predict",
+        json.dumps({"pixels": [[300] * 28] * 28}),
+        "application/json",
+        400,
+        "0..255",
+    ),
     ("not JSON", "POST", "/api/predict", b"{pixels", "application/json", 400, "not valid JSON"),
     ("no pixels", "POST", "/api/predict", json.dumps([1, 2]), "application/json", 400, "pixels"),
     ("wrong type", "POST", "/api/predict", b"x", "text/plain", 415, "image/png or application/json"),
@@ -129,7 +150,8 @@ BAD = [
 
 @pytest.mark.parametrize("what,method,path,body,kind,status,message", BAD, ids=[b[0] for b in BAD])
 def test_bad_requests_get_a_4xx_with_a_json_error_and_the_server_goes_on(
-        server, mnist_test, what, method, path, body, kind, status, message):
+    server, mnist_test, what, method, path, body, kind, status, message
+):
     if what == "blank page":
         buf = io.BytesIO()
         Image.new("L", (280, 280), 255).save(buf, "PNG")
@@ -163,8 +185,9 @@ def test_concurrent_requests_are_answered_like_serial_ones(server, mnist_test):
 def test_the_command_serves_on_loopback_and_stops_cleanly(tmp_path, net):
     model = tmp_path / "m.npz"
     net.save(model)
-    p = subprocess.Popen([sys.executable, "-m", "lenet5.serve", "--model", str(model), "--port", "0"],
-                         stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        [sys.executable, "-m", "lenet5.serve", "--model", str(model), "--port", "0"], stderr=subprocess.PIPE, text=True
+    )
     try:
         line = p.stderr.readline()
         assert "open http://127.0.0.1:" in line, line
@@ -179,11 +202,14 @@ def test_the_command_serves_on_loopback_and_stops_cleanly(tmp_path, net):
     assert p.returncode == 0 and "Traceback" not in err
 
 
-@pytest.mark.parametrize("args,status,message", [
-    (["--model", "/no/such.npz"], 1, "no such model file"),
-    (["--port", "70000"], 2, "between 0 and 65535"),
-    (["--host", "192.0.2.1"], 2, "cannot listen on 192.0.2.1"),  # an address of no interface here
-])
+@pytest.mark.parametrize(
+    "args,status,message",
+    [
+        (["--model", "/no/such.npz"], 1, "no such model file"),
+        (["--port", "70000"], 2, "between 0 and 65535"),
+        (["--host", "192.0.2.1"], 2, "cannot listen on 192.0.2.1"),  # an address of no interface here
+    ],
+)
 def test_the_command_refuses_bad_arguments_in_one_line(args, status, message):
     start = time.time()
     r = subprocess.run([sys.executable, "-m", "lenet5.serve", *args], capture_output=True, text=True, timeout=60)
@@ -206,10 +232,12 @@ def raw_exchange(server, data, timeout=10.0, until_close=True):
     until one whole answer), or for `timeout` seconds."""
     host, port = server.server_address[:2]
     with socket.create_connection((host, port), timeout=timeout) as s:
+
         def send():
             with contextlib.suppress(OSError):  # the server may close before the end
                 for part in data if isinstance(data, list) else [data]:
                     s.sendall(part)
+
         sender = threading.Thread(target=send)
         sender.start()
         got, deadline = b"", time.monotonic() + timeout
@@ -223,8 +251,11 @@ def raw_exchange(server, data, timeout=10.0, until_close=True):
             got += chunk
             if not until_close and b"\r\n\r\n" in got:
                 head, _, rest = got.partition(b"\r\n\r\n")
-                length = [int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                          if line.lower().startswith(b"content-length:")]
+                length = [
+                    int(line.split(b":")[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length:")
+                ]
                 if length and len(rest) >= length[0]:
                     break
         sender.join(timeout)
@@ -300,8 +331,9 @@ def test_json_nested_deep_is_a_400(server):
     assert status == 400 and "nested deeper" in json.loads(reply)["error"]
 
 
-@pytest.mark.parametrize("number", ["1" + "0" * 400, "1e400", "-1e400", "1" + "0" * 5000, "1e16", "NaN",
-                                    "Infinity", "-Infinity"])
+@pytest.mark.parametrize(
+    "number", ["1" + "0" * 400, "1e400", "-1e400", "1" + "0" * 5000, "1e16", "NaN", "Infinity", "-Infinity"]
+)
 def test_huge_and_non_finite_numbers_are_a_400(server, number):
     rows = [[0] * 28 for _ in range(28)]
     body = json.dumps({"pixels": rows}).replace("0", number, 1).encode()
@@ -311,15 +343,18 @@ def test_huge_and_non_finite_numbers_are_a_400(server, number):
     assert "out of range" in error or "not a number JSON allows" in error, error
 
 
-@pytest.mark.parametrize("pixels,message", [
-    ([["7"] * 28] * 28, "must be numbers"),
-    ([[True] * 28] * 28, "must be numbers"),
-    ([[None] * 28] * 28, "must be numbers"),
-    ([[0] * 28] * 27 + [[0] * 27], "equal length"),
-    ([[0.5] * 28] * 28, "whole numbers"),
-    ([[-1] * 28] * 28, "0..255"),
-    ("not rows", "rows of numbers"),
-])
+@pytest.mark.parametrize(
+    "pixels,message",
+    [
+        ([["7"] * 28] * 28, "must be numbers"),
+        ([[True] * 28] * 28, "must be numbers"),
+        ([[None] * 28] * 28, "must be numbers"),
+        ([[0] * 28] * 27 + [[0] * 27], "equal length"),
+        ([[0.5] * 28] * 28, "whole numbers"),
+        ([[-1] * 28] * 28, "0..255"),
+        ("not rows", "rows of numbers"),
+    ],
+)
 def test_pixels_must_be_whole_numbers_in_rows(server, pixels, message):
     status, _, reply = request(server, "POST", "/api/predict", json.dumps({"pixels": pixels}), "application/json")
     assert status == 400 and message in json.loads(reply)["error"]
@@ -327,8 +362,9 @@ def test_pixels_must_be_whole_numbers_in_rows(server, pixels, message):
 
 @pytest.mark.parametrize("length", ["\u00b3", "-1", "1e3", "0x10", "10, 20", " "])
 def test_a_bad_content_length_is_a_400_and_the_server_goes_on(server, mnist_test, length):
-    head = (f"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {length}\r\n\r\n").encode()
+    head = (
+        f"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {length}\r\n\r\n"
+    ).encode()
     reply = raw_exchange(server, head + b"{}")
     assert status_of(reply) == 400  # uvicorn's own plain 400: the request never reached the app
     status, _, _ = request(server, "POST", "/api/predict", pixels_body(mnist_test[0][0]), "application/json")
@@ -336,24 +372,29 @@ def test_a_bad_content_length_is_a_400_and_the_server_goes_on(server, mnist_test
 
 
 def test_a_body_over_the_limit_is_refused_from_its_length_unread(server):
-    for size in (serve.MAX_BODY + 1, serve.DRAIN_MAX + 1, 10 ** 12):
-        head = (f"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
-                f"Content-Length: {size}\r\n\r\n").encode()
+    for size in (serve.MAX_BODY + 1, serve.DRAIN_MAX + 1, 10**12):
+        head = (
+            f"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: {size}\r\n\r\n"
+        ).encode()
         reply = raw_exchange(server, head, until_close=size > serve.DRAIN_MAX, timeout=10)
         assert status_of(reply) == 413 and "limit" in json_of(reply)["error"]
         assert (b"connection: close" in reply.lower()) == (size > serve.DRAIN_MAX)  # beyond: no draining
 
 
 def test_expect_100_continue_with_an_oversized_length_gets_413_not_continue(server, mnist_test):
-    head = (f"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nExpect: 100-continue\r\n"
-            f"Content-Length: {serve.MAX_BODY + 1}\r\n\r\n").encode()
+    head = (
+        f"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nExpect: 100-continue\r\n"
+        f"Content-Length: {serve.MAX_BODY + 1}\r\n\r\n"
+    ).encode()
     reply = raw_exchange(server, head)
     assert reply.startswith(b"HTTP/1.1 413 ") and b"100 Continue" not in reply
     assert b"connection: close" in reply.lower() and "limit" in json_of(reply)["error"]
     # a body within the limit is welcome: 100 Continue, then the answer
     body = pixels_body(mnist_test[0][0])
-    head = (f"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nExpect: 100-continue\r\n"
-            f"Connection: close\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+    head = (
+        f"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nExpect: 100-continue\r\n"
+        f"Connection: close\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
     host, port = server.server_address[:2]
     with socket.create_connection((host, port), timeout=10) as s:
         s.sendall(head)
@@ -366,14 +407,15 @@ def test_expect_100_continue_with_an_oversized_length_gets_413_not_continue(serv
 
 
 def chunked(body, size=65536):
-    parts = [b"%x\r\n%s\r\n" % (len(body[i:i + size]), body[i:i + size]) for i in range(0, len(body), size)]
+    parts = [b"%x\r\n%s\r\n" % (len(body[i : i + size]), body[i : i + size]) for i in range(0, len(body), size)]
     return b"".join(parts) + b"0\r\n\r\n"
 
 
 def test_chunked_bodies_are_counted_while_they_stream(server, mnist_test):
     body = pixels_body(mnist_test[0][0])
-    head = (b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            b"Transfer-Encoding: chunked\r\n\r\n")
+    head = (
+        b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
     reply = raw_exchange(server, head + chunked(body, 100), until_close=False)
     assert status_of(reply) == 200 and json_of(reply)["digit"] == 7
     # over the limit but within the drain: 413, and the connection goes on
@@ -404,8 +446,14 @@ def test_a_body_that_never_arrives_is_a_408(server, monkeypatch):
 
 
 def test_malformed_requests_and_unknown_paths_get_json_errors(server):
-    for method, path, status in (("GET", "/api/predict/", 404), ("GET", "/docs", 404), ("GET", "/a/b/c", 404),
-                                 ("POST", "/", 405), ("PATCH", "/api/predict", 405), ("OPTIONS", "/", 405)):
+    for method, path, status in (
+        ("GET", "/api/predict/", 404),
+        ("GET", "/docs", 404),
+        ("GET", "/a/b/c", 404),
+        ("POST", "/", 405),
+        ("PATCH", "/api/predict", 405),
+        ("OPTIONS", "/", 405),
+    ):
         got, kind, reply = request(server, method, path, b"" if method != "GET" else None)
         assert got == status and kind == "application/json" and json.loads(reply)["error"], (method, path)
     got, _, _ = request(server, "HEAD", "/")
@@ -455,9 +503,14 @@ def test_slow_clients_do_not_hold_up_the_others(server, mnist_test):
     try:
         for i in range(20):  # half a request line, half a header block, half a body
             s = socket.create_connection((host, port), timeout=10)
-            s.sendall([b"GET / HT", b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Le",
-                       b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                       b"Content-Length: 5000\r\n\r\n[[1,"][i % 3])
+            s.sendall(
+                [
+                    b"GET / HT",
+                    b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Le",
+                    b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                    b"Content-Length: 5000\r\n\r\n[[1,",
+                ][i % 3]
+            )
             slow.append(s)
         body = pixels_body(mnist_test[0][0])
         for _ in range(10):
@@ -570,6 +623,7 @@ def test_the_pool_frees_a_slot_when_the_job_ends_not_when_its_waiter_leaves():
         release.set()
         assert await holder is True and await waiter == "waited"
         pool.close()
+
     asyncio.run(scenario())
 
 
@@ -579,8 +633,9 @@ def test_the_pool_frees_a_slot_when_the_job_ends_not_when_its_waiter_leaves():
 
 def serve_command(*args, env=None):
     """python -m lenet5.serve with args; returns (process, port) once it serves."""
-    p = subprocess.Popen([sys.executable, "-m", "lenet5.serve", "--port", "0", *args], stderr=subprocess.PIPE,
-                         text=True, env=env)
+    p = subprocess.Popen(
+        [sys.executable, "-m", "lenet5.serve", "--port", "0", *args], stderr=subprocess.PIPE, text=True, env=env
+    )
     lines = []
     try:
         while True:
@@ -614,8 +669,9 @@ def test_the_command_stops_with_exit_0_on_signals(tmp_path, net, signum):
     assert code == 0 and "stopped" in err and "Traceback" not in err
 
 
-@pytest.mark.parametrize("host,warned", [("0.0.0.0", True), ("::", True), ("127.0.0.2", False), ("::1", False),
-                                         ("localhost", False)])
+@pytest.mark.parametrize(
+    "host,warned", [("0.0.0.0", True), ("::", True), ("127.0.0.2", False), ("::1", False), ("localhost", False)]
+)
 def test_a_host_other_than_loopback_is_warned_about(tmp_path, net, host, warned):
     net.save(tmp_path / "m.npz")
     p, port, said = serve_command("--model", str(tmp_path / "m.npz"), "--host", host)
@@ -642,8 +698,10 @@ def test_the_access_log_escapes_control_characters_and_clients_that_leave(tmp_pa
                 s.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
                 assert s.recv(12).startswith(b"HTTP/1.1 404")
         with socket.create_connection(("127.0.0.1", port), timeout=10) as s:  # leaves mid-body
-            s.sendall(b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                      b"Content-Length: 1000\r\n\r\n[1,")
+            s.sendall(
+                b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Content-Length: 1000\r\n\r\n[1,"
+            )
             time.sleep(0.5)
         with socket.create_connection(("127.0.0.1", port), timeout=10) as s:  # leaves before its answer
             s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -666,11 +724,13 @@ def test_help_works_without_the_extra_and_serving_says_what_to_install(tmp_path)
         (blocked / name).mkdir(parents=True)
         (blocked / name / "__init__.py").write_text("raise ImportError('blocked for the test')\n")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(blocked), *sys.path]))
-    r = subprocess.run([sys.executable, "-m", "lenet5.serve", "--help"], capture_output=True, text=True, env=env,
-                       timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "lenet5.serve", "--help"], capture_output=True, text=True, env=env, timeout=60
+    )
     assert r.returncode == 0 and "--host" in r.stdout
-    r = subprocess.run([sys.executable, "-m", "lenet5.serve", "--port", "0"], capture_output=True, text=True,
-                       env=env, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "lenet5.serve", "--port", "0"], capture_output=True, text=True, env=env, timeout=60
+    )
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert "needs starlette, uvicorn, pillow" in r.stderr and "pip install starlette uvicorn pillow" in r.stderr
     assert "lenet5-exact" not in r.stderr

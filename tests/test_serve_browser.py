@@ -4,6 +4,7 @@ by stroke with mouse events, and the page must show the right digit and bars.
 
 Skipped, with the reason, where Playwright or a Chromium is missing; .ci/run
 installs both (apt-get install chromium) and runs it."""
+
 import os
 from pathlib import Path
 
@@ -21,8 +22,19 @@ SHOTS = Path(os.environ.get("LENET5_SCREENSHOTS", "")) if os.environ.get("LENET5
 # Strokes in the pad's own coordinates (0..1 of its side), drawn as a person would.
 DIGITS = {
     1: [[(0.52, 0.15), (0.50, 0.50), (0.48, 0.85)]],
-    0: [[(0.50, 0.15), (0.30, 0.25), (0.25, 0.50), (0.30, 0.75), (0.50, 0.85), (0.70, 0.75),
-         (0.75, 0.50), (0.70, 0.25), (0.50, 0.15)]],
+    0: [
+        [
+            (0.50, 0.15),
+            (0.30, 0.25),
+            (0.25, 0.50),
+            (0.30, 0.75),
+            (0.50, 0.85),
+            (0.70, 0.75),
+            (0.75, 0.50),
+            (0.70, 0.25),
+            (0.50, 0.15),
+        ]
+    ],
     7: [[(0.25, 0.18), (0.75, 0.18), (0.55, 0.50), (0.42, 0.85)]],
 }
 
@@ -33,8 +45,6 @@ def page_url():
     yield srv.url
     srv.shutdown()
     srv.server_close()
-
-
 
 
 def draw(page, strokes, steps=8):
@@ -49,8 +59,7 @@ def draw(page, strokes, steps=8):
 
 
 def shown_bars(page):
-    return [float(page.locator(f"#bar-{d} .bar").evaluate("e => parseFloat(e.style.width) || 0"))
-            for d in range(10)]
+    return [float(page.locator(f"#bar-{d} .bar").evaluate("e => parseFloat(e.style.width) || 0")) for d in range(10)]
 
 
 @pytest.mark.parametrize("digit", sorted(DIGITS))
@@ -67,16 +76,19 @@ def test_drawing_a_digit_shows_it_with_its_bars(browser, page_url, digit):
         # the input the network received is drawn: some of its pixels are bright
         bright = page.locator("#input").evaluate(
             "c => Array.from(c.getContext('2d').getImageData(0, 0, 28, 28).data)"
-            ".filter((v, i) => i % 4 == 0 && v > 128).length")
+            ".filter((v, i) => i % 4 == 0 && v > 128).length"
+        )
         assert bright > 20
         if SHOTS:
             page.screenshot(path=str(SHOTS / f"serve-{digit}.png"), full_page=True)
         page.click("#clear")
         assert page.locator("#digit").text_content() == "\u2013" and max(shown_bars(page)) == 0
         # Clear also empties the input the network received and every feature map
-        painted = page.evaluate("Array.from(document.querySelectorAll('#input, #conv1 canvas, #conv2 canvas'))"
-                                ".map(c => c.getContext('2d').getImageData(0, 0, c.width, c.height).data"
-                                ".some(v => v !== 0))")
+        painted = page.evaluate(
+            "Array.from(document.querySelectorAll('#input, #conv1 canvas, #conv2 canvas'))"
+            ".map(c => c.getContext('2d').getImageData(0, 0, c.width, c.height).data"
+            ".some(v => v !== 0))"
+        )
         assert len(painted) == 1 + 6 + 16 and not any(painted)
     finally:
         page.close()

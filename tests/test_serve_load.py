@@ -3,6 +3,7 @@ load of JSON and PNG requests from several clients with no error, normal
 requests answered while many connections dribble their headers, and three
 decompression-bomb strips posted at once under a memory ceiling.  Timings are
 reported by benchmarks/serve_load.py, never asserted here."""
+
 import http.client
 import io
 import json
@@ -96,7 +97,7 @@ def test_normal_requests_are_answered_while_150_connections_dribble_their_header
                     return
                 for s in dribblers:
                     try:
-                        s.sendall(header[i:i + 1])
+                        s.sendall(header[i : i + 1])
                     except OSError:
                         pass
                 time.sleep(0.05)
@@ -131,12 +132,17 @@ def test_normal_requests_are_answered_while_150_connections_dribble_their_header
 def strip_png(width=16_666_666, height=3):
     """A 6 KB 1-bit PNG of 50 megapixels (just under the pixel cap) in a strip one
     row of blocks high: the shape that once took the server to gigabytes."""
+
     def chunk(kind, data):
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     raw = zlib.compress((b"\x00" + b"\xff" * ((width + 7) // 8)) * height, 9)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0))
-            + chunk(b"IDAT", raw) + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0))
+        + chunk(b"IDAT", raw)
+        + chunk(b"IEND", b"")
+    )
 
 
 #: The server's own ceiling in this test (an address-space limit, so that a
@@ -155,8 +161,12 @@ def test_three_strip_bombs_at_once_are_answered_under_the_memory_ceiling(tmp_pat
     def limit():
         resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE, ADDRESS_SPACE))
 
-    p = subprocess.Popen([sys.executable, "-m", "lenet5.serve", "--model", str(tmp_path / "m.npz"), "--port", "0"],
-                         stderr=subprocess.PIPE, text=True, preexec_fn=limit)
+    p = subprocess.Popen(
+        [sys.executable, "-m", "lenet5.serve", "--model", str(tmp_path / "m.npz"), "--port", "0"],
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=limit,
+    )
     try:
         port = int(re.search(r":(\d+)/", p.stderr.readline()).group(1))
         results = []
@@ -197,8 +207,12 @@ def test_three_strip_bombs_at_once_are_answered_under_the_memory_ceiling(tmp_pat
 @pytest.mark.slow
 def test_the_load_benchmark_runs_and_reports_both_servers(tmp_path):
     bench = Path(__file__).resolve().parent.parent / "benchmarks" / "serve_load.py"
-    r = subprocess.run([sys.executable, str(bench), "--quick", "--json", str(tmp_path / "load.json")],
-                       capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        [sys.executable, str(bench), "--quick", "--json", str(tmp_path / "load.json")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr
     report = json.loads((tmp_path / "load.json").read_text())
     assert report["cpu"] and report["quick"] and len(report["load"]) == 12

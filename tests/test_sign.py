@@ -6,6 +6,7 @@ A climbing run rises batch after batch until the weights overflow to inf and
 NaN (the ReLUs then turn NaN into 0 and the model sits at chance): the test
 holds it to rising at every step while the weights are finite.
 """
+
 import numpy as np
 import pytest
 
@@ -27,8 +28,9 @@ def run_20_batches(mnist_train, loss, sign, lr):
     params = init_params(0)
     curve = [held_out_loss(params, probe_x, probe_y, loss)]
     for b in range(20):
-        core.train_batch(params, images[b * 100:(b + 1) * 100], labels[b * 100:(b + 1) * 100],
-                         loss=loss, sign=sign, lr=lr)
+        core.train_batch(
+            params, images[b * 100 : (b + 1) * 100], labels[b * 100 : (b + 1) * 100], loss=loss, sign=sign, lr=lr
+        )
         value = held_out_loss(params, probe_x, probe_y, loss)
         if not np.isfinite(params).all() or not np.isfinite(value):
             return curve, False

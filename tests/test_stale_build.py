@@ -6,6 +6,7 @@ Each case copies lenet5/ (with its compiled core) and csrc/ into a scratch
 folder and imports lenet5.core there in a fresh interpreter; nothing is
 rebuilt.
 """
+
 import os
 import shutil
 import subprocess
@@ -21,7 +22,8 @@ MESSAGE = "lenet5: the compiled core was built from other sources than"
 
 pytestmark = pytest.mark.skipif(
     not any((ROOT / "lenet5").glob("_core*.so")) and not any((ROOT / "lenet5").glob("_core*.pyd")),
-    reason="no compiled core in the source tree (not an editable install)")
+    reason="no compiled core in the source tree (not an editable install)",
+)
 
 
 @pytest.fixture
@@ -35,8 +37,9 @@ def checkout(tmp_path):
 
 def import_core(folder):
     env = dict(os.environ, PYTHONPATH=str(folder))
-    return subprocess.run([sys.executable, "-c", "import lenet5.core"], cwd=folder, env=env,
-                          capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-c", "import lenet5.core"], cwd=folder, env=env, capture_output=True, text=True
+    )
 
 
 def test_core_built_from_these_sources_imports(checkout):

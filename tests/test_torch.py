@@ -7,6 +7,7 @@ loads back and gives PyTorch's digits with outputs within 1e-9 (slow); from_torc
 Skipped, saying why, without PyTorch; the message for a missing PyTorch is
 checked without it.
 """
+
 import re
 import subprocess
 import sys
@@ -30,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def random_model(seed):
     """A fresh model with random biases (live and dead ReLUs in every layer)."""
     params = init_params(seed)
-    params[core.BLOCKS["b1"][0]:] = np.random.default_rng(seed).normal(0, 0.2, core.N_PARAMS - core.BLOCKS["b1"][0])
+    params[core.BLOCKS["b1"][0] :] = np.random.default_rng(seed).normal(0, 0.2, core.N_PARAMS - core.BLOCKS["b1"][0])
     return LeNet5(params)
 
 
@@ -45,8 +46,9 @@ def pretrained():
 
 
 @needs_torch
-@pytest.mark.parametrize("count", [pytest.param(1000, id="1000"),
-                                   pytest.param(10000, id="10000", marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "count", [pytest.param(1000, id="1000"), pytest.param(10000, id="10000", marks=pytest.mark.slow)]
+)
 def test_float64_module_gives_lenet5s_outputs_on_the_test_set(pretrained, mnist_test, count):
     images = mnist_test[0][:count]
     module = pretrained.to_torch()
@@ -102,8 +104,9 @@ def test_a_model_fine_tuned_in_pytorch_loads_back_and_gives_pytorchs_digits(pret
     images, labels = mnist_train
     for batch in range(5):
         rows = slice(64 * batch, 64 * batch + 64)
-        loss = torch.nn.functional.cross_entropy(module(torch.tensor(images[rows])),
-                                                 torch.tensor(labels[rows], dtype=torch.int64))
+        loss = torch.nn.functional.cross_entropy(
+            module(torch.tensor(images[rows])), torch.tensor(labels[rows], dtype=torch.int64)
+        )
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
@@ -117,6 +120,7 @@ def test_a_model_fine_tuned_in_pytorch_loads_back_and_gives_pytorchs_digits(pret
 @needs_torch
 def test_state_dict_keys_are_the_documented_ones():
     from lenet5.torch_model import STATE_SHAPES
+
     state = LeNet5.init(0).to_torch().state_dict()
     assert [(k, tuple(v.shape)) for k, v in state.items()] == [(k, s) for k, (_, s) in STATE_SHAPES.items()]
     page = (ROOT / "docs" / "export.md").read_text()
@@ -159,10 +163,12 @@ def test_from_torch_refuses_what_load_would_refuse():
 
 def test_without_pytorch_to_torch_says_what_to_install():
     """With torch hidden (or absent): ImportError naming `pip install torch`, from both directions."""
-    code = ("import sys; sys.modules['torch'] = None\n"
-            "from lenet5 import LeNet5\n"
-            "for call in (lambda: LeNet5.init(0).to_torch(), lambda: LeNet5.from_torch({})):\n"
-            "    try:\n        call()\n    except ImportError as e:\n        print(e)\n")
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "from lenet5 import LeNet5\n"
+        "for call in (lambda: LeNet5.init(0).to_torch(), lambda: LeNet5.from_torch({})):\n"
+        "    try:\n        call()\n    except ImportError as e:\n        print(e)\n"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert r.stdout.count("pip install torch") == 2, r.stdout

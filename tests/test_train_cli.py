@@ -1,4 +1,5 @@
 """python -m lenet5.train and python -m lenet5.evaluate, run as a user would."""
+
 import json
 import os
 import subprocess
@@ -12,15 +13,33 @@ from helpers import CASES, GOLDEN, file_sha256, run_train
 run = run_train
 
 
-
-@pytest.mark.parametrize("name", ["xent_b10_n100_e1", "mse_b300_n300_e1",
-                                  pytest.param("mse_b300_n60000_e1", marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "name", ["xent_b10_n100_e1", "mse_b300_n300_e1", pytest.param("mse_b300_n60000_e1", marks=pytest.mark.slow)]
+)
 def test_cli_reproduces_golden(tmp_path, name):
     case = CASES[name]
     out = tmp_path / "out.dat"
-    r = run("--init", GOLDEN / case["init"], "--loss", case["loss"], "--sign", f"{case['sign']:+d}",
-            "--lr", case["lr"], "--batch-size", case["batch_size"], "--train-limit", case["train_images"],
-            "--epochs", case["epochs"], "--save", out, "--json", tmp_path / "s.json", "--quiet")
+    r = run(
+        "--init",
+        GOLDEN / case["init"],
+        "--loss",
+        case["loss"],
+        "--sign",
+        f"{case['sign']:+d}",
+        "--lr",
+        case["lr"],
+        "--batch-size",
+        case["batch_size"],
+        "--train-limit",
+        case["train_images"],
+        "--epochs",
+        case["epochs"],
+        "--save",
+        out,
+        "--json",
+        tmp_path / "s.json",
+        "--quiet",
+    )
     assert r.returncode == 0, r.stderr
     assert file_sha256(out) == case["output_sha256"]
     summary = json.loads((tmp_path / "s.json").read_text())
@@ -36,8 +55,17 @@ def test_one_epoch_from_scratch_reaches_96_percent(tmp_path, loss):
     assert r.returncode == 0, r.stderr
     s = json.loads((tmp_path / "s.json").read_text())
     assert s["test_accuracy"] >= 0.96, s
-    for key in ("test_accuracy", "test_correct", "train_seconds", "images_per_second", "loss",
-                "sign", "lr", "batch_size", "epochs"):
+    for key in (
+        "test_accuracy",
+        "test_correct",
+        "train_seconds",
+        "images_per_second",
+        "loss",
+        "sign",
+        "lr",
+        "batch_size",
+        "epochs",
+    ):
         assert key in s
     assert s["loss"] == loss and s["sign"] == {"xent": -1, "mse": 1}[loss]
     assert s["lr"] == {"xent": 0.1, "mse": 0.5}[loss] and s["batch_size"] == 300 and s["epochs"] == 1
@@ -64,6 +92,7 @@ def test_a_terminal_gets_a_live_progress_bar(tmp_path):
     import struct
     import termios
     import threading
+
     main, child = pty.openpty()
     fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a new pty is 0 wide
     shown = []
@@ -81,9 +110,24 @@ def test_a_terminal_gets_a_live_progress_bar(tmp_path):
     reader = threading.Thread(target=read_terminal)
     reader.start()
     try:
-        p = subprocess.run([sys.executable, "-m", "lenet5.train", "--loss", "xent", "--train-limit", "4000",
-                            "--batch-size", "10", "--epochs", "2"], stderr=child, stdout=subprocess.PIPE,
-                           timeout=300)
+        p = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "lenet5.train",
+                "--loss",
+                "xent",
+                "--train-limit",
+                "4000",
+                "--batch-size",
+                "10",
+                "--epochs",
+                "2",
+            ],
+            stderr=child,
+            stdout=subprocess.PIPE,
+            timeout=300,
+        )
     finally:
         os.close(child)
         reader.join(timeout=30)
@@ -96,8 +140,7 @@ def test_a_terminal_gets_a_live_progress_bar(tmp_path):
 
 def test_climbing_sign_is_allowed_but_announced_and_divergence_stops(tmp_path):
     out = tmp_path / "m.npz"
-    r = run("--loss", "xent", "--sign", "+1", "--train-limit", 3000, "--batch-size", 100,
-            "--save", out, "--quiet")
+    r = run("--loss", "xent", "--sign", "+1", "--train-limit", 3000, "--batch-size", 100, "--save", out, "--quiet")
     assert "climbs the loss" in r.stderr
     assert r.returncode == 3, r.stderr
     assert "diverged" in r.stderr and "--sign -1" in r.stderr
@@ -109,8 +152,19 @@ def test_shuffle_is_seeded(tmp_path):
     args = ("--loss", "xent", "--train-limit", 1000, "--batch-size", 100, "--shuffle", "--quiet")
     run(*args, "--seed", 4, "--save", tmp_path / "a.dat")
     run(*args, "--seed", 4, "--save", tmp_path / "b.dat")
-    run("--loss", "xent", "--train-limit", 1000, "--batch-size", 100, "--seed", 4, "--quiet",
-        "--save", tmp_path / "c.dat")
+    run(
+        "--loss",
+        "xent",
+        "--train-limit",
+        1000,
+        "--batch-size",
+        100,
+        "--seed",
+        4,
+        "--quiet",
+        "--save",
+        tmp_path / "c.dat",
+    )
     assert file_sha256(tmp_path / "a.dat") == file_sha256(tmp_path / "b.dat") != file_sha256(tmp_path / "c.dat")
 
 
@@ -169,8 +223,7 @@ def test_read_only_output_folder_is_refused_before_training(read_only_folder, fl
     assert list(read_only_folder.iterdir()) == []
 
 
-@pytest.mark.parametrize("content,message", [(b"\0" * 100, "100 bytes"),
-                                             (np.full(51902, np.nan).tobytes(), "NaN")])
+@pytest.mark.parametrize("content,message", [(b"\0" * 100, "100 bytes"), (np.full(51902, np.nan).tobytes(), "NaN")])
 def test_bad_init_model_exits_1(tmp_path, content, message):
     (tmp_path / "bad.dat").write_bytes(content)
     r = run("--init", tmp_path / "bad.dat", "--quiet")
@@ -180,8 +233,12 @@ def test_bad_init_model_exits_1(tmp_path, content, message):
 
 
 def test_bad_data_exits_1(tmp_path):
-    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-                 "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+    for name in (
+        "train-images-idx3-ubyte",
+        "train-labels-idx1-ubyte",
+        "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte",
+    ):
         (tmp_path / name).write_bytes(b"\x00\x00\x08\x03garbage")
     r = run("--data-dir", tmp_path, "--quiet")
     assert r.returncode == 1 and "data error" in r.stderr and "Traceback" not in r.stderr

@@ -2,6 +2,7 @@
 options, run as a user would: bad values exit 2 with nothing written, --val
 adds the per-epoch validation accuracy, a preset's values yield to explicit
 options."""
+
 import json
 
 import pytest
@@ -16,18 +17,21 @@ SMALL = ("--loss", "xent", "--train-limit", 600, "--batch-size", 100, "--quiet")
 run = run_train
 
 
-@pytest.mark.parametrize("args,message", [
-    (("--val", 600), "--val 600 leaves none"),
-    (("--val", 550), "--batch-size 100 is larger than the 50"),
-    (("--momentum", -0.1), "argument --momentum"),
-    (("--momentum", 1), "argument --momentum"),
-    (("--weight-decay", -1e-4), "argument --weight-decay"),
-    (("--schedule", "linear"), "argument --schedule"),
-    (("--preset", "worst"), "argument --preset"),
-    (("--nesterov",), "nesterov needs a momentum"),
-    (("--warmup", 2, "--epochs", 2), "warmup"),
-    (("--val", -3), "argument --val"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (("--val", 600), "--val 600 leaves none"),
+        (("--val", 550), "--batch-size 100 is larger than the 50"),
+        (("--momentum", -0.1), "argument --momentum"),
+        (("--momentum", 1), "argument --momentum"),
+        (("--weight-decay", -1e-4), "argument --weight-decay"),
+        (("--schedule", "linear"), "argument --schedule"),
+        (("--preset", "worst"), "argument --preset"),
+        (("--nesterov",), "nesterov needs a momentum"),
+        (("--warmup", 2, "--epochs", 2), "warmup"),
+        (("--val", -3), "argument --val"),
+    ],
+)
 def test_bad_options_exit_2_and_write_nothing(tmp_path, args, message):
     r = run(*SMALL, *args, "--save", tmp_path / "m.npz", "--json", tmp_path / "s.json")
     assert r.returncode == 2, r.stderr
@@ -45,8 +49,23 @@ def test_resuming_a_run_without_momentum_with_momentum_is_refused(tmp_path):
 
 
 def test_val_reports_validation_accuracy_per_epoch(tmp_path, mnist_train):
-    r = run(*SMALL, "--val", 100, "--epochs", 2, "--momentum", 0.9, "--augment", "--shuffle",
-            "--seed", 3, "--json", tmp_path / "s.json", "--save", tmp_path / "m.npz")
+    r = run(
+        *SMALL,
+        "--val",
+        100,
+        "--epochs",
+        2,
+        "--momentum",
+        0.9,
+        "--augment",
+        "--shuffle",
+        "--seed",
+        3,
+        "--json",
+        tmp_path / "s.json",
+        "--save",
+        tmp_path / "m.npz",
+    )
     assert r.returncode == 0, r.stderr
     s = json.loads((tmp_path / "s.json").read_text())
     assert len(s["epoch_val_accuracy"]) == 2 and len(s["epoch_test_accuracy"]) == 2

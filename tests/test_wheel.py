@@ -2,6 +2,7 @@
 reproduces the golden models under every instruction-set variant this CPU
 runs, forced one at a time with LENET5_ISA (docs/SPEC.md §9.4): a build made
 without -march=native, so it runs on any CPU of its architecture."""
+
 import os
 import subprocess
 import sys
@@ -35,7 +36,23 @@ def test_wheel_installs_into_a_fresh_environment_and_every_variant_gives_the_gol
     # from outside the checkout so that `lenet5` is the installed wheel's
     for isa in core.runnable_isas():
         env = dict(os.environ, LENET5_ISA=isa, LENET5_DATA=str(ROOT / "data"))
-        r = run([python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", tmp_path,
-                 "-o", "addopts=", ROOT / "tests" / "test_golden.py", "-k", "fast-t2 and not 60000"],
-                cwd=tmp_path, env=env)
+        r = run(
+            [
+                python,
+                "-m",
+                "pytest",
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                "--rootdir",
+                tmp_path,
+                "-o",
+                "addopts=",
+                ROOT / "tests" / "test_golden.py",
+                "-k",
+                "fast-t2 and not 60000",
+            ],
+            cwd=tmp_path,
+            env=env,
+        )
         assert "4 passed" in r.stdout, (isa, r.stdout)

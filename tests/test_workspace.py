@@ -1,6 +1,7 @@
 """Workspaces (docs/SPEC.md §9.8): the fast kernels' memory is the caller's,
 kept across calls, and never changes a bit; batches and single images take
 the kernel that suits them (the crossover), with the same bits either way."""
+
 import threading
 
 import numpy as np
@@ -30,8 +31,13 @@ def test_one_workspace_through_every_variant_and_team_keeps_the_golden_bytes(ini
                     case = CASES[name]
                     params = init_params.copy()
                     n = case["train_images"]
-                    config = TrainConfig(loss=case["loss"], sign=case["sign"], lr=case["lr"],
-                                         batch_size=case["batch_size"], epochs=case["epochs"])
+                    config = TrainConfig(
+                        loss=case["loss"],
+                        sign=case["sign"],
+                        lr=case["lr"],
+                        batch_size=case["batch_size"],
+                        epochs=case["epochs"],
+                    )
                     train(CEngine("fast", threads), params, images[:n], labels[:n], config)
                     assert sha256(params) == case["output_sha256"], (isa, threads, name)
     finally:
@@ -49,10 +55,22 @@ def test_a_fresh_workspace_and_a_reused_one_give_the_same_bytes(isa, mnist_train
             params, velocity = LeNet5.init(seed=3).params.copy(), np.zeros(core.N_PARAMS)
             for b in range(6):  # batch sizes 64 then 37: a smaller chunk in a grown workspace
                 size = 64 if b < 3 else 37
-                x, y = images[b * 64:b * 64 + size], labels[b * 64:b * 64 + size]
+                x, y = images[b * 64 : b * 64 + size], labels[b * 64 : b * 64 + size]
                 ws = core.Workspace() if workspace == "fresh each batch" else workspace
-                core.train_batch(params, x, y, loss="xent", sign=-1, lr=0.05, threads=2, velocity=velocity,
-                                 momentum=0.9, weight_decay=5e-4, nesterov=True, workspace=ws)
+                core.train_batch(
+                    params,
+                    x,
+                    y,
+                    loss="xent",
+                    sign=-1,
+                    lr=0.05,
+                    threads=2,
+                    velocity=velocity,
+                    momentum=0.9,
+                    weight_decay=5e-4,
+                    nesterov=True,
+                    workspace=ws,
+                )
             runs.append(params.tobytes() + velocity.tobytes())
         assert runs[0] == runs[1] == runs[2]
     finally:
@@ -70,8 +88,9 @@ def test_a_workspace_serves_one_call_at_a_time(mnist_train):
 
     def long_training():  # whichever call comes second is refused, this one or the loop's
         try:
-            core.train_batch(params, images[:6000], labels[:6000], loss="xent", sign=-1, lr=0.1, threads=1,
-                             workspace=shared)
+            core.train_batch(
+                params, images[:6000], labels[:6000], loss="xent", sign=-1, lr=0.1, threads=1, workspace=shared
+            )
         except RuntimeError as e:
             refused.append(str(e))
         finally:
@@ -81,8 +100,9 @@ def test_a_workspace_serves_one_call_at_a_time(mnist_train):
     worker.start()
     while not done.is_set() and not refused:
         try:
-            core.train_batch(params.copy(), images[:4], labels[:4], loss="xent", sign=-1, lr=0.1, threads=1,
-                             workspace=shared)
+            core.train_batch(
+                params.copy(), images[:4], labels[:4], loss="xent", sign=-1, lr=0.1, threads=1, workspace=shared
+            )
         except RuntimeError as e:
             refused.append(str(e))
     worker.join()
@@ -114,8 +134,13 @@ def test_predict_from_four_threads_at_once_also_during_fit(mnist_train, mnist_te
             start.wait()
             got = []
             for _ in range(4):
-                got.append((net.predict(batch).tobytes(), net.predict_proba(batch[:40]).tobytes(),
-                            [net.predict(np.ascontiguousarray(test_images[j])) for j in range(20)]))
+                got.append(
+                    (
+                        net.predict(batch).tobytes(),
+                        net.predict_proba(batch[:40]).tobytes(),
+                        [net.predict(np.ascontiguousarray(test_images[j])) for j in range(20)],
+                    )
+                )
             results[k] = got
         except Exception as e:  # pragma: no cover - reported below
             errors.append(e)
@@ -163,8 +188,12 @@ def test_the_one_image_path_answers_as_the_general_one(mnist_test):
         one = np.ascontiguousarray(images[k])
         assert core.predict_one(net._prepared, one) == int(core.predict_prepared(net._prepared, one[None])[0])
         assert net.predict(one) == net.predict(np.asfortranarray(one)) == net.predict(one.reshape(1, 784))[0]
-    for bad in (images[0].astype(np.int16), np.asfortranarray(images[:2, :, 0].repeat(14, 1)),
-                images[:2], images[0][:, ::2]):
+    for bad in (
+        images[0].astype(np.int16),
+        np.asfortranarray(images[:2, :, 0].repeat(14, 1)),
+        images[:2],
+        images[0][:, ::2],
+    ):
         with pytest.raises(ValueError, match="image"):
             core.predict_one(net._prepared, bad)
     with pytest.raises(TypeError, match="prepared"):
@@ -176,18 +205,19 @@ def test_the_preset_batch_warp_on_the_team_equals_the_twin(mnist_train):
     §9.8); any team gives the NumPy twin's bytes."""
     from lenet5.augment import augment_numpy
     from lenet5.loop import AUGMENT_RANGES
+
     images = mnist_train[0]
     index = np.arange(64) * 911 % 60000
     twin = augment_numpy(images[index], index, seed=3, epoch=2, **AUGMENT_RANGES).tobytes()
     for threads in (1, 2, 3):
-        assert core.augment(images[index], index, seed=3, epoch=2, threads=threads,
-                            **AUGMENT_RANGES).tobytes() == twin
+        assert core.augment(images[index], index, seed=3, epoch=2, threads=threads, **AUGMENT_RANGES).tobytes() == twin
 
 
 def test_the_workspace_entry_points_check_their_arguments_in_c(mnist_train):
     """C never trusts its caller: each refusal comes back as a code, with the
     parameters untouched."""
     from lenet5._core import ffi, lib
+
     images, labels = mnist_train
     params = LeNet5.init(seed=0).params.copy()
     before = params.copy()
@@ -201,8 +231,26 @@ def test_the_workspace_entry_points_check_their_arguments_in_c(mnist_train):
     seconds = ffi.new("double[]", lib.L5_PROFILE_STAGES)
 
     def train(ws=ws, velocity=v, momentum=0.0, decay=0.0, nesterov=0, seconds=ffi.NULL, n_seconds=0, n=4):
-        return lib.l5_train_batch_ws(ws, p, velocity, core.N_PARAMS, x, y, n, lib.L5_LOSS_XENT, -1, 0.1,
-                                     momentum, decay, nesterov, 1, seconds, n_seconds, loss, correct)
+        return lib.l5_train_batch_ws(
+            ws,
+            p,
+            velocity,
+            core.N_PARAMS,
+            x,
+            y,
+            n,
+            lib.L5_LOSS_XENT,
+            -1,
+            0.1,
+            momentum,
+            decay,
+            nesterov,
+            1,
+            seconds,
+            n_seconds,
+            loss,
+            correct,
+        )
 
     assert train(ws=ffi.NULL) == lib.L5_ERR_NULL
     assert train(velocity=ffi.NULL, momentum=0.9) == lib.L5_ERR_NULL  # momentum without a velocity
