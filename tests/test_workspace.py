@@ -7,7 +7,7 @@ import threading
 import numpy as np
 import pytest
 
-from helpers import CASES, ISA_PARAMS, sha256
+from helpers import CASES, sha256, variant
 from lenet5 import LeNet5, core
 from lenet5.engines import CEngine
 from lenet5.loop import TrainConfig, train
@@ -22,10 +22,8 @@ def test_one_workspace_through_every_variant_and_team_keeps_the_golden_bytes(ini
     made for one lane count, then another's, teams of 1, 2 and 3.  Each run
     must still give the reference program's bytes."""
     images, labels = mnist_train
-    before = core.isa()
-    try:
-        for isa in core.runnable_isas():
-            core.use_isa(isa)
+    for isa in core.runnable_isas():
+        with variant(isa):
             for threads in (1, 2, 3):
                 for name in small_cases():
                     case = CASES[name]
@@ -40,41 +38,33 @@ def test_one_workspace_through_every_variant_and_team_keeps_the_golden_bytes(ini
                     )
                     train(CEngine("fast", threads), params, images[:n], labels[:n], config)
                     assert sha256(params) == case["output_sha256"], (isa, threads, name)
-    finally:
-        core.use_isa(before)
 
 
-@pytest.mark.parametrize("isa", ISA_PARAMS)
 def test_a_fresh_workspace_and_a_reused_one_give_the_same_bytes(isa, mnist_train):
     images, labels = mnist_train
-    before = core.isa()
-    core.use_isa(isa)
-    try:
-        runs = []
-        for workspace in (None, core.Workspace(), "fresh each batch"):
-            params, velocity = LeNet5.init(seed=3).params.copy(), np.zeros(core.N_PARAMS)
-            for b in range(6):  # batch sizes 64 then 37: a smaller chunk in a grown workspace
-                size = 64 if b < 3 else 37
-                x, y = images[b * 64 : b * 64 + size], labels[b * 64 : b * 64 + size]
-                ws = core.Workspace() if workspace == "fresh each batch" else workspace
-                core.train_batch(
-                    params,
-                    x,
-                    y,
-                    loss="xent",
-                    sign=-1,
-                    lr=0.05,
-                    threads=2,
-                    velocity=velocity,
-                    momentum=0.9,
-                    weight_decay=5e-4,
-                    nesterov=True,
-                    workspace=ws,
-                )
-            runs.append(params.tobytes() + velocity.tobytes())
-        assert runs[0] == runs[1] == runs[2]
-    finally:
-        core.use_isa(before)
+    runs = []
+    for workspace in (None, core.Workspace(), "fresh each batch"):
+        params, velocity = LeNet5.init(seed=3).params.copy(), np.zeros(core.N_PARAMS)
+        for b in range(6):  # batch sizes 64 then 37: a smaller chunk in a grown workspace
+            size = 64 if b < 3 else 37
+            x, y = images[b * 64 : b * 64 + size], labels[b * 64 : b * 64 + size]
+            ws = core.Workspace() if workspace == "fresh each batch" else workspace
+            core.train_batch(
+                params,
+                x,
+                y,
+                loss="xent",
+                sign=-1,
+                lr=0.05,
+                threads=2,
+                velocity=velocity,
+                momentum=0.9,
+                weight_decay=5e-4,
+                nesterov=True,
+                workspace=ws,
+            )
+        runs.append(params.tobytes() + velocity.tobytes())
+    assert runs[0] == runs[1] == runs[2]
 
 
 def test_a_workspace_serves_one_call_at_a_time(mnist_train):
@@ -162,23 +152,17 @@ def test_predict_from_four_threads_at_once_also_during_fit(mnist_train, mnist_te
     assert fitted.params.tobytes() == alone.params.tobytes()
 
 
-@pytest.mark.parametrize("isa", ISA_PARAMS)
 def test_both_sides_of_the_crossover_give_the_same_bits(isa, mnist_test):
     images, _ = mnist_test
-    before = core.isa()
-    core.use_isa(isa)
-    try:
-        net = LeNet5.init(seed=1)  # not the shipped model: the sanitizer run has no package data
-        cut = core.tile_crossover()
-        assert cut >= core.isa_lanes()
-        for n in (1, cut - 1, cut, cut + 3, 300):
-            x = images[:n]
-            outputs = net.forward(x)
-            assert outputs.tobytes() == core.forward_prepared(net._prepared, x).tobytes()
-            assert outputs.tobytes() == core.forward(net.params, x, kernel="reference").tobytes()
-            assert net.predict(x).tobytes() == core.predict_prepared(net._prepared, x).tobytes()
-    finally:
-        core.use_isa(before)
+    net = LeNet5.init(seed=1)  # not the shipped model: the sanitizer run has no package data
+    cut = core.tile_crossover()
+    assert cut >= core.isa_lanes()
+    for n in (1, cut - 1, cut, cut + 3, 300):
+        x = images[:n]
+        outputs = net.forward(x)
+        assert outputs.tobytes() == core.forward_prepared(net._prepared, x).tobytes()
+        assert outputs.tobytes() == core.forward(net.params, x, kernel="reference").tobytes()
+        assert net.predict(x).tobytes() == core.predict_prepared(net._prepared, x).tobytes()
 
 
 def test_the_one_image_path_answers_as_the_general_one(mnist_test):
