@@ -318,6 +318,13 @@ class Call:
         """The body's media type, lower case, without parameters ('' if none)."""
         return (self.request.headers.get("content-type") or "").split(";")[0].strip().lower()
 
+    def not_png_or_json(self) -> ApiError:
+        """The 415 of a route that takes a PNG or JSON, naming the type it was given."""
+        return ApiError(
+            HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+            f"Content-Type must be image/png or application/json, not {self.content_type or 'missing'}",
+        )
+
     async def body(self, limit: int = MAX_BODY) -> bytes:
         """The whole body, at most limit bytes (413 otherwise: decided from the
         Content-Length before anything is read, or counted while a chunked body
@@ -446,10 +453,7 @@ async def predict(call: Call) -> bytes:
     if call.content_type == "application/json":
         payload = await call.json()
         return await call.compute(lambda: encode(answer(net, read_pixels(payload))))
-    raise ApiError(
-        HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
-        f"Content-Type must be image/png or application/json, not {call.content_type or 'missing'}",
-    )
+    raise call.not_png_or_json()
 
 
 #: /api/read-number takes JSON pixels of at most this many a side (a wide pad of digits).
@@ -475,10 +479,7 @@ async def read_number_route(call: Call) -> bytes:
         payload = await call.json(NUMBER_JSON_BODY)
         pixels = await call.compute(lambda: read_pixels(payload, max_side=NUMBER_SIDE, min_side=1))
         return await call.decode(lambda: _reading(net, pixels))
-    raise ApiError(
-        HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
-        f"Content-Type must be image/png or application/json, not {call.content_type or 'missing'}",
-    )
+    raise call.not_png_or_json()
 
 
 def _schema_grid(rows: str, cols: str, item: Dict[str, Any]) -> Dict[str, Any]:
