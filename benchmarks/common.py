@@ -193,9 +193,13 @@ class TorchEngine:
         momentum: float = 0.0,
         weight_decay: float = 0.0,
         nesterov: bool = False,
+        warp: Optional[core.Warp] = None,
     ) -> Tuple[float, int]:
         """Plain SGD, or with a velocity the update of docs/SPEC.md §8.5 in this
-        engine's precision (the velocity is kept in the caller's float64 array)."""
+        engine's precision (the velocity is kept in the caller's float64 array);
+        with a warp, on the C core's warp of the batch (§8.6)."""
+        if warp is not None:
+            images = warp.apply(images, threads=self.threads)
         if (loss, sign) != ("xent", -1):
             raise ValueError("the PyTorch engine trains cross-entropy with sign -1 only")
         t = self.torch

@@ -63,18 +63,33 @@ static int check_sgd(double momentum, double weight_decay, int nesterov) {
     return L5_OK;
 }
 
+/* Ranges past these would warp a digit out of its 28 x 28 frame, or turn it
+ * over (a 6 into a 9): refused as mistakes. */
+#define L5_AUGMENT_MAX_SHIFT 14.0
+#define L5_AUGMENT_MAX_ROTATE 90.0
+#define L5_AUGMENT_MAX_SCALE 0.5
+#define L5_AUGMENT_MAX_INDEX ((int64_t)1 << 53)
+
+/* The checks of a warp of n images (l5_augment's, and a training batch's). */
+static int check_warp(const L5Warp *w, int64_t n) {
+    if (!(w->max_shift >= 0.0 && w->max_shift <= L5_AUGMENT_MAX_SHIFT)) return L5_ERR_AUGMENT;
+    if (!(w->max_rotate >= 0.0 && w->max_rotate <= L5_AUGMENT_MAX_ROTATE)) return L5_ERR_AUGMENT;
+    if (!(w->max_scale >= 0.0 && w->max_scale <= L5_AUGMENT_MAX_SCALE)) return L5_ERR_AUGMENT;
+    if (w->epoch < 0) return L5_ERR_AUGMENT;
+    for (int64_t i = 0; i < n; i++)
+        if (w->index[i] < 0 || w->index[i] > L5_AUGMENT_MAX_INDEX) return L5_ERR_AUGMENT;
+    return L5_OK;
+}
+
 /* One batch step with a checked update, in the chosen kernel set.  The
  * reference kernels stay single-threaded, the update included. */
 static int run_batch(double *params, const uint8_t *images, const uint8_t *labels, int64_t n,
-                     int loss, L5Update *update, int kernel, int threads,
+                     int loss, const L5Update *update, int kernel, int threads,
                      double *loss_sum, int64_t *n_correct) {
-    if (kernel == L5_KERNEL_REFERENCE) {
-        update->threads = 1;
+    if (kernel == L5_KERNEL_REFERENCE)
         return l5_ref_train_batch(params, images, labels, n, loss, update, loss_sum, n_correct);
-    }
-    update->threads = threads;
     L5Workspace own = {0}; /* this call's alone: freed when it ends */
-    int err = l5_fast_train_batch(&own, params, images, labels, n, loss, update, threads,
+    int err = l5_fast_train_batch(&own, params, images, labels, n, loss, update, NULL, threads,
                                   loss_sum, n_correct, NULL);
     l5_workspace_release(&own);
     return err;
@@ -87,7 +102,7 @@ int l5_train_batch(double *params, int64_t n_params,
     int err = check_train(params, n_params, images, labels, n, loss, sign, lr, kernel, threads,
                           loss_sum, n_correct);
     if (err) return err;
-    L5Update update = {sign, lr, 0.0, 0.0, 0, NULL, threads};
+    L5Update update = {sign, lr, 0.0, 0.0, 0, NULL};
     return run_batch(params, images, labels, n, loss, &update, kernel, threads, loss_sum, n_correct);
 }
 
@@ -101,14 +116,16 @@ int l5_train_batch_sgd(double *params, double *velocity, int64_t n_params,
     if (err) return err;
     if (!velocity) return L5_ERR_NULL;
     if ((err = check_sgd(momentum, weight_decay, nesterov))) return err;
-    L5Update update = {sign, lr, momentum, weight_decay, nesterov, velocity, threads};
+    L5Update update = {sign, lr, momentum, weight_decay, nesterov, velocity};
     return run_batch(params, images, labels, n, loss, &update, kernel, threads, loss_sum, n_correct);
 }
 
 int l5_train_batch_ws(L5Workspace *ws, double *params, double *velocity, int64_t n_params,
                       const uint8_t *images, const uint8_t *labels, int64_t n,
                       int loss, int sign, double lr, double momentum, double weight_decay,
-                      int nesterov, int threads, double *seconds, int64_t n_seconds,
+                      int nesterov, const int64_t *warp_index, uint64_t warp_seed,
+                      int64_t warp_epoch, double max_shift, double max_rotate, double max_scale,
+                      int threads, double *seconds, int64_t n_seconds,
                       double *loss_sum, int64_t *n_correct) {
     int err = check_train(params, n_params, images, labels, n, loss, sign, lr, L5_KERNEL_FAST,
                           threads, loss_sum, n_correct);
@@ -117,11 +134,13 @@ int l5_train_batch_ws(L5Workspace *ws, double *params, double *velocity, int64_t
     if ((err = check_sgd(momentum, weight_decay, nesterov))) return err;
     /* No velocity: the reference's update, which has no momentum to apply. */
     if (!velocity && (momentum != 0.0 || weight_decay != 0.0 || nesterov)) return L5_ERR_NULL;
+    L5Warp warp = {warp_index, warp_seed, warp_epoch, max_shift, max_rotate, max_scale};
+    if (warp_index && (err = check_warp(&warp, n))) return err;
     if (seconds && n_seconds != L5_N_STAGES) return L5_ERR_SIZE;
     if (!l5_workspace_enter(ws)) return L5_ERR_BUSY;
-    L5Update update = {sign, lr, momentum, weight_decay, nesterov, velocity, threads};
-    err = l5_fast_train_batch(ws, params, images, labels, n, loss, &update, threads,
-                              loss_sum, n_correct, seconds);
+    L5Update update = {sign, lr, momentum, weight_decay, nesterov, velocity};
+    err = l5_fast_train_batch(ws, params, images, labels, n, loss, &update,
+                              warp_index ? &warp : NULL, threads, loss_sum, n_correct, seconds);
     l5_workspace_leave(ws);
     return err;
 }
@@ -137,26 +156,17 @@ int l5_forward_ws(L5Workspace *ws, const double *params, int64_t n_params,
     return err;
 }
 
-/* Ranges past these would warp a digit out of its 28 x 28 frame, or turn it
- * over (a 6 into a 9): refused as mistakes. */
-#define L5_AUGMENT_MAX_SHIFT 14.0
-#define L5_AUGMENT_MAX_ROTATE 90.0
-#define L5_AUGMENT_MAX_SCALE 0.5
-#define L5_AUGMENT_MAX_INDEX ((int64_t)1 << 53)
-
 int l5_augment(const uint8_t *images, const int64_t *index, int64_t n,
                uint64_t seed, int64_t epoch, double max_shift, double max_rotate,
-               double max_scale, uint8_t *out, int threads) {
+               double max_scale, uint8_t *out, int kernel, int threads) {
     if (!images || !index || !out) return L5_ERR_NULL;
     if (n < 1) return L5_ERR_COUNT;
+    if (kernel != L5_KERNEL_REFERENCE && kernel != L5_KERNEL_FAST) return L5_ERR_KERNEL;
     if (check_threads(threads)) return L5_ERR_THREADS;
-    if (!(max_shift >= 0.0 && max_shift <= L5_AUGMENT_MAX_SHIFT)) return L5_ERR_AUGMENT;
-    if (!(max_rotate >= 0.0 && max_rotate <= L5_AUGMENT_MAX_ROTATE)) return L5_ERR_AUGMENT;
-    if (!(max_scale >= 0.0 && max_scale <= L5_AUGMENT_MAX_SCALE)) return L5_ERR_AUGMENT;
-    if (epoch < 0) return L5_ERR_AUGMENT;
-    for (int64_t i = 0; i < n; i++)
-        if (index[i] < 0 || index[i] > L5_AUGMENT_MAX_INDEX) return L5_ERR_AUGMENT;
-    l5_augment_batch(images, index, n, seed, epoch, max_shift, max_rotate, max_scale, out, threads);
+    L5Warp warp = {index, seed, epoch, max_shift, max_rotate, max_scale};
+    int err = check_warp(&warp, n);
+    if (err) return err;
+    l5_augment_batch(images, n, &warp, out, kernel, threads);
     return L5_OK;
 }
 
@@ -286,9 +296,9 @@ int l5_profile_train_batch(double *params, int64_t n_params,
     if (err) return err;
     if (!seconds) return L5_ERR_NULL;
     if (n_seconds != L5_N_STAGES) return L5_ERR_SIZE;
-    L5Update update = {sign, lr, 0.0, 0.0, 0, NULL, threads};
+    L5Update update = {sign, lr, 0.0, 0.0, 0, NULL};
     L5Workspace own = {0};
-    err = l5_fast_train_batch(&own, params, images, labels, n, loss, &update, threads,
+    err = l5_fast_train_batch(&own, params, images, labels, n, loss, &update, NULL, threads,
                               loss_sum, n_correct, seconds);
     l5_workspace_release(&own);
     return err;

@@ -7,8 +7,9 @@
  * a counter-based generator keyed by (seed, epoch, the image's index in the
  * training file) and nothing else, so the result is the same at any thread
  * count, in any shuffle order and after a resume.  The warp itself uses one
- * fixed sequence of rounded double operations per pixel, which
- * lenet5/augment.py transcribes line by line in NumPy to the same bytes.
+ * fixed sequence of rounded double operations per pixel, which fast.c runs
+ * on vectors (a lane a pixel) and lenet5/augment.py transcribes line by line
+ * in NumPy, to the same bytes.
  * The only libm calls are one sin and one cos per image (Python's math
  * module calls the same libm; NumPy's vectorised sin does not).
  */
@@ -16,7 +17,6 @@
 #include <string.h>
 #include "core.h"
 
-#define L5_AUGMENT_CENTRE ((L5_IMAGE_SIZE - 1) / 2.0) /* 13.5: the middle of the pixel grid */
 #define L5_DEGREES_TO_RADIANS (3.141592653589793 / 180.0)
 
 /* SplitMix64 (Steele, Lea and Flood 2014): a bijective mix of a 64-bit
@@ -41,33 +41,38 @@ static uint64_t image_key(uint64_t seed, int64_t epoch, int64_t index) {
     return splitmix64(splitmix64(splitmix64(seed) ^ (uint64_t)epoch) ^ (uint64_t)index);
 }
 
-/* The source image as doubles in a frame of zeros L5_AUGMENT_PAD wide, so
- * that the four pixels around any source point are plain loads: a point
- * further out is clamped to the frame, where all four are zero anyway. */
-#define L5_AUGMENT_PAD 2
-#define L5_AUGMENT_FRAMED (L5_IMAGE_SIZE + 2 * L5_AUGMENT_PAD)
-
-static void frame_image(double framed[L5_AUGMENT_FRAMED][L5_AUGMENT_FRAMED], const uint8_t *image) {
-    memset(framed, 0, sizeof(double) * L5_AUGMENT_FRAMED * L5_AUGMENT_FRAMED);
+void l5_warp_frame(double framed[L5_WARP_FRAMED * L5_WARP_FRAMED], const uint8_t *image) {
+    memset(framed, 0, sizeof(double) * L5_WARP_FRAMED * L5_WARP_FRAMED);
     for (int r = 0; r < L5_IMAGE_SIZE; r++)
         for (int c = 0; c < L5_IMAGE_SIZE; c++)
-            framed[r + L5_AUGMENT_PAD][c + L5_AUGMENT_PAD] = (double)image[r * L5_IMAGE_SIZE + c];
+            framed[(r + L5_WARP_PAD) * L5_WARP_FRAMED + c + L5_WARP_PAD] = (double)image[r * L5_IMAGE_SIZE + c];
+}
+
+/* Image i's map.  Draws u0..u3 on [-1, 1) give the angle, scale and shift:
+ *     angle = max_rotate * u0 * (pi / 180),  scale = 1 + max_scale * u1,
+ *     tx = max_shift * u2,  ty = max_shift * u3,
+ *     a = cos(angle) / scale,  b = sin(angle) / scale. */
+void l5_warp_map(L5WarpMap *m, const L5Warp *warp, int64_t i) {
+    uint64_t key = image_key(warp->seed, warp->epoch, warp->index[i]);
+    double angle = warp->max_rotate * uniform_draw(key, 0) * L5_DEGREES_TO_RADIANS;
+    double scale = 1.0 + warp->max_scale * uniform_draw(key, 1);
+    m->tx = warp->max_shift * uniform_draw(key, 2);
+    m->ty = warp->max_shift * uniform_draw(key, 3);
+    m->a = cos(angle) / scale;
+    m->b = sin(angle) / scale;
 }
 
 /* A floored source coordinate as a row or column of the frame: clamped so
  * that it and the next one lie inside the frame (both in its zero border
  * when the point is outside the image). */
 static int frame_cell(double floored) {
-    const double lo = -L5_AUGMENT_PAD, hi = L5_IMAGE_SIZE + L5_AUGMENT_PAD - 2;
+    const double lo = -L5_WARP_PAD, hi = L5_IMAGE_SIZE + L5_WARP_PAD - 2;
     double clamped = floored < lo ? lo : floored > hi ? hi : floored;
-    return (int)clamped + L5_AUGMENT_PAD;
+    return (int)clamped + L5_WARP_PAD;
 }
 
 /*
- * Warp one image.  Draws u0..u3 on [-1, 1) give the angle, scale and shift:
- *     angle = max_rotate * u0 * (pi / 180),  scale = 1 + max_scale * u1,
- *     tx = max_shift * u2,  ty = max_shift * u3,
- *     a = cos(angle) / scale,  b = sin(angle) / scale.
+ * Warp image i, the readable twin of fast.c's warp (the reference kernel).
  * Each output pixel (r, c) looks up the source point that lands on it
  * (the inverse map, so every output pixel gets exactly one value):
  *     x = (c - 13.5) - tx,  y = (r - 13.5) - ty,
@@ -75,38 +80,22 @@ static int frame_cell(double floored) {
  * then interpolates bilinearly between the four pixels around it and rounds
  * half up to a byte.
  */
-/* floor() is the warp's costliest step on the x86-64 baseline, where it takes
- * a dozen instructions; SSE4.1 has it as one (roundsd), and the warp then
- * runs in half the time (11.6 -> 6.0 us an image here).  floor is exact
- * either way, so the bytes are the same: the compiler builds both and the
- * loader picks the one the CPU runs (an ELF ifunc; elsewhere only one). */
-#if defined(__x86_64__) && defined(__ELF__) && defined(__GNUC__) && !defined(__clang__)
-#define L5_WARP_CLONES __attribute__((target_clones("sse4.1", "default")))
-#else
-#define L5_WARP_CLONES
-#endif
-
-L5_WARP_CLONES
-static void warp_image(uint8_t *out, const uint8_t *image, uint64_t key,
-                       double max_shift, double max_rotate, double max_scale) {
-    double angle = max_rotate * uniform_draw(key, 0) * L5_DEGREES_TO_RADIANS;
-    double scale = 1.0 + max_scale * uniform_draw(key, 1);
-    double tx = max_shift * uniform_draw(key, 2);
-    double ty = max_shift * uniform_draw(key, 3);
-    double a = cos(angle) / scale, b = sin(angle) / scale;
-    double framed[L5_AUGMENT_FRAMED][L5_AUGMENT_FRAMED];
-    frame_image(framed, image);
+void l5_warp_image_ref(uint8_t *out, const uint8_t *image, const L5Warp *warp, int64_t i) {
+    L5WarpMap m;
+    l5_warp_map(&m, warp, i);
+    double framed[L5_WARP_FRAMED * L5_WARP_FRAMED];
+    l5_warp_frame(framed, image);
     for (int r = 0; r < L5_IMAGE_SIZE; r++) {
         for (int c = 0; c < L5_IMAGE_SIZE; c++) {
-            double x = ((double)c - L5_AUGMENT_CENTRE) - tx;
-            double y = ((double)r - L5_AUGMENT_CENTRE) - ty;
-            double sx = (a * x + b * y) + L5_AUGMENT_CENTRE;
-            double sy = (a * y - b * x) + L5_AUGMENT_CENTRE;
+            double x = ((double)c - L5_WARP_CENTRE) - m.tx;
+            double y = ((double)r - L5_WARP_CENTRE) - m.ty;
+            double sx = (m.a * x + m.b * y) + L5_WARP_CENTRE;
+            double sy = (m.a * y - m.b * x) + L5_WARP_CENTRE;
             double fx0 = floor(sx), fy0 = floor(sy);
             double fx = sx - fx0, fy = sy - fy0; /* exact: same binade or smaller */
-            int x0 = frame_cell(fx0), y0 = frame_cell(fy0);
-            double p00 = framed[y0][x0], p01 = framed[y0][x0 + 1];
-            double p10 = framed[y0 + 1][x0], p11 = framed[y0 + 1][x0 + 1];
+            const double *cell = framed + frame_cell(fy0) * L5_WARP_FRAMED + frame_cell(fx0);
+            double p00 = cell[0], p01 = cell[1];
+            double p10 = cell[L5_WARP_FRAMED], p11 = cell[L5_WARP_FRAMED + 1];
             double top = p00 + fx * (p01 - p00);
             double bottom = p10 + fx * (p11 - p10);
             double v = floor((top + fy * (bottom - top)) + 0.5);
@@ -124,13 +113,17 @@ static void warp_image(uint8_t *out, const uint8_t *image, uint64_t key,
 
 /* Warp n images, image i keyed by (seed, epoch, index[i]).  Images are
  * independent, so any split over threads gives the same bytes. */
-void l5_augment_batch(const uint8_t *images, const int64_t *index, int64_t n,
-                      uint64_t seed, int64_t epoch, double max_shift,
-                      double max_rotate, double max_scale, uint8_t *out, int threads) {
+void l5_augment_batch(const uint8_t *images, int64_t n, const L5Warp *warp, uint8_t *out,
+                      int kernel, int threads) {
     (void)threads; /* read only by the OpenMP pragma: a build without OpenMP ignores it */
 #pragma omp parallel for schedule(static) num_threads(l5_resolve_threads(threads)) \
     if (n >= L5_AUGMENT_MIN_PARALLEL)
-    for (int64_t i = 0; i < n; i++)
-        warp_image(out + i * L5_IMAGE_PIXELS, images + i * L5_IMAGE_PIXELS,
-                   image_key(seed, epoch, index[i]), max_shift, max_rotate, max_scale);
+    for (int64_t i = 0; i < n; i++) {
+        uint8_t *to = out + i * L5_IMAGE_PIXELS;
+        const uint8_t *from = images + i * L5_IMAGE_PIXELS;
+        if (kernel == L5_KERNEL_REFERENCE)
+            l5_warp_image_ref(to, from, warp, i);
+        else
+            l5_fast_warp_image(to, from, warp, i);
+    }
 }

@@ -8,6 +8,7 @@
 #define _POSIX_C_SOURCE 200809L /* clock_gettime: -std=c11 alone hides POSIX */
 #include <math.h>
 #include <string.h>
+#include <sched.h>
 #include <time.h>
 #include "core.h"
 #ifdef _OPENMP
@@ -141,7 +142,7 @@ const char *const l5_stage_names[L5_N_STAGES] = {
     [L5_STAGE_FC_BACK] = "fc back", [L5_STAGE_CONV3_BACK] = "conv3 back",
     [L5_STAGE_POOL2_BACK] = "pool2 back", [L5_STAGE_CONV2_BACK] = "conv2 back",
     [L5_STAGE_CONV2_GRAD] = "conv2 grad", [L5_STAGE_POOL1_BACK] = "pool1 back",
-    [L5_STAGE_CONV1_GRAD] = "conv1 grad", [L5_STAGE_STORE] = "store",
+    [L5_STAGE_CONV1_GRAD] = "conv1 grad", [L5_STAGE_STORE] = "store", [L5_STAGE_WARP] = "warp",
     [L5_STAGE_SUM] = "batch sum", [L5_STAGE_UPDATE] = "update",
 };
 
@@ -157,4 +158,12 @@ double l5_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* A short wait spins: a barrier's sleep and wake-up costs tens of
+ * microseconds on a VM.  A long one (the setter's core taken by another
+ * process) yields the core instead of burning it. */
+void l5_wait_until_set(const int *flag) {
+    for (int spins = 0; !__atomic_load_n(flag, __ATOMIC_ACQUIRE); spins++)
+        if (spins >= 1000) sched_yield();
 }

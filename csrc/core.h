@@ -122,12 +122,16 @@ typedef struct {
     double weight_decay;  /* lambda >= 0: always pulls toward zero */
     int nesterov;         /* 1: Nesterov's look-ahead step, 0: heavy ball */
     double *velocity;     /* NULL for the reference's update */
-    int threads;          /* team size for the elementwise loop (0: default) */
 } L5Update;
 
 /* Update params[0..count) from the batch sum of `batch` images (docs/SPEC.md §8.2, §8.5). */
 void l5_apply_update(double *params, const double *sum, int64_t count,
                      const L5Update *update, int64_t batch);
+/* The same update of params[at..at+count) (and velocity[at..]) from their
+ * sums sum[0..count): elements never interact, so a team can update a batch
+ * in any split of spans, each as soon as its sums are whole. */
+void l5_update_span(double *params, const double *sum, int64_t at, int64_t count,
+                    const L5Update *update, int64_t batch);
 
 /* The team size for a thread count the caller gave, 0 for OpenMP's default
  * (docs/SPEC.md §9.1); l5_resolve_threads also notes that a team is about to
@@ -147,7 +151,7 @@ enum {
     L5_STAGE_CONV3, L5_STAGE_FC, L5_STAGE_OUTPUT_ERROR,
     L5_STAGE_FC_BACK, L5_STAGE_CONV3_BACK, L5_STAGE_POOL2_BACK, L5_STAGE_CONV2_BACK,
     L5_STAGE_CONV2_GRAD, L5_STAGE_POOL1_BACK, L5_STAGE_CONV1_GRAD,
-    L5_STAGE_STORE, L5_STAGE_SUM, L5_STAGE_UPDATE,
+    L5_STAGE_STORE, L5_STAGE_WARP, L5_STAGE_SUM, L5_STAGE_UPDATE,
     L5_N_STAGES
 };
 _Static_assert(L5_N_STAGES == L5_PROFILE_STAGES, "lenet5.h's L5_PROFILE_STAGES is not the stage count");
@@ -156,6 +160,8 @@ extern const int64_t l5_stage_macs[L5_N_STAGES];
 
 /* Seconds from a monotonic clock (for profiling only). */
 double l5_now(void);
+/* Wait until another thread stores a nonzero *flag (with release order). */
+void l5_wait_until_set(const int *flag);
 
 /* ---------------------------------------------------------------------------
  * workspace.c: caller-owned working memory (docs/SPEC.md §9.8).  Block k
@@ -180,9 +186,34 @@ void l5_workspace_release(L5Workspace *ws);
  * augment.c: the training-image warp (docs/SPEC.md §8.6).  The caller has
  * checked every argument.
  */
-void l5_augment_batch(const uint8_t *images, const int64_t *index, int64_t n,
-                      uint64_t seed, int64_t epoch, double max_shift,
-                      double max_rotate, double max_scale, uint8_t *out, int threads);
+typedef struct {
+    const int64_t *index;   /* image i's key: its row in the training file */
+    uint64_t seed;
+    int64_t epoch;
+    double max_shift, max_rotate, max_scale;
+} L5Warp;
+
+/* One image's map from its draws: source = rotate-and-scale (a, b) of the
+ * output point less the shift (tx, ty), about the centre. */
+typedef struct {
+    double a, b, tx, ty;
+} L5WarpMap;
+
+#define L5_WARP_CENTRE ((L5_IMAGE_SIZE - 1) / 2.0) /* 13.5: the middle of the pixel grid */
+/* The source image as doubles in a frame of zeros L5_WARP_PAD wide, so that
+ * the four pixels around any source point are plain loads: a point further
+ * out is clamped to the frame, where all four are zero anyway. */
+#define L5_WARP_PAD 2
+#define L5_WARP_FRAMED (L5_IMAGE_SIZE + 2 * L5_WARP_PAD)
+
+void l5_warp_map(L5WarpMap *m, const L5Warp *warp, int64_t i);
+void l5_warp_frame(double framed[L5_WARP_FRAMED * L5_WARP_FRAMED], const uint8_t *image);
+/* Warp image i of a batch (keyed by warp->index[i]) into out, 784 bytes:
+ * the readable twin; l5_fast_warp_image (fast.c) is the same on vectors. */
+void l5_warp_image_ref(uint8_t *out, const uint8_t *image, const L5Warp *warp, int64_t i);
+/* Warp n images with the kernel set's warp, on a team of `threads`. */
+void l5_augment_batch(const uint8_t *images, int64_t n, const L5Warp *warp, uint8_t *out,
+                      int kernel, int threads);
 
 /* ---------------------------------------------------------------------------
  * reference.c: the plain kernels.  The caller has checked every argument.
@@ -213,9 +244,14 @@ int l5_ref_forward_activations(const double *params, const uint8_t *image,
  * the kernels use lives there.  l5_fast_lanes: the images per tile of that
  * variant. */
 typedef int L5FastLanes(void);
+/* warp: NULL, or each image is first warped as l5_warp_image_ref does
+ * (docs/SPEC.md §8.6), by the thread that loads it into its tile. */
 typedef int L5FastTrainBatch(L5Workspace *ws, double *params, const uint8_t *images,
                              const uint8_t *labels, int64_t n, int loss, const L5Update *update,
-                             int threads, double *loss_sum, int64_t *n_correct, double *profile);
+                             const L5Warp *warp, int threads, double *loss_sum,
+                             int64_t *n_correct, double *profile);
+/* The warp of image i, as l5_warp_image_ref (docs/SPEC.md §8.6). */
+typedef void L5FastWarpImage(uint8_t *out, const uint8_t *image, const L5Warp *warp, int64_t i);
 /* out: n * 10 outputs, or NULL; pred: n classes, or NULL. */
 typedef int L5FastForward(L5Workspace *ws, const double *params, const uint8_t *images, int64_t n,
                           double *out, int32_t *pred, int threads);
@@ -238,6 +274,7 @@ typedef void L5InferImages(const void *prepared, const uint8_t *images, int64_t 
     L5FastLanes L5_ISA_JOIN(l5_fast_lanes, isa);              \
     L5FastTrainBatch L5_ISA_JOIN(l5_fast_train_batch, isa);   \
     L5FastForward L5_ISA_JOIN(l5_fast_forward, isa);          \
+    L5FastWarpImage L5_ISA_JOIN(l5_fast_warp_image, isa);     \
     L5FastPeakMacs L5_ISA_JOIN(l5_fast_peak_macs, isa);       \
     L5InferPrepare L5_ISA_JOIN(l5_infer_prepare, isa);        \
     L5InferIsPrepared L5_ISA_JOIN(l5_infer_is_prepared, isa); \
@@ -253,6 +290,7 @@ L5_DECLARE_VARIANT(generic)
  */
 L5FastTrainBatch l5_fast_train_batch;
 L5FastForward l5_fast_forward;
+L5FastWarpImage l5_fast_warp_image;
 L5FastPeakMacs l5_fast_peak_macs;
 L5InferPrepare l5_infer_prepare;
 L5InferIsPrepared l5_infer_is_prepared;

@@ -24,6 +24,7 @@ typedef struct {
     L5FastLanes *lanes;
     L5FastTrainBatch *train_batch;
     L5FastForward *forward;
+    L5FastWarpImage *warp_image;
     L5FastPeakMacs *peak_macs;
     L5InferPrepare *infer_prepare;
     L5InferIsPrepared *infer_is_prepared;
@@ -47,6 +48,7 @@ static int cpu_any(void) { return 1; }
 #define VARIANT(isa, cpu_runs)                                                     \
     {#isa, cpu_runs, L5_ISA_JOIN(l5_fast_lanes, isa),                              \
      L5_ISA_JOIN(l5_fast_train_batch, isa), L5_ISA_JOIN(l5_fast_forward, isa),     \
+     L5_ISA_JOIN(l5_fast_warp_image, isa),                                         \
      L5_ISA_JOIN(l5_fast_peak_macs, isa),                                          \
      L5_ISA_JOIN(l5_infer_prepare, isa), L5_ISA_JOIN(l5_infer_is_prepared, isa),   \
      L5_ISA_JOIN(l5_infer_images, isa)}
@@ -115,9 +117,14 @@ int l5_use_isa(const char *name) {
  */
 int l5_fast_train_batch(L5Workspace *ws, double *params, const uint8_t *images,
                         const uint8_t *labels, int64_t n, int loss, const L5Update *update,
-                        int threads, double *loss_sum, int64_t *n_correct, double *profile) {
-    return running()->train_batch(ws, params, images, labels, n, loss, update, threads,
+                        const L5Warp *warp, int threads, double *loss_sum, int64_t *n_correct,
+                        double *profile) {
+    return running()->train_batch(ws, params, images, labels, n, loss, update, warp, threads,
                                   loss_sum, n_correct, profile);
+}
+
+void l5_fast_warp_image(uint8_t *out, const uint8_t *image, const L5Warp *warp, int64_t i) {
+    running()->warp_image(out, image, warp, i);
 }
 
 int l5_fast_forward(L5Workspace *ws, const double *params, const uint8_t *images, int64_t n,

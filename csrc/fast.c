@@ -35,6 +35,9 @@
 #include <omp.h>
 #endif
 #include "core.h"
+#if defined(__AVX2__) || defined(__AVX512F__)
+#include <immintrin.h> /* the warp's gathers */
+#endif
 
 /*
  * build_ffi.py compiles this file once per instruction set (docs/SPEC.md
@@ -153,6 +156,7 @@ typedef struct {
     vd e5[L5_LAYER5_CELLS];
     vd e4[L5_LAYER4_CELLS];
     vd e2[L5_LAYER2_CELLS];
+    uint8_t warped[LANES * L5_IMAGE_PIXELS]; /* the tile's images once warped */
     /* Profiling (docs/SPEC.md §9.7): with timing set, lap() adds the time
      * since `mark` to clock[stage]; otherwise it is one untaken branch. */
     int timing;
@@ -434,6 +438,87 @@ static void bias_grad_tile(vd *gb, const vd *err, int maps, int cells) {
     }
 }
 
+/*
+ * The warp (docs/SPEC.md §8.6) on vectors, a lane a pixel: the operations of
+ * augment.c's l5_warp_image_ref, its readable twin, per pixel and in the
+ * same order, so the same bytes (the tests hold them to it).  784 pixels are
+ * a whole number of vectors at every lane count.
+ */
+_Static_assert(L5_IMAGE_PIXELS % LANES == 0, "the warp's vectors cover the image");
+
+/* floor(x) for |x| < 2^51 that is not -0: x + 1.5 * 2^52 has a unit in the
+ * last place of 1, so adding it and taking it away rounds x to an integer
+ * exactly; one less where that went up.  The warp's arguments are sums
+ * with 13.5 or 0.5, so never -0 (x + c = -0 needs x = c = -0). */
+static inline vd floor_v(vd x) {
+    const vd magic = splat(0x1.8p52);
+    vd r = (x + magic) - magic;
+    return r - (vd)((r > x) & (vi)splat(1.0));
+}
+
+/* Small whole numbers per lane, as 32-bit integers. */
+typedef int32_t vs __attribute__((vector_size(LANES * sizeof(int32_t))));
+
+/* base[at[l]] in each lane l: one gather instruction where the variant has
+ * one (AVX2, AVX-512), else a load a lane. */
+static inline vd gather_v(const double *base, vs at) {
+#if defined(__AVX512F__) && L5_LANES == 8
+    return (vd)_mm512_i32gather_pd((__m256i)at, base, sizeof(double));
+#elif defined(__AVX2__) && L5_LANES == 4
+    return (vd)_mm256_i32gather_pd(base, (__m128i)at, sizeof(double));
+#else
+    vd v;
+    for (int l = 0; l < LANES; l++) v[l] = base[at[l]];
+    return v;
+#endif
+}
+
+/* lo where x < lo, hi where x > hi, else x (as the twin's nested ?:). */
+static inline vd clamp_v(vd x, double lo, double hi) {
+    return select(x < splat(lo), splat(lo), select(x > splat(hi), splat(hi), x));
+}
+
+void L5_ISA_NAME(l5_fast_warp_image)(uint8_t *out, const uint8_t *image, const L5Warp *warp,
+                                     int64_t i) {
+    L5WarpMap m;
+    l5_warp_map(&m, warp, i);
+    double framed[L5_WARP_FRAMED * L5_WARP_FRAMED];
+    l5_warp_frame(framed, image);
+    int32_t value[L5_IMAGE_PIXELS] __attribute__((aligned(64)));
+    const vd a = splat(m.a), b = splat(m.b), centre = splat(L5_WARP_CENTRE);
+    const double lo = -L5_WARP_PAD, hi = L5_IMAGE_SIZE + L5_WARP_PAD - 2;
+    vd col, row; /* each lane's pixel, as doubles */
+    for (int l = 0; l < LANES; l++) {
+        col[l] = l % L5_IMAGE_SIZE;
+        row[l] = l / L5_IMAGE_SIZE;
+    }
+    for (int p0 = 0; p0 < L5_IMAGE_PIXELS; p0 += LANES) {
+        vd x = (col - centre) - splat(m.tx);
+        vd y = (row - centre) - splat(m.ty);
+        vd sx = (a * x + b * y) + centre;
+        vd sy = (a * y - b * x) + centre;
+        vd fx0 = floor_v(sx), fy0 = floor_v(sy);
+        vd fx = sx - fx0, fy = sy - fy0;
+        /* the frame cell of each lane's top-left pixel (small integers: exact) */
+        vs at = __builtin_convertvector((clamp_v(fy0, lo, hi) + splat(L5_WARP_PAD)) * splat(L5_WARP_FRAMED) +
+                                            (clamp_v(fx0, lo, hi) + splat(L5_WARP_PAD)), vs);
+        vd p00 = gather_v(framed, at), p01 = gather_v(framed + 1, at);
+        vd p10 = gather_v(framed + L5_WARP_FRAMED, at), p11 = gather_v(framed + L5_WARP_FRAMED + 1, at);
+        vd top = p00 + fx * (p01 - p00);
+        vd bottom = p10 + fx * (p11 - p10);
+        vd v = clamp_v(floor_v((top + fy * (bottom - top)) + splat(0.5)), 0.0, 255.0);
+        *(vs *)&value[p0] = __builtin_convertvector(v, vs);
+        /* the next LANES pixels: columns on, wrapping to the next row */
+        col = col + splat(LANES);
+        vi wrap = col >= splat(L5_IMAGE_SIZE);
+        col = select(wrap, col - splat(L5_IMAGE_SIZE), col);
+        row = select(wrap, row + splat(1.0), row);
+    }
+    /* to bytes in one pass of its own, which the compiler packs on vectors
+     * (narrowing a lane at a time in the loop above cost a fifth of it) */
+    for (int p = 0; p < L5_IMAGE_PIXELS; p++) out[p] = (uint8_t)value[p];
+}
+
 /* Load up to LANES images into the tile's lanes, normalised as
  * l5_normalize_image does, one division per cell for all lanes; missing
  * lanes get a blank image (docs/SPEC.md §9.2), and a flat image's lane is
@@ -537,10 +622,20 @@ static void store_packed(double *dst, const vd *rows, int64_t first, int count, 
     }
 }
 
-/* Phase 1 for one tile: all of its images' per-image values. */
+/* Phase 1 for one tile: all of its images' per-image values.  warp: NULL,
+ * or the chunk's warp (its index at the chunk's first image): the tile's
+ * thread warps its own images as it loads them, so the warp needs no
+ * thread team of its own. */
 static void train_tile(Tile *t, ChunkBuffers *cb, int64_t first, int count,
                        const uint8_t *images, const uint8_t *labels, int loss,
-                       const double *params, const Rearranged *rw) {
+                       const double *params, const Rearranged *rw, const L5Warp *warp) {
+    if (warp) {
+        for (int l = 0; l < count; l++)
+            L5_ISA_NAME(l5_fast_warp_image)(t->warped + l * L5_IMAGE_PIXELS,
+                                            images + (int64_t)l * L5_IMAGE_PIXELS, warp, first + l);
+        images = t->warped;
+        lap(t, L5_STAGE_WARP);
+    }
     load_tile(t, images, count);
     lap(t, L5_STAGE_LOAD);
     forward_tile(t, params, rw);
@@ -601,19 +696,66 @@ static void w3_outer_block(double *sum_w3t, const double *x, const double *e, in
 }
 
 /*
+ * The batch's update, fused into its last phase 2 (docs/SPEC.md §9.8): a
+ * phase-2 task that has added the last image to its sums updates those
+ * parameters at once, so the update needs no thread team, barrier or pass of
+ * its own.  The update is elementwise (update.c): any split gives the same bytes.
+ */
+typedef struct {
+    double *params;
+    const L5Update *update;
+    int64_t batch;
+} FinalUpdate;
+
+/* params[at..at+count) from sums sum[0..count); clock: NULL, or the
+ * thread's update seconds to add to (profiling). */
+static void update_timed(const FinalUpdate *fin, double *clock, const double *sum, int64_t at,
+                         int64_t count) {
+    double start = clock ? l5_now() : 0.0;
+    l5_update_span(fin->params, sum, at, count, fin->update, fin->batch);
+    if (clock) *clock += l5_now() - start;
+}
+
+/* The g_small values lo..hi: W1 and W2 sit at their parameter offsets, the
+ * biases from G_BIASES on follow at L5_OFF_B1. */
+static void update_small(const FinalUpdate *fin, double *clock, const double *sum_packed, int lo,
+                         int hi) {
+    int mid = hi < G_BIASES ? hi : lo > G_BIASES ? lo : G_BIASES;
+    if (lo < mid) update_timed(fin, clock, sum_packed + lo, L5_OFF_W1 + lo, mid - lo);
+    if (mid < hi) update_timed(fin, clock, sum_packed + mid, L5_OFF_B1 + (mid - G_BIASES), hi - mid);
+}
+
+/* W3's outputs co0..co0+W3_OUT_B: their sums back in the parameter layout
+ * [ci][co][k] (contiguous over co and k for one ci), then updated. */
+static void update_w3(const FinalUpdate *fin, double *clock, const double *sum_w3t, int co0) {
+    const int kk = L5_CONV_KERNEL_CELLS;
+    double run[W3_OUT_B * L5_CONV_KERNEL_CELLS];
+    for (int ci = 0; ci < L5_CONV2_MAPS; ci++) {
+        for (int co = 0; co < W3_OUT_B; co++)
+            for (int k = 0; k < kk; k++)
+                run[co * kk + k] = sum_w3t[(ci * kk + k) * L5_CONV3_MAPS + co0 + co];
+        update_timed(fin, clock, run, L5_OFF_W3 + (ci * L5_CONV3_MAPS + co0) * kk, W3_OUT_B * kk);
+    }
+}
+
+/*
  * Phase 2 for a chunk: add its images to the running sums, in image order.
  * sum_packed: S of the g_small values, then S of W4; sum_w3t: S of W3 as
  * [400 inputs][120 outputs].  Tasks are handed out dynamically, like tiles
- * (for_each_tile says why); one task still owns each element whole.
+ * (for_each_tile says why); one task still owns each element whole.  fin:
+ * NULL, or this is the batch's last chunk and each task updates its
+ * parameters when its sums are whole; clock: NULL, or the thread's update
+ * seconds (profiling).  No barrier at the end: the team's region ends here.
  */
-static void reduce_chunk(double *sum_packed, double *sum_w3t, const ChunkBuffers *cb, int64_t n) {
+static void reduce_chunk(double *sum_packed, double *sum_w3t, const ChunkBuffers *cb, int64_t n,
+                         const FinalUpdate *fin, double *clock) {
     /* One list of tasks, heaviest first, handed out dynamically: the team
      * meets once, at the end, and the small tasks at the tail even out the
      * threads' shares. */
     enum { W3_TASKS = L5_CONV3_MAPS / W3_OUT_B,
            SUM_TASKS = (G_SMALL + SPAN - 1) / SPAN,
            W4_TASKS = L5_CONV3_MAPS / W4_IN_B };
-#pragma omp for schedule(dynamic)
+#pragma omp for schedule(dynamic) nowait
     for (int task = 0; task < W3_TASKS + SUM_TASKS + W4_TASKS; task++) {
         if (task < W3_TASKS) {
             /* W3: outer products, blocked W3_IN_B x W3_OUT_B; the task owns
@@ -626,6 +768,7 @@ static void reduce_chunk(double *sum_packed, double *sum_w3t, const ChunkBuffers
                     w3_outer_block(sum_w3t, cb->layer4 + packed_at(i0, u0, L5_LAYER4_CELLS, W3_IN_B), e, m,
                                    u0, co0);
             }
+            if (fin) update_w3(fin, clock, sum_w3t, co0);
         } else if (task < W3_TASKS + SUM_TASKS) {
             /* W1, W2 and biases: per-image values added image by image, a
              * tile's lanes in order (the last tile's missing images are left out). */
@@ -637,6 +780,7 @@ static void reduce_chunk(double *sum_packed, double *sum_w3t, const ChunkBuffers
                 for (int v = lo; v < hi; v++)
                     for (int l = 0; l < count; l++) s[v - lo] = s[v - lo] + g[v][l];
             }
+            if (fin) update_small(fin, clock, sum_packed, lo, hi);
         } else {
             /* W4: outer products, small enough to do plainly, W4_IN_B inputs a task. */
             int u0 = (task - W3_TASKS - SUM_TASKS) * W4_IN_B;
@@ -647,6 +791,9 @@ static void reduce_chunk(double *sum_packed, double *sum_w3t, const ChunkBuffers
                     for (int j = 0; j < L5_N_CLASSES; j++) s[j] = s[j] + x * cb->d[i * L5_N_CLASSES + j];
                 }
             }
+            if (fin)
+                update_timed(fin, clock, sum_packed + G_SMALL + u0 * L5_N_CLASSES, L5_OFF_W4 + u0 * L5_N_CLASSES,
+                             W4_IN_B * L5_N_CLASSES);
         }
     }
 }
@@ -697,15 +844,27 @@ typedef void TileWork(Tile *t, int64_t first, int count, void *args);
  * instead of two, which matters for small batches (the preset's 64). */
 typedef void TeamWork(void *args, double *profile);
 
+/* The weights a team rearranges before its tiles: rw from params. */
+typedef struct {
+    Rearranged *rw;
+    const double *params;
+} Rearranging;
+
 /* profile: NULL, or the stage clocks every thread's tile adds to at the end.
- * then: NULL, or what the team runs after the tiles (with then_args). */
+ * first: NULL, or the weights thread 0 rearranges before any tile starts:
+ * inside the region, while the other threads are still waking up (a team's
+ * start costs tens of microseconds), so that the two overlap; a thread that
+ * is early waits for it without a barrier's sleep.  then: NULL, or what the
+ * team runs after the tiles (with then_args). */
 static int for_each_tile(L5Workspace *ws, int64_t n, int threads, TileWork *work, void *args,
-                         TeamWork *then, void *then_args, double *profile) {
+                         const Rearranging *first, TeamWork *then, void *then_args,
+                         double *profile) {
     int64_t n_tiles = (n + LANES - 1) / LANES;
     int team = l5_resolve_threads(threads);
     if (team > n_tiles) team = (int)n_tiles; /* an idle thread would only cost a Tile */
     char *tiles = l5_workspace_block(ws, L5_WS_TILES, (size_t)team * TILE_BYTES, LANES);
     if (!tiles) return L5_ERR_NOMEM;
+    int rearranged = 0;
 #pragma omp parallel num_threads(team)
     {
 #ifdef _OPENMP
@@ -715,6 +874,17 @@ static int for_each_tile(L5Workspace *ws, int64_t n, int threads, TileWork *work
 #endif
         t->timing = profile != NULL;
         memset(t->clock, 0, sizeof t->clock);
+        if (first) {
+#ifdef _OPENMP
+            if (omp_get_thread_num() != 0)
+                l5_wait_until_set(&rearranged);
+            else
+#endif
+            {
+                rearrange_weights(first->rw, first->params);
+                __atomic_store_n(&rearranged, 1, __ATOMIC_RELEASE);
+            }
+        }
 #pragma omp for schedule(dynamic)
         for (int64_t k = 0; k < n_tiles; k++) {
             int64_t first = k * LANES;
@@ -727,6 +897,7 @@ static int for_each_tile(L5Workspace *ws, int64_t n, int threads, TileWork *work
         }
         if (then) then(then_args, profile);
     }
+    (void)rearranged; /* read only by the team's other threads: none without OpenMP */
     return L5_OK;
 }
 
@@ -737,12 +908,13 @@ typedef struct {
     int loss;
     const double *params;
     const Rearranged *rw;
+    const L5Warp *warp; /* NULL, or its index at this chunk's first image */
 } TrainTileArgs;
 
 static void train_tile_work(Tile *t, int64_t first, int count, void *args) {
     TrainTileArgs *a = args;
     train_tile(t, a->cb, first, count, a->images + first * L5_IMAGE_PIXELS, a->labels + first,
-               a->loss, a->params, a->rw);
+               a->loss, a->params, a->rw, a->warp);
 }
 
 /* Phase 2 of a chunk, run by the team that ran its tiles. */
@@ -750,15 +922,20 @@ typedef struct {
     double *sum_packed, *sum_w3t;
     const ChunkBuffers *cb;
     int64_t count;
+    const FinalUpdate *fin; /* NULL but in the batch's last chunk */
 } ReduceArgs;
 
 static void reduce_team_work(void *args, double *profile) {
     ReduceArgs *a = args;
-    double start = profile ? l5_now() : 0.0;
-    reduce_chunk(a->sum_packed, a->sum_w3t, a->cb, a->count); /* ends with the team's barrier */
+    double start = profile ? l5_now() : 0.0, update = 0.0;
+    reduce_chunk(a->sum_packed, a->sum_w3t, a->cb, a->count, a->fin, profile ? &update : NULL);
     if (profile) {
+        double sum = l5_now() - start - update;
 #pragma omp critical
-        profile[L5_STAGE_SUM] += l5_now() - start; /* every thread's wall time, as before */
+        {
+            profile[L5_STAGE_SUM] += sum;
+            profile[L5_STAGE_UPDATE] += update;
+        }
     }
 }
 
@@ -790,13 +967,13 @@ static void forward_tile_work(Tile *t, int64_t first, int count, void *args) {
 
 int L5_ISA_NAME(l5_fast_lanes)(void) { return LANES; }
 
-/* The batch sums in the workspace: S of the g_small values and of W4, S of
- * W3 as [400 inputs][120 outputs], and S in the parameter layout. */
-enum { SUM_PACKED = G_SMALL + L5_W4_SIZE, SUM_DOUBLES = SUM_PACKED + L5_W3_SIZE + L5_N_PARAMS };
+/* The batch sums in the workspace: S of the g_small values and of W4, then
+ * S of W3 as [400 inputs][120 outputs]. */
+enum { SUM_PACKED = G_SMALL + L5_W4_SIZE, SUM_DOUBLES = SUM_PACKED + L5_W3_SIZE };
 
 int L5_ISA_NAME(l5_fast_train_batch)(L5Workspace *ws, double *params, const uint8_t *images,
                                      const uint8_t *labels, int64_t n, int loss,
-                                     const L5Update *update, int threads,
+                                     const L5Update *update, const L5Warp *warp, int threads,
                                      double *loss_sum, int64_t *n_correct, double *profile) {
     int64_t rows = n < CHUNK ? n : CHUNK;
     ChunkBuffers cb;
@@ -804,52 +981,42 @@ int L5_ISA_NAME(l5_fast_train_batch)(L5Workspace *ws, double *params, const uint
     Rearranged *rw = l5_workspace_block(ws, L5_WS_WEIGHTS, sizeof(Rearranged), 0);
     double *sum_packed = l5_workspace_block(ws, L5_WS_SUMS, sizeof(double) * SUM_DOUBLES, 0);
     if (!rw || !sum_packed) return L5_ERR_NOMEM;
-    double *sum_w3t = sum_packed + SUM_PACKED, *sum_full = sum_w3t + L5_W3_SIZE;
-    memset(sum_packed, 0, sizeof(double) * (SUM_PACKED + L5_W3_SIZE)); /* S starts from +0 */
-    int err = L5_OK;
-    rearrange_weights(rw, params);
+    double *sum_w3t = sum_packed + SUM_PACKED;
+    memset(sum_packed, 0, sizeof(double) * SUM_DOUBLES); /* S starts from +0 */
+    const Rearranging rearranging = {rw, params}; /* by the first chunk's team */
+    const FinalUpdate fin = {params, update, n};
     double total = 0.0;
     int64_t correct = 0;
-    for (int64_t start = 0; start < n && !err; start += CHUNK) {
+    for (int64_t start = 0; start < n; start += CHUNK) {
         int64_t count = n - start < CHUNK ? n - start : CHUNK;
-        TrainTileArgs args = {&cb, images + start * L5_IMAGE_PIXELS, labels + start, loss, params, rw};
-        ReduceArgs sums = {sum_packed, sum_w3t, &cb, count};
+        L5Warp chunk_warp = warp ? *warp : (L5Warp){0};
+        chunk_warp.index = warp ? warp->index + start : NULL;
+        TrainTileArgs args = {&cb, images + start * L5_IMAGE_PIXELS, labels + start, loss, params, rw,
+                              warp ? &chunk_warp : NULL};
+        /* The last chunk's phase 2 also updates the parameters: no tile
+         * reads them after phase 1's barrier. */
+        ReduceArgs sums = {sum_packed, sum_w3t, &cb, count, start + count == n ? &fin : NULL};
         /* phase 1, then phase 2 by the same team */
-        err = for_each_tile(ws, count, threads, train_tile_work, &args, reduce_team_work, &sums, profile);
-        if (err) break;
+        int err = for_each_tile(ws, count, threads, train_tile_work, &args,
+                                start == 0 ? &rearranging : NULL, reduce_team_work, &sums, profile);
+        if (err) return err;
         for (int64_t i = 0; i < count; i++) {
             total += cb.loss[i];
             correct += cb.correct[i];
         }
     }
-    if (!err) {
-        /* Put S back in the parameter layout, then update every parameter. */
-        memcpy(sum_full + L5_OFF_W1, sum_packed, sizeof(double) * G_BIASES);
-        memcpy(sum_full + L5_OFF_B1, sum_packed + G_BIASES, sizeof(double) * (G_SMALL - G_BIASES));
-        memcpy(sum_full + L5_OFF_W4, sum_packed + G_SMALL, sizeof(double) * L5_W4_SIZE);
-        const int kk = L5_CONV_KERNEL_CELLS;
-        for (int ci = 0; ci < L5_CONV2_MAPS; ci++)
-            for (int co = 0; co < L5_CONV3_MAPS; co++)
-                for (int k = 0; k < kk; k++)
-                    sum_full[L5_OFF_W3 + (ci * L5_CONV3_MAPS + co) * kk + k] =
-                        sum_w3t[(ci * kk + k) * L5_CONV3_MAPS + co];
-        double start_update = profile ? l5_now() : 0.0;
-        l5_apply_update(params, sum_full, L5_N_PARAMS, update, n);
-        if (profile)  /* the update's team is as large as the batch's */
-            profile[L5_STAGE_UPDATE] += (l5_now() - start_update) * l5_thread_count(update->threads);
-        *loss_sum = total;
-        *n_correct = correct;
-    }
-    return err;
+    *loss_sum = total;
+    *n_correct = correct;
+    return L5_OK;
 }
 
 int L5_ISA_NAME(l5_fast_forward)(L5Workspace *ws, const double *params, const uint8_t *images,
                                  int64_t n, double *out, int32_t *pred, int threads) {
     Rearranged *rw = l5_workspace_block(ws, L5_WS_WEIGHTS, sizeof(Rearranged), 0);
     if (!rw) return L5_ERR_NOMEM;
-    rearrange_weights(rw, params);
+    const Rearranging rearranging = {rw, params};
     ForwardTileArgs args = {images, out, pred, params, rw};
-    return for_each_tile(ws, n, threads, forward_tile_work, &args, NULL, NULL, NULL);
+    return for_each_tile(ws, n, threads, forward_tile_work, &args, &rearranging, NULL, NULL, NULL);
 }
 
 /*

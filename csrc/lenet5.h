@@ -98,10 +98,12 @@ int l5_train_batch_sgd(double *params, double *velocity, int64_t n_params,
  * (a fraction) and shifted by up to +/- max_shift pixels, each drawn from
  * (seed, epoch, index[i]) alone, then resampled bilinearly and rounded back
  * to bytes.  images, out: n * 784 bytes; index: n values in 0..2^53.
+ * kernel: L5_KERNEL_REFERENCE (one pixel at a time) or L5_KERNEL_FAST (a
+ * vector of pixels at a time, the running variant's), the same bytes.
  */
 int l5_augment(const uint8_t *images, const int64_t *index, int64_t n,
                uint64_t seed, int64_t epoch, double max_shift, double max_rotate,
-               double max_scale, uint8_t *out, int threads);
+               double max_scale, uint8_t *out, int kernel, int threads);
 
 /* Forward n images to the 10 ReLU-ed outputs (out: n * 10 doubles). */
 int l5_forward(const double *params, int64_t n_params,
@@ -177,14 +179,18 @@ void l5_workspace_free(L5Workspace *ws);
 /*
  * One training batch with the fast kernels in workspace ws: l5_train_batch
  * (velocity NULL, momentum, weight_decay and nesterov 0) or
- * l5_train_batch_sgd (velocity given), the same bits.  seconds: NULL, or
- * L5_PROFILE_STAGES (n_seconds) thread-seconds per stage to add to, as
- * l5_profile_train_batch.
+ * l5_train_batch_sgd (velocity given), the same bits.  warp_index: NULL, or
+ * the batch is first warped as l5_augment would warp it with these keys and
+ * ranges (the same bytes, in the batch's own thread team instead of one of
+ * its own).  seconds: NULL, or L5_PROFILE_STAGES (n_seconds) thread-seconds
+ * per stage to add to, as l5_profile_train_batch.
  */
 int l5_train_batch_ws(L5Workspace *ws, double *params, double *velocity, int64_t n_params,
                       const uint8_t *images, const uint8_t *labels, int64_t n,
                       int loss, int sign, double lr, double momentum, double weight_decay,
-                      int nesterov, int threads, double *seconds, int64_t n_seconds,
+                      int nesterov, const int64_t *warp_index, uint64_t warp_seed,
+                      int64_t warp_epoch, double max_shift, double max_rotate, double max_scale,
+                      int threads, double *seconds, int64_t n_seconds,
                       double *loss_sum, int64_t *n_correct);
 
 /* The fast kernels' forward pass in workspace ws: the 10 outputs of each
@@ -220,7 +226,7 @@ int l5_use_isa(const char *name);
  * then adds (the form the kernels use, no fused multiply-add) for about
  * `seconds`; below 0 for bad arguments.
  */
-#define L5_PROFILE_STAGES 18
+#define L5_PROFILE_STAGES 19
 
 const char *l5_profile_stage_name(int stage);
 int64_t l5_profile_stage_macs(int stage);

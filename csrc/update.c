@@ -34,7 +34,6 @@ static void plain_update(double *params, const double *sum, int64_t count,
 static void momentum_update(double *params, double *velocity, const double *sum,
                             int64_t count, const L5Update *u, int64_t batch) {
     const double b = (double)batch, mu = u->momentum, lambda = u->weight_decay, lr = u->lr;
-#pragma omp parallel for schedule(static) num_threads(l5_resolve_threads(u->threads))
     for (int64_t i = 0; i < count; i++) {
         double g = sum[i] / b;
         if (u->sign < 0) g = -g;
@@ -48,10 +47,15 @@ static void momentum_update(double *params, double *velocity, const double *sum,
     }
 }
 
+void l5_update_span(double *params, const double *sum, int64_t at, int64_t count,
+                    const L5Update *update, int64_t batch) {
+    if (update->velocity)
+        momentum_update(params + at, update->velocity + at, sum, count, update, batch);
+    else
+        plain_update(params + at, sum, count, update->sign, update->lr, batch);
+}
+
 void l5_apply_update(double *params, const double *sum, int64_t count,
                      const L5Update *update, int64_t batch) {
-    if (update->velocity)
-        momentum_update(params, update->velocity, sum, count, update, batch);
-    else
-        plain_update(params, sum, count, update->sign, update->lr, batch);
+    l5_update_span(params, sum, 0, count, update, batch);
 }

@@ -8,6 +8,7 @@ call.  Bad input raises ``TypeError`` (wrong kind of thing) or ``ValueError``
 
 from __future__ import annotations
 
+import dataclasses
 import numbers
 import os
 import threading
@@ -267,6 +268,7 @@ def train_batch(
     momentum: float = 0.0,
     weight_decay: float = 0.0,
     nesterov: bool = False,
+    warp: Optional[Warp] = None,
     workspace: Optional[Workspace] = None,
 ) -> Tuple[float, int]:
     """Train on one batch in place; returns (summed loss, number correct).
@@ -280,30 +282,24 @@ def train_batch(
     L2 weight decay (docs/SPEC.md §8.5), and velocity is updated in place.
     The fast kernels work in ``workspace`` (default: the calling thread's own,
     docs/SPEC.md §9.8), so that a run of batches allocates nothing after the first.
+    With ``warp`` the batch is trained on ``warp.apply(images)``, the same
+    bytes; the fast kernels warp each image in the batch's own thread team
+    as they load it (docs/SPEC.md §9.8).
     """
     _variant_ready()
-    labels, batch = _checked_batch(params, images, labels, loss, sign, lr)
     k, t = check_kernel(kernel), check_threads(threads)
+    if k == lib.L5_KERNEL_FAST:
+        return _fast_batch(
+            params, images, labels, loss, sign, lr, t, velocity, momentum, weight_decay, nesterov, warp, workspace, None
+        )
+    if warp is not None:  # the reference kernels take the warped bytes
+        _checked_warp(warp, check_images(images))
+        images = warp.apply(images, kernel=kernel, threads=threads)
+    labels, batch = _checked_batch(params, images, labels, loss, sign, lr)
     loss_sum = ffi.new("double *")
     correct = ffi.new("int64_t *")
     sgd = _checked_sgd(velocity, momentum, weight_decay, nesterov)
-    if k == lib.L5_KERNEL_FAST:
-        _call(
-            lib.l5_train_batch_ws(
-                _workspace(workspace),
-                _ptr("double *", params),
-                ffi.NULL if velocity is None else _ptr("double *", velocity),
-                N_PARAMS,
-                *batch,
-                *sgd,
-                t,
-                ffi.NULL,
-                0,
-                loss_sum,
-                correct,
-            )
-        )
-    elif velocity is None:
+    if velocity is None:
         _call(lib.l5_train_batch(_ptr("double *", params), N_PARAMS, *batch, k, t, loss_sum, correct))
     else:
         _call(
@@ -311,6 +307,50 @@ def train_batch(
                 _ptr("double *", params), _ptr("double *", velocity), N_PARAMS, *batch, *sgd, k, t, loss_sum, correct
             )
         )
+    return float(loss_sum[0]), int(correct[0])
+
+
+def _fast_batch(
+    params: Any,
+    images: Any,
+    labels: Any,
+    loss: Any,
+    sign: Any,
+    lr: Any,
+    threads: int,
+    velocity: Optional[np.ndarray],
+    momentum: Any,
+    weight_decay: Any,
+    nesterov: Any,
+    warp: Optional[Warp],
+    workspace: Optional[Workspace],
+    seconds: Optional[np.ndarray],
+) -> Tuple[float, int]:
+    """One checked batch through the fast kernels in a workspace (train_batch's
+    and profile_train_batch's); threads already checked.  seconds: None, or
+    the stage clocks to add to.  Returns (summed loss, number correct)."""
+    labels, batch = _checked_batch(params, images, labels, loss, sign, lr)
+    sgd = _checked_sgd(velocity, momentum, weight_decay, nesterov)
+    keys, draws = _checked_warp(warp, batch[2]) if warp is not None else (None, (0, 0, 0.0, 0.0, 0.0))
+    loss_sum = ffi.new("double *")
+    correct = ffi.new("int64_t *")
+    _call(
+        lib.l5_train_batch_ws(
+            _workspace(workspace),
+            _ptr("double *", params),
+            ffi.NULL if velocity is None else _ptr("double *", velocity),
+            N_PARAMS,
+            *batch,
+            *sgd,
+            ffi.NULL if keys is None else _ptr("int64_t *", keys),
+            *draws,
+            threads,
+            ffi.NULL if seconds is None else _ptr("double *", seconds),
+            0 if seconds is None else len(seconds),
+            loss_sum,
+            correct,
+        )
+    )
     return float(loss_sum[0]), int(correct[0])
 
 
@@ -328,6 +368,60 @@ def _checked_sgd(
     return check_momentum(momentum), check_weight_decay(weight_decay), int(nesterov)
 
 
+@dataclasses.dataclass(frozen=True)
+class Warp:
+    """The seeded affine warp of a batch (docs/SPEC.md §8.6).
+
+    Image i is turned by up to +/- rotate degrees, scaled by up to +/- scale
+    and shifted by up to +/- shift pixels, drawn from (seed, epoch, index[i])
+    alone, then resampled bilinearly and rounded to bytes.  ``apply`` warps
+    images; ``train_batch(..., warp=)`` trains on the warped batch without
+    making it first.
+    """
+
+    index: np.ndarray
+    seed: int
+    epoch: int
+    shift: float
+    rotate: float
+    scale: float
+
+    def apply(self, images: np.ndarray, kernel: str = "fast", threads: Optional[int] = None) -> np.ndarray:
+        """The warped images, new uint8 images of the same shape (``augment``)."""
+        return augment(
+            images,
+            self.index,
+            seed=self.seed,
+            epoch=self.epoch,
+            shift=self.shift,
+            rotate=self.rotate,
+            scale=self.scale,
+            kernel=kernel,
+            threads=threads,
+        )
+
+
+def _checked_warp(warp: Any, n: int) -> Tuple[np.ndarray, Tuple[int, int, float, float, float]]:
+    """The index as C takes it (int64, contiguous: the caller keeps it alive
+    through the call) and (seed, epoch, shift, rotate, scale), for n images."""
+    if not isinstance(warp, Warp):
+        raise TypeError(f"warp must be a lenet5.core.Warp, not {type(warp).__name__}")
+    index = warp.index
+    if not isinstance(index, np.ndarray) or index.shape != (n,) or not np.issubdtype(index.dtype, np.integer):
+        raise ValueError(f"index must be an integer numpy array of shape ({n},), one per image")
+    if index.min() < 0:
+        raise ValueError("index must hold image positions >= 0")
+    index = np.ascontiguousarray(index, dtype=np.int64)
+    ranges = [
+        check_augment_range(v, k) for k, v in (("shift", warp.shift), ("rotate", warp.rotate), ("scale", warp.scale))
+    ]
+    seed = check_count(warp.seed, "seed", minimum=0)
+    epoch = check_count(warp.epoch, "epoch", minimum=0)
+    if seed >= 2**64:
+        raise ValueError(f"seed must be below 2**64, not {seed}")
+    return index, (seed, epoch, ranges[0], ranges[1], ranges[2])
+
+
 def augment(
     images: np.ndarray,
     index: np.ndarray,
@@ -337,35 +431,29 @@ def augment(
     shift: float,
     rotate: float,
     scale: float,
+    kernel: str = "fast",
     threads: Optional[int] = None,
 ) -> np.ndarray:
     """The seeded affine warp of each image (docs/SPEC.md §8.6), as new uint8 images of the same shape.
 
     Image i is turned by up to +/- rotate degrees, scaled by up to +/- scale
     and shifted by up to +/- shift pixels, drawn from (seed, epoch, index[i])
-    alone, then resampled bilinearly and rounded to bytes.
+    alone, then resampled bilinearly and rounded to bytes.  The reference
+    kernel warps a pixel at a time, the fast one a vector of pixels: the same bytes.
     """
+    _variant_ready()
     n = check_images(images)
-    if not isinstance(index, np.ndarray) or index.shape != (n,) or not np.issubdtype(index.dtype, np.integer):
-        raise ValueError(f"index must be an integer numpy array of shape ({n},), one per image")
-    if index.min() < 0:
-        raise ValueError("index must hold image positions >= 0")
-    index = np.ascontiguousarray(index, dtype=np.int64)
-    ranges = [check_augment_range(v, k) for k, v in (("shift", shift), ("rotate", rotate), ("scale", scale))]
-    seed = check_count(seed, "seed", minimum=0)
-    epoch = check_count(epoch, "epoch", minimum=0)
-    if seed >= 2**64:
-        raise ValueError(f"seed must be below 2**64, not {seed}")
+    k = check_kernel(kernel)
+    keys, draws = _checked_warp(Warp(index, seed, epoch, shift, rotate, scale), n)
     out = np.empty_like(images)
     _call(
         lib.l5_augment(
             _ptr("uint8_t *", images),
-            _ptr("int64_t *", index),
+            _ptr("int64_t *", keys),
             n,
-            seed,
-            epoch,
-            *ranges,
+            *draws,
             _ptr("uint8_t *", out),
+            k,
             check_threads(threads),
         )
     )
@@ -629,6 +717,7 @@ def profile_train_batch(
     momentum: float = 0.0,
     weight_decay: float = 0.0,
     nesterov: bool = False,
+    warp: Optional[Warp] = None,
     workspace: Optional[Workspace] = None,
 ) -> Tuple[np.ndarray, float, int]:
     """train_batch with the fast kernels, timed by stage: returns (seconds
@@ -636,28 +725,12 @@ def profile_train_batch(
     summed loss; number correct) (docs/SPEC.md §9.7).  The parameters (and
     the velocity, with momentum) change exactly as train_batch would change them."""
     _variant_ready()
-    labels, batch = _checked_batch(params, images, labels, loss, sign, lr)
     t = check_threads(threads)
-    sgd = _checked_sgd(velocity, momentum, weight_decay, nesterov)
     seconds = np.zeros(lib.L5_PROFILE_STAGES, dtype=np.float64)
-    loss_sum = ffi.new("double *")
-    correct = ffi.new("int64_t *")
-    _call(
-        lib.l5_train_batch_ws(
-            _workspace(workspace),
-            _ptr("double *", params),
-            ffi.NULL if velocity is None else _ptr("double *", velocity),
-            N_PARAMS,
-            *batch,
-            *sgd,
-            t,
-            _ptr("double *", seconds),
-            len(seconds),
-            loss_sum,
-            correct,
-        )
+    value, count = _fast_batch(
+        params, images, labels, loss, sign, lr, t, velocity, momentum, weight_decay, nesterov, warp, workspace, seconds
     )
-    return seconds, float(loss_sum[0]), int(correct[0])
+    return seconds, value, count
 
 
 def peak_macs(threads: Optional[int] = None, seconds: float = 0.3) -> float:

@@ -35,11 +35,12 @@ class Engine(Protocol):
         momentum: float = 0.0,
         weight_decay: float = 0.0,
         nesterov: bool = False,
+        warp: Optional[core.Warp] = None,
     ) -> Tuple[float, int]:
         """Train on one batch, updating params in place (docs/SPEC.md §8.1, §8.2);
         with a velocity buffer, SGD with momentum and weight decay (§8.5),
-        updating velocity in place too; returns (summed loss, number correct)
-        of the forward pass."""
+        updating velocity in place too; with a warp, on ``warp.apply(images)``
+        (§8.6); returns (summed loss, number correct) of the forward pass."""
         ...
 
     def forward(self, params: np.ndarray, images: np.ndarray) -> np.ndarray:
@@ -74,6 +75,7 @@ class CEngine:
         momentum: float = 0.0,
         weight_decay: float = 0.0,
         nesterov: bool = False,
+        warp: Optional[core.Warp] = None,
     ) -> Tuple[float, int]:
         """Train on one batch with the C core (docs/SPEC.md §8.1, §8.2, §8.5); see ``Engine.train_batch``."""
         return core.train_batch(
@@ -89,6 +91,7 @@ class CEngine:
             momentum=momentum,
             weight_decay=weight_decay,
             nesterov=nesterov,
+            warp=warp,
         )
 
     def forward(self, params: np.ndarray, images: np.ndarray) -> np.ndarray:

@@ -187,7 +187,6 @@ def train(
     history = History() if history is None else history
     sign = config.sign
     assert sign is not None  # TrainConfig.__post_init__ filled it in
-    threads = getattr(engine, "threads", None)
     b_size, done = config.batch_size, 0
     epoch, first = start.epoch, start.batch
     # A run that is allowed to diverge overflows on purpose: no warnings for it.
@@ -200,23 +199,16 @@ def train(
             for b in range(first, per_epoch):
                 rows = slice(b * b_size, (b + 1) * b_size) if order is None else order[b * b_size : (b + 1) * b_size]
                 t0 = time.perf_counter()
-                batch = images[rows]
-                if config.augment:
-                    batch = core.augment(
-                        np.ascontiguousarray(batch),
-                        ids[rows],
-                        seed=config.seed,
-                        epoch=epoch,
-                        threads=threads,
-                        **AUGMENT_RANGES,
-                    )
+                # The engine warps the batch (the C core as it loads each image, on the batch's threads).
+                warp = core.Warp(ids[rows], config.seed, epoch, **AUGMENT_RANGES) if config.augment else None
                 loss_sum, correct = engine.train_batch(
                     params,
-                    batch,
+                    images[rows],
                     labels[rows],
                     loss=config.loss,
                     sign=sign,
                     lr=config.batch_lr(epoch, b, per_epoch),
+                    warp=warp,
                     **sgd,
                 )
                 history.train_seconds += time.perf_counter() - t0

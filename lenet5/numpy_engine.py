@@ -9,13 +9,16 @@ about 1e-13 rather than to the bit (docs/SPEC.md §1); the tests hold it to that
 
 from __future__ import annotations
 
-from typing import Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Dict, Optional, Tuple
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from . import rules
 from .outputs import softmax
+
+if TYPE_CHECKING:  # the warp is the C core's (docs/SPEC.md §8.6); this engine imports no C
+    from .core import Warp
 
 K = 5
 
@@ -161,7 +164,7 @@ def sgd_update(
 ) -> None:
     """SGD with momentum and L2 weight decay from the batch sum S of n images,
     in place (docs/SPEC.md §8.5).  A line-by-line transcription of the C
-    core's momentum_update (csrc/common.c): each NumPy operation rounds each
+    core's momentum_update (csrc/update.c): each NumPy operation rounds each
     element once, in the same order, so given the same S it gives the same
     bytes (the tests hold it to that)."""
     g = s / float(n)
@@ -194,10 +197,14 @@ class NumpyEngine:
         momentum: float = 0.0,
         weight_decay: float = 0.0,
         nesterov: bool = False,
+        warp: Optional[Warp] = None,
     ) -> Tuple[float, int]:
         """Train on one batch in place, w + sign * lr/B * S (docs/SPEC.md §8.2),
         or with a velocity buffer SGD with momentum and weight decay (§8.5);
-        returns (summed loss, number correct) of the forward pass."""
+        with a warp, on ``warp.apply(images)`` (§8.6); returns (summed loss,
+        number correct) of the forward pass."""
+        if warp is not None:
+            images = warp.apply(images)
         rules.check_params(params, writable=True)
         n = rules.check_images(images)
         labels = rules.check_labels(labels, n)

@@ -127,3 +127,48 @@ def test_training_with_augmentation_gives_the_same_bytes_at_any_thread_count(mni
         velocity=np.zeros(core.N_PARAMS),
     )
     assert plain.tobytes() != results[0]  # the warp did reach the training
+
+
+@pytest.mark.parametrize("ranges", RANGES)
+def test_both_warp_kernels_equal_the_twin_under_every_variant(isa, mnist_train, ranges):
+    """The fast warp (csrc/fast.c: a vector of pixels at a time, a gather per
+    corner where the variant has one) and its readable twin (csrc/augment.c)."""
+    images = mnist_train[0][:64]
+    index = np.arange(64) * 911 + 3
+    twin = augment_numpy(images, index, seed=5, epoch=4, **ranges).tobytes()
+    for kernel in ("reference", "fast"):
+        assert core.augment(images, index, seed=5, epoch=4, kernel=kernel, **ranges).tobytes() == twin, kernel
+
+
+@pytest.mark.parametrize("n", [20, 1031])  # 1031: past the core's chunk of 1024 images
+def test_training_on_a_warp_equals_training_on_its_images(isa, mnist_train, n):
+    """train_batch(warp=...) warps each image as its tile loads it, and updates
+    the parameters inside the batch's last phase 2: the same bytes as the
+    reference kernels trained on core.augment's images, at any thread count."""
+    images, labels = mnist_train[0][:n], mnist_train[1][:n]
+    warp = core.Warp(np.arange(n) * 7 + 1, 9, 2, **AUGMENT_RANGES)
+    sgd = dict(momentum=0.9, weight_decay=5e-4, nesterov=True)
+    want, want_v = init_params(2), np.zeros(core.N_PARAMS)
+    for _ in range(2):  # two steps, so the velocity carries something
+        core.train_batch(
+            want, warp.apply(images), labels, loss="xent", sign=-1, lr=0.05, kernel="reference", velocity=want_v, **sgd
+        )
+    for threads in (1, 2, 3):
+        p, v = init_params(2), np.zeros(core.N_PARAMS)
+        for _ in range(2):
+            core.train_batch(
+                p, images, labels, loss="xent", sign=-1, lr=0.05, threads=threads, velocity=v, warp=warp, **sgd
+            )
+        assert p.tobytes() == want.tobytes() and v.tobytes() == want_v.tobytes(), threads
+
+
+def test_a_warp_must_fit_its_batch(mnist_train):
+    images, labels = mnist_train[0][:4], mnist_train[1][:4]
+    params = init_params(0)
+    with pytest.raises(ValueError, match=r"shape \(4,\)"):
+        core.train_batch(
+            params, images, labels, loss="xent", sign=-1, lr=0.1, warp=core.Warp(np.arange(3), 0, 0, 1, 1, 0.1)
+        )
+    with pytest.raises(TypeError, match="lenet5.core.Warp"):
+        core.train_batch(params, images, labels, loss="xent", sign=-1, lr=0.1, warp=AUGMENT_RANGES)
+    assert params.tobytes() == init_params(0).tobytes()

@@ -214,7 +214,22 @@ def test_the_workspace_entry_points_check_their_arguments_in_c(mnist_train):
     loss, correct = ffi.new("double *"), ffi.new("int64_t *")
     seconds = ffi.new("double[]", lib.L5_PROFILE_STAGES)
 
-    def train(ws=ws, velocity=v, momentum=0.0, decay=0.0, nesterov=0, seconds=ffi.NULL, n_seconds=0, n=4):
+    keys = np.array([0, 1, 2, 3], dtype=np.int64)
+    bad_keys = np.array([0, 1, -2, 3], dtype=np.int64)
+    k, bad_k = (ffi.cast("int64_t *", ffi.from_buffer(a)) for a in (keys, bad_keys))
+
+    def train(
+        ws=ws,
+        velocity=v,
+        momentum=0.0,
+        decay=0.0,
+        nesterov=0,
+        seconds=ffi.NULL,
+        n_seconds=0,
+        n=4,
+        index=ffi.NULL,
+        shift=3.0,
+    ):
         return lib.l5_train_batch_ws(
             ws,
             p,
@@ -229,6 +244,12 @@ def test_the_workspace_entry_points_check_their_arguments_in_c(mnist_train):
             momentum,
             decay,
             nesterov,
+            index,
+            7,
+            0,
+            shift,
+            12.0,
+            0.1,
             1,
             seconds,
             n_seconds,
@@ -242,6 +263,7 @@ def test_the_workspace_entry_points_check_their_arguments_in_c(mnist_train):
     assert train(decay=float("inf")) == lib.L5_ERR_DECAY
     assert train(seconds=seconds, n_seconds=lib.L5_PROFILE_STAGES - 1) == lib.L5_ERR_SIZE
     assert train(n=0) == lib.L5_ERR_COUNT
+    assert train(index=bad_k) == lib.L5_ERR_AUGMENT and train(index=k, shift=15.0) == lib.L5_ERR_AUGMENT
     out = ffi.new("double[]", 40)
     assert lib.l5_forward_ws(ffi.NULL, p, core.N_PARAMS, x, 4, out, ffi.NULL, 1) == lib.L5_ERR_NULL
     assert lib.l5_forward_ws(ws, p, core.N_PARAMS, x, 4, ffi.NULL, ffi.NULL, 1) == lib.L5_ERR_NULL
