@@ -92,6 +92,7 @@ _Static_assert(L5_CONV1_SIZE % CONV1_COLS_B == 0, "CONV1_COLS_B must divide conv
 _Static_assert(L5_CONV2_SIZE % CONV2_COLS_B == 0, "CONV2_COLS_B must divide conv2's columns");
 _Static_assert(L5_CONV3_MAPS % CONV3_OUT_B == 0 && L5_LAYER4_CELLS % CONV3_IN_B == 0, "conv3 blocks");
 _Static_assert(L5_N_CLASSES % FC_OUT_B == 0 && L5_CONV3_MAPS % FC_IN_B == 0, "fc blocks");
+_Static_assert(CONV3_IN_B <= 8 && FC_IN_B <= 8, "block_over_inputs keeps at most 8 inputs' offsets");
 _Static_assert(L5_CONV1_MAPS % GRAD_MAPS_B == 0 && L5_CONV2_MAPS % GRAD_MAPS_B == 0, "GRAD_MAPS_B");
 _Static_assert(GRAD_MAPS_B == 2, "conv_weight_grad_tile keeps exactly two maps' accumulators");
 
@@ -192,19 +193,21 @@ typedef struct {
  * Backward: outputs are the (c_in, k) cells, the reduction runs over c_out.
  */
 static void block_over_outputs(double *dst, const double *w, int c_in, int c_out, int kk, int b) {
-    for (int ci = 0; ci < c_in; ci++)
-        for (int co = 0; co < c_out; co++)
+    /* in the order dst is laid out, so it is written once, front to back */
+    for (int co0 = 0; co0 < c_out; co0 += b)
+        for (int ci = 0; ci < c_in; ci++)
             for (int k = 0; k < kk; k++)
-                dst[(((co / b) * c_in + ci) * kk + k) * b + co % b] = w[(ci * c_out + co) * kk + k];
+                for (int j = 0; j < b; j++) *dst++ = w[(ci * c_out + co0 + j) * kk + k];
 }
 
 static void block_over_inputs(double *dst, const double *w, int c_in, int c_out, int kk, int b) {
-    for (int ci = 0; ci < c_in; ci++)
+    enum { MAX_B = 8 };
+    int from[MAX_B]; /* where each of the block's b inputs u = ci * kk + k starts in w */
+    for (int u0 = 0; u0 < c_in * kk; u0 += b) {
+        for (int j = 0; j < b && j < MAX_B; j++) from[j] = (u0 + j) / kk * c_out * kk + (u0 + j) % kk;
         for (int co = 0; co < c_out; co++)
-            for (int k = 0; k < kk; k++) {
-                int u = ci * kk + k;
-                dst[((u / b) * c_out + co) * b + u % b] = w[(ci * c_out + co) * kk + k];
-            }
+            for (int j = 0; j < b && j < MAX_B; j++) *dst++ = w[from[j] + co * kk];
+    }
 }
 
 static void rearrange_weights(Rearranged *rw, const double *params) {
@@ -742,13 +745,14 @@ static void update_w3(const FinalUpdate *fin, double *clock, const double *sum_w
  * Phase 2 for a chunk: add its images to the running sums, in image order.
  * sum_packed: S of the g_small values, then S of W4; sum_w3t: S of W3 as
  * [400 inputs][120 outputs].  Tasks are handed out dynamically, like tiles
- * (for_each_tile says why); one task still owns each element whole.  fin:
+ * (for_each_tile says why); one task still owns each element whole, and in
+ * the batch's first chunk clears it first.  fin:
  * NULL, or this is the batch's last chunk and each task updates its
  * parameters when its sums are whole; clock: NULL, or the thread's update
  * seconds (profiling).  No barrier at the end: the team's region ends here.
  */
 static void reduce_chunk(double *sum_packed, double *sum_w3t, const ChunkBuffers *cb, int64_t n,
-                         const FinalUpdate *fin, double *clock) {
+                         int first_chunk, const FinalUpdate *fin, double *clock) {
     /* One list of tasks, heaviest first, handed out dynamically: the team
      * meets once, at the end, and the small tasks at the tail even out the
      * threads' shares. */
@@ -761,6 +765,9 @@ static void reduce_chunk(double *sum_packed, double *sum_w3t, const ChunkBuffers
             /* W3: outer products, blocked W3_IN_B x W3_OUT_B; the task owns
              * W3_OUT_B outputs and adds the images in order, W3_IMAGES_B at a time. */
             int co0 = task * W3_OUT_B;
+            if (first_chunk) /* S starts from +0: each task clears its own part, in its own cache */
+                for (int u = 0; u < L5_LAYER4_CELLS; u++)
+                    memset(sum_w3t + u * L5_CONV3_MAPS + co0, 0, sizeof(double) * W3_OUT_B);
             for (int64_t i0 = 0; i0 < n; i0 += W3_IMAGES_B) {
                 int64_t m = n - i0 < W3_IMAGES_B ? n - i0 : W3_IMAGES_B;
                 const double *e = cb->e5 + packed_at(i0, co0, L5_LAYER5_CELLS, W3_OUT_B);
@@ -774,6 +781,7 @@ static void reduce_chunk(double *sum_packed, double *sum_w3t, const ChunkBuffers
              * tile's lanes in order (the last tile's missing images are left out). */
             int lo = (task - W3_TASKS) * SPAN, hi = lo + SPAN < G_SMALL ? lo + SPAN : G_SMALL;
             double *s = sum_packed + lo;
+            if (first_chunk) memset(s, 0, sizeof(double) * (size_t)(hi - lo));
             for (int64_t first = 0; first < n; first += LANES) {
                 const vd *g = cb->g_tiles + first / LANES * G_SMALL;
                 int count = n - first < LANES ? (int)(n - first) : LANES;
@@ -784,6 +792,8 @@ static void reduce_chunk(double *sum_packed, double *sum_w3t, const ChunkBuffers
         } else {
             /* W4: outer products, small enough to do plainly, W4_IN_B inputs a task. */
             int u0 = (task - W3_TASKS - SUM_TASKS) * W4_IN_B;
+            if (first_chunk)
+                memset(sum_packed + G_SMALL + u0 * L5_N_CLASSES, 0, sizeof(double) * W4_IN_B * L5_N_CLASSES);
             for (int u = u0; u < u0 + W4_IN_B; u++) {
                 double *s = sum_packed + G_SMALL + u * L5_N_CLASSES;
                 for (int64_t i = 0; i < n; i++) {
@@ -922,13 +932,15 @@ typedef struct {
     double *sum_packed, *sum_w3t;
     const ChunkBuffers *cb;
     int64_t count;
+    int first_chunk;        /* the batch's first: its sums start from +0 */
     const FinalUpdate *fin; /* NULL but in the batch's last chunk */
 } ReduceArgs;
 
 static void reduce_team_work(void *args, double *profile) {
     ReduceArgs *a = args;
     double start = profile ? l5_now() : 0.0, update = 0.0;
-    reduce_chunk(a->sum_packed, a->sum_w3t, a->cb, a->count, a->fin, profile ? &update : NULL);
+    reduce_chunk(a->sum_packed, a->sum_w3t, a->cb, a->count, a->first_chunk, a->fin,
+                 profile ? &update : NULL);
     if (profile) {
         double sum = l5_now() - start - update;
 #pragma omp critical
@@ -982,7 +994,6 @@ int L5_ISA_NAME(l5_fast_train_batch)(L5Workspace *ws, double *params, const uint
     double *sum_packed = l5_workspace_block(ws, L5_WS_SUMS, sizeof(double) * SUM_DOUBLES, 0);
     if (!rw || !sum_packed) return L5_ERR_NOMEM;
     double *sum_w3t = sum_packed + SUM_PACKED;
-    memset(sum_packed, 0, sizeof(double) * SUM_DOUBLES); /* S starts from +0 */
     const Rearranging rearranging = {rw, params}; /* by the first chunk's team */
     const FinalUpdate fin = {params, update, n};
     double total = 0.0;
@@ -995,7 +1006,7 @@ int L5_ISA_NAME(l5_fast_train_batch)(L5Workspace *ws, double *params, const uint
                               warp ? &chunk_warp : NULL};
         /* The last chunk's phase 2 also updates the parameters: no tile
          * reads them after phase 1's barrier. */
-        ReduceArgs sums = {sum_packed, sum_w3t, &cb, count, start + count == n ? &fin : NULL};
+        ReduceArgs sums = {sum_packed, sum_w3t, &cb, count, start == 0, start + count == n ? &fin : NULL};
         /* phase 1, then phase 2 by the same team */
         int err = for_each_tile(ws, count, threads, train_tile_work, &args,
                                 start == 0 ? &rearranging : NULL, reduce_team_work, &sums, profile);

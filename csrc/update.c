@@ -31,26 +31,48 @@ static void plain_update(double *params, const double *sum, int64_t count,
  * transcription gives the same bytes.  Elements never interact, so any split
  * of them over threads gives the same bytes too.
  */
-static void momentum_update(double *params, double *velocity, const double *sum,
-                            int64_t count, const L5Update *u, int64_t batch) {
+static inline __attribute__((always_inline)) void
+momentum_update(double *restrict params, double *restrict velocity, const double *restrict sum,
+                int64_t count, const L5Update *u, int64_t batch, int negate, int nesterov) {
     const double b = (double)batch, mu = u->momentum, lambda = u->weight_decay, lr = u->lr;
     for (int64_t i = 0; i < count; i++) {
         double g = sum[i] / b;
-        if (u->sign < 0) g = -g;
+        if (negate) g = -g;
         g = g - lambda * params[i];
         double v = mu * velocity[i] + g;
         velocity[i] = v;
-        if (u->nesterov)
+        if (nesterov)
             params[i] = params[i] + lr * (g + mu * v);
         else
             params[i] = params[i] + lr * v;
     }
 }
 
+/* The update runs once a batch over all 61,706 parameters, and its division
+ * is slow one or two at a time: the compiler builds it for wider vectors
+ * too, and the loader picks the widest this CPU runs (an ELF ifunc;
+ * elsewhere only one).  Elementwise operations in the same order: the same
+ * bytes from every build. */
+#if defined(__x86_64__) && defined(__ELF__) && defined(__GNUC__) && !defined(__clang__)
+#define L5_UPDATE_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define L5_UPDATE_CLONES
+#endif
+
+L5_UPDATE_CLONES
 void l5_update_span(double *params, const double *sum, int64_t at, int64_t count,
                     const L5Update *update, int64_t batch) {
-    if (update->velocity)
-        momentum_update(params + at, update->velocity + at, sum, count, update, batch);
+    /* negate and nesterov as constants: four loops without a branch, each on vectors */
+    double *w = params + at, *v = update->velocity ? update->velocity + at : NULL;
+    int negate = update->sign < 0;
+    if (v && negate && update->nesterov)
+        momentum_update(w, v, sum, count, update, batch, 1, 1);
+    else if (v && negate)
+        momentum_update(w, v, sum, count, update, batch, 1, 0);
+    else if (v && update->nesterov)
+        momentum_update(w, v, sum, count, update, batch, 0, 1);
+    else if (v)
+        momentum_update(w, v, sum, count, update, batch, 0, 0);
     else
         plain_update(params + at, sum, count, update->sign, update->lr, batch);
 }
