@@ -161,9 +161,9 @@ double l5_now(void) {
 }
 
 /* A short wait spins: a barrier's sleep and wake-up costs tens of
- * microseconds on a VM.  A long one (the setter's core taken by another
+ * microseconds on a VM.  A long one (a teammate's core taken by another
  * process) yields the core instead of burning it. */
-void l5_wait_until_set(const int *flag) {
-    for (int spins = 0; !__atomic_load_n(flag, __ATOMIC_ACQUIRE); spins++)
+void l5_wait_for(const int *counter, int value) {
+    for (int spins = 0; __atomic_load_n(counter, __ATOMIC_ACQUIRE) < value; spins++)
         if (spins >= 1000) sched_yield();
 }

@@ -160,8 +160,9 @@ extern const int64_t l5_stage_macs[L5_N_STAGES];
 
 /* Seconds from a monotonic clock (for profiling only). */
 double l5_now(void);
-/* Wait until another thread stores a nonzero *flag (with release order). */
-void l5_wait_until_set(const int *flag);
+/* Wait until other threads have raised *counter (atomically, with release
+ * order) to at least value: a team's meeting point that never sleeps. */
+void l5_wait_for(const int *counter, int value);
 
 /* ---------------------------------------------------------------------------
  * workspace.c: caller-owned working memory (docs/SPEC.md §9.8).  Block k

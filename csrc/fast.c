@@ -850,8 +850,8 @@ static int chunk_buffers(ChunkBuffers *cb, L5Workspace *ws, int64_t rows) {
  */
 typedef void TileWork(Tile *t, int64_t first, int count, void *args);
 /* What the whole team does next, in the same parallel region, once every
- * tile is done (the tile loop ends with a barrier): one team start a chunk
- * instead of two, which matters for small batches (the preset's 64). */
+ * tile is done: one team start a chunk instead of two, which matters for
+ * small batches (the preset's 64). */
 typedef void TeamWork(void *args, double *profile);
 
 /* The weights a team rearranges before its tiles: rw from params. */
@@ -874,28 +874,27 @@ static int for_each_tile(L5Workspace *ws, int64_t n, int threads, TileWork *work
     if (team > n_tiles) team = (int)n_tiles; /* an idle thread would only cost a Tile */
     char *tiles = l5_workspace_block(ws, L5_WS_TILES, (size_t)team * TILE_BYTES, LANES);
     if (!tiles) return L5_ERR_NOMEM;
-    int rearranged = 0;
+    /* The team's meeting points, counted by hand (l5_wait_for): with
+     * OpenMP's passive barriers every thread that arrives first sleeps, and
+     * waking it costs tens of microseconds on a VM, several times a batch. */
+    int rearranged = 0, tiles_done = 0, all_done = 0;
 #pragma omp parallel num_threads(team)
     {
 #ifdef _OPENMP
-        Tile *t = (Tile *)(tiles + (size_t)omp_get_thread_num() * TILE_BYTES);
+        const int me = omp_get_thread_num(), members = omp_get_num_threads();
 #else
-        Tile *t = (Tile *)tiles;
+        const int me = 0, members = 1;
 #endif
+        Tile *t = (Tile *)(tiles + (size_t)me * TILE_BYTES);
         t->timing = profile != NULL;
         memset(t->clock, 0, sizeof t->clock);
-        if (first) {
-#ifdef _OPENMP
-            if (omp_get_thread_num() != 0)
-                l5_wait_until_set(&rearranged);
-            else
-#endif
-            {
-                rearrange_weights(first->rw, first->params);
-                __atomic_store_n(&rearranged, 1, __ATOMIC_RELEASE);
-            }
+        if (first && me == 0) {
+            rearrange_weights(first->rw, first->params);
+            __atomic_store_n(&rearranged, 1, __ATOMIC_RELEASE);
+        } else if (first) {
+            l5_wait_for(&rearranged, 1);
         }
-#pragma omp for schedule(dynamic)
+#pragma omp for schedule(dynamic) nowait
         for (int64_t k = 0; k < n_tiles; k++) {
             int64_t first = k * LANES;
             if (t->timing) t->mark = l5_now();
@@ -905,9 +904,17 @@ static int for_each_tile(L5Workspace *ws, int64_t n, int threads, TileWork *work
 #pragma omp critical
             for (int k = 0; k < L5_N_STAGES; k++) profile[k] += t->clock[k];
         }
-        if (then) then(then_args, profile);
+        if (then) {
+            /* every tile done before phase 2 reads them */
+            __atomic_add_fetch(&tiles_done, 1, __ATOMIC_ACQ_REL);
+            l5_wait_for(&tiles_done, members);
+            then(then_args, profile);
+        }
+        /* Thread 0 leaves last, so that it is not the one asleep in the
+         * region's closing barrier, waiting to be woken. */
+        __atomic_add_fetch(&all_done, 1, __ATOMIC_ACQ_REL);
+        if (me == 0) l5_wait_for(&all_done, members);
     }
-    (void)rearranged; /* read only by the team's other threads: none without OpenMP */
     return L5_OK;
 }
 
