@@ -14,7 +14,7 @@ import importlib.metadata
 import re
 from typing import List
 
-__version__ = "0.3.0"
+__version__ = "0.3.1"
 DISTRIBUTION = "lenet5-exact"
 
 

@@ -1,7 +1,9 @@
-"""The NumPy twin of the C core's training-image warp (csrc/augment.c,
-docs/SPEC.md §8.6), line by line, to the same bytes.
+"""The NumPy twin of the C core's training-image warp (csrc/augment.c's
+readable one and csrc/fast.c's vector one, docs/SPEC.md §8.6), line by line,
+to the same bytes.
 
-The C core warps the images when training (``lenet5.core.augment``); this
+The C core warps the images when training (each as its tile loads it, or
+all at once with ``lenet5.core.augment``); this
 module exists to show what it computes and to hold it to that in the tests.
 Training never imports it.
 
@@ -52,7 +54,7 @@ def uniform_draws(key: int, count: int = 4) -> List[float]:
 
 
 def warp_image(image: np.ndarray, key: int, shift: float, rotate: float, scale: float) -> np.ndarray:
-    """One 28 x 28 uint8 image warped as csrc/augment.c's warp_image does it."""
+    """One 28 x 28 uint8 image warped as csrc/augment.c's l5_warp_image_ref does it."""
     u = uniform_draws(key)
     angle = rotate * u[0] * DEGREES_TO_RADIANS
     s = 1.0 + scale * u[1]

@@ -39,7 +39,7 @@ def test_c_warp_equals_numpy_twin_byte_for_byte(mnist_train, ranges, threads):
 
 
 def test_a_threaded_warp_of_many_images_equals_the_twin(mnist_train):
-    """From 32 images on the C core splits the work over threads (csrc/augment.c)."""
+    """From 32 images on core.augment splits the work over threads (csrc/augment.c)."""
     images = mnist_train[0][:600]
     index = np.arange(600) * 97
     runs = [core.augment(images, index, seed=11, epoch=5, threads=t, **AUGMENT_RANGES).tobytes() for t in (1, 2, 3)]
