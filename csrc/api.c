@@ -156,6 +156,30 @@ int l5_forward_ws(L5Workspace *ws, const double *params, int64_t n_params,
     return err;
 }
 
+/* Below this many images a thread team costs more than it saves: one image
+ * takes about 9-15 us, a team's start and barrier tens of microseconds.  A
+ * batch of the preset (64) already pays: 0.58 -> 0.38 ms on 2 threads of a
+ * shared Xeon (docs/SPEC.md §9.8). */
+#define L5_AUGMENT_MIN_PARALLEL 32
+
+/* Warp n images with the kernel set's warp, image i keyed by (seed, epoch,
+ * index[i]).  Images are independent, so any split over threads gives the
+ * same bytes. */
+static void augment_batch(const uint8_t *images, int64_t n, const L5Warp *warp, uint8_t *out,
+                      int kernel, int threads) {
+    (void)threads; /* read only by the OpenMP pragma: a build without OpenMP ignores it */
+#pragma omp parallel for schedule(static) num_threads(l5_resolve_threads(threads)) \
+    if (n >= L5_AUGMENT_MIN_PARALLEL)
+    for (int64_t i = 0; i < n; i++) {
+        uint8_t *to = out + i * L5_IMAGE_PIXELS;
+        const uint8_t *from = images + i * L5_IMAGE_PIXELS;
+        if (kernel == L5_KERNEL_REFERENCE)
+            l5_warp_image_ref(to, from, warp, i);
+        else
+            l5_fast_warp_image(to, from, warp, i);
+    }
+}
+
 int l5_augment(const uint8_t *images, const int64_t *index, int64_t n,
                uint64_t seed, int64_t epoch, double max_shift, double max_rotate,
                double max_scale, uint8_t *out, int kernel, int threads) {
@@ -166,7 +190,7 @@ int l5_augment(const uint8_t *images, const int64_t *index, int64_t n,
     L5Warp warp = {index, seed, epoch, max_shift, max_rotate, max_scale};
     int err = check_warp(&warp, n);
     if (err) return err;
-    l5_augment_batch(images, n, &warp, out, kernel, threads);
+    augment_batch(images, n, &warp, out, kernel, threads);
     return L5_OK;
 }
 

@@ -104,26 +104,3 @@ void l5_warp_image_ref(uint8_t *out, const uint8_t *image, const L5Warp *warp, i
         }
     }
 }
-
-/* Below this many images a thread team costs more than it saves: one image
- * takes about 9-15 us, a team's start and barrier tens of microseconds.  A
- * batch of the preset (64) already pays: 0.58 -> 0.38 ms on 2 threads of a
- * shared Xeon (docs/SPEC.md §9.8). */
-#define L5_AUGMENT_MIN_PARALLEL 32
-
-/* Warp n images, image i keyed by (seed, epoch, index[i]).  Images are
- * independent, so any split over threads gives the same bytes. */
-void l5_augment_batch(const uint8_t *images, int64_t n, const L5Warp *warp, uint8_t *out,
-                      int kernel, int threads) {
-    (void)threads; /* read only by the OpenMP pragma: a build without OpenMP ignores it */
-#pragma omp parallel for schedule(static) num_threads(l5_resolve_threads(threads)) \
-    if (n >= L5_AUGMENT_MIN_PARALLEL)
-    for (int64_t i = 0; i < n; i++) {
-        uint8_t *to = out + i * L5_IMAGE_PIXELS;
-        const uint8_t *from = images + i * L5_IMAGE_PIXELS;
-        if (kernel == L5_KERNEL_REFERENCE)
-            l5_warp_image_ref(to, from, warp, i);
-        else
-            l5_fast_warp_image(to, from, warp, i);
-    }
-}

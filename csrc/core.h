@@ -9,11 +9,12 @@
  *   loss.c       the output error (the loss's gradient) and the argmax (uses common.c)
  *   update.c     the update: the reference's, and SGD with momentum  (uses common.c)
  *   workspace.c  working memory a caller keeps across calls (uses common.c)
- *   augment.c    the seeded affine warp of training images   (uses common.c)
+ *   augment.c    the seeded affine warp of training images: each image's
+ *                draws and map, and the warp a pixel at a time   (uses common.c)
  *   reference.c  the plain kernels and the batch step made of them
  *                                                  (uses common.c, loss.c, update.c)
- *   fast.c       the fast kernels and their batch step
- *                                    (uses common.c, loss.c, update.c, workspace.c)
+ *   fast.c       the fast kernels and their batch step, and the warp on vectors
+ *                         (uses common.c, loss.c, update.c, workspace.c, augment.c)
  *   infer.c      prepared inference: one image at a time, vectorised
  *                within the image, from weights laid out once  (uses common.c, loss.c)
  *   dispatch.c   which instruction-set variant of fast.c and infer.c runs
@@ -212,9 +213,7 @@ void l5_warp_frame(double framed[L5_WARP_FRAMED * L5_WARP_FRAMED], const uint8_t
 /* Warp image i of a batch (keyed by warp->index[i]) into out, 784 bytes:
  * the readable twin; l5_fast_warp_image (fast.c) is the same on vectors. */
 void l5_warp_image_ref(uint8_t *out, const uint8_t *image, const L5Warp *warp, int64_t i);
-/* Warp n images with the kernel set's warp, on a team of `threads`. */
-void l5_augment_batch(const uint8_t *images, int64_t n, const L5Warp *warp, uint8_t *out,
-                      int kernel, int threads);
+
 
 /* ---------------------------------------------------------------------------
  * reference.c: the plain kernels.  The caller has checked every argument.

@@ -1,6 +1,7 @@
 /*
  * fast.c - the fast kernels: same arithmetic as reference.c, same bits.  It
- * uses only common.c, loss.c and update.c; reference.c is its twin, never its helper.
+ * uses only common.c, loss.c, update.c, workspace.c and augment.c (each
+ * image's warp map); reference.c is its twin, never its helper.
  *
  * The trick is to vectorise across images (docs/SPEC.md §9.2).  A "tile" is
  * LANES images (2, 4 or 8: one per lane of the instruction set's vector), and
