@@ -118,6 +118,9 @@ def test_profile_benchmark_prints_every_stage_and_the_peak():
     finally:
         sys.path.pop(0)
     for name, macs in core.profile_stages():
+        if name == "warp":  # a batch of 300 is not warped: --batch-size N's profile shows it
+            assert not re.search(r"^\| warp \|", r.stdout, re.M)
+            continue
         shown = STAGE_NAMES.get(name, name)
         assert re.search(rf"^\| {re.escape(shown)} \| {macs:,} \|( [\d.-]+ \|)+$", r.stdout, re.M), name
     assert re.search(r"^\| \*\*forward\*\* \| 406,800 \|", r.stdout, re.M)
@@ -133,3 +136,23 @@ def test_profile_benchmark_prints_every_stage_and_the_peak():
     assert teams == sorted({1, core.default_threads()})
     for row in rows:  # the format only: times are never tested
         assert float(row[1]) > 0 and float(row[2]) > 0
+
+
+def test_the_preset_profile_shows_the_warp_inside_the_training_call():
+    r = subprocess.run(
+        [sys.executable, str(BENCH), "--profile", "--quick", "--no-torch", "--batch-size", "64"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stderr
+    preset = r.stdout.split("The preset's batch (64 images", 1)[1]
+    for row in (
+        "warp (as each tile loads its images)",
+        "in the C call, outside the stages",
+        "**train_seconds per image**",
+    ):
+        cells = re.search(rf"^\| {re.escape(row)} \|((?: [\d.]+ \|)+)$", preset, re.M)
+        assert cells, row
+    warp = re.search(r"^\| warp \(as each tile loads its images\) \|((?: [\d.]+ \|)+)$", preset, re.M)
+    assert all(float(v) > 0 for v in warp.group(1).split("|") if v.strip())  # the warp ran, and was timed
