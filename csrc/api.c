@@ -166,7 +166,7 @@ int l5_forward_ws(L5Workspace *ws, const double *params, int64_t n_params,
  * index[i]).  Images are independent, so any split over threads gives the
  * same bytes. */
 static void augment_batch(const uint8_t *images, int64_t n, const L5Warp *warp, uint8_t *out,
-                      int kernel, int threads) {
+                          int kernel, int threads) {
     (void)threads; /* read only by the OpenMP pragma: a build without OpenMP ignores it */
 #pragma omp parallel for schedule(static) num_threads(l5_resolve_threads(threads)) \
     if (n >= L5_AUGMENT_MIN_PARALLEL)

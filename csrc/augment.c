@@ -62,11 +62,10 @@ void l5_warp_map(L5WarpMap *m, const L5Warp *warp, int64_t i) {
     m->b = sin(angle) / scale;
 }
 
-/* A floored source coordinate as a row or column of the frame: clamped so
- * that it and the next one lie inside the frame (both in its zero border
- * when the point is outside the image). */
+/* A floored source coordinate as a row or column of the frame, clamped
+ * (core.h says why). */
 static int frame_cell(double floored) {
-    const double lo = -L5_WARP_PAD, hi = L5_IMAGE_SIZE + L5_WARP_PAD - 2;
+    const double lo = L5_WARP_LO, hi = L5_WARP_HI;
     double clamped = floored < lo ? lo : floored > hi ? hi : floored;
     return (int)clamped + L5_WARP_PAD;
 }

@@ -207,13 +207,17 @@ typedef struct {
  * out is clamped to the frame, where all four are zero anyway. */
 #define L5_WARP_PAD 2
 #define L5_WARP_FRAMED (L5_IMAGE_SIZE + 2 * L5_WARP_PAD)
+/* A floored source coordinate is clamped to these, so that it and the next
+ * one lie inside the frame (both in its zero border when the point is
+ * outside the image). */
+#define L5_WARP_LO (-L5_WARP_PAD)
+#define L5_WARP_HI (L5_IMAGE_SIZE + L5_WARP_PAD - 2)
 
 void l5_warp_map(L5WarpMap *m, const L5Warp *warp, int64_t i);
 void l5_warp_frame(double framed[L5_WARP_FRAMED * L5_WARP_FRAMED], const uint8_t *image);
 /* Warp image i of a batch (keyed by warp->index[i]) into out, 784 bytes:
  * the readable twin; l5_fast_warp_image (fast.c) is the same on vectors. */
 void l5_warp_image_ref(uint8_t *out, const uint8_t *image, const L5Warp *warp, int64_t i);
-
 
 /* ---------------------------------------------------------------------------
  * reference.c: the plain kernels.  The caller has checked every argument.

@@ -490,7 +490,7 @@ void L5_ISA_NAME(l5_fast_warp_image)(uint8_t *out, const uint8_t *image, const L
     l5_warp_frame(framed, image);
     int32_t value[L5_IMAGE_PIXELS] __attribute__((aligned(64)));
     const vd a = splat(m.a), b = splat(m.b), centre = splat(L5_WARP_CENTRE);
-    const double lo = -L5_WARP_PAD, hi = L5_IMAGE_SIZE + L5_WARP_PAD - 2;
+    const double lo = L5_WARP_LO, hi = L5_WARP_HI;
     vd col, row; /* each lane's pixel, as doubles */
     for (int l = 0; l < LANES; l++) {
         col[l] = l % L5_IMAGE_SIZE;

@@ -74,7 +74,7 @@ void l5_update_span(double *params, const double *sum, int64_t at, int64_t count
     else if (v)
         momentum_update(w, v, sum, count, update, batch, 0, 0);
     else
-        plain_update(params + at, sum, count, update->sign, update->lr, batch);
+        plain_update(w, sum, count, update->sign, update->lr, batch);
 }
 
 void l5_apply_update(double *params, const double *sum, int64_t count,
